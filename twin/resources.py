@@ -47,7 +47,9 @@ class Servers:
 
     def __init__(self, env: simpy.Environment, capacity: int, name: str = "") -> None:
         if capacity < 1:
-            raise ValueError(f"capacity(={capacity}) of {name or 'servers'} must be >= 1")
+            raise ValueError(
+                f"capacity(={capacity}) of {name or 'servers'} must be >= 1"
+            )
         self.env = env
         self.name = name
         self.capacity = int(capacity)

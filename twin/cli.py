@@ -1,0 +1,210 @@
+"""The ``twin`` command line: parse, call one library function, print.
+
+Commands:
+  twin run [SCENARIO] [--out DIR] [--seed N] [--duration D] [--set K=V ...]
+           [--quiet] [--force]
+  twin validate SCENARIO [--set K=V ...]
+  twin estimate SCENARIO [--set K=V ...]
+  twin list
+
+SCENARIO is a file, or the name of a scenario under scenarios/ (``mm4``,
+``validation/mm1``); ``twin run`` alone runs the built-in default scenario.
+Errors the user can fix print one line each (``FILE:LINE: key: problem``) to
+standard error and exit 2 for scenarios, 1 otherwise; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from twin import __version__
+from twin.errors import TwinError
+
+DEFAULT_SCENARIO = "ece-2007-dell"
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def scenario_dirs() -> list[Path]:
+    """Where scenario names are looked up: ./scenarios, then the project's."""
+    found = []
+    for folder in (Path("scenarios"), REPOSITORY / "scenarios"):
+        if folder.is_dir() and folder.resolve() not in [f.resolve() for f in found]:
+            found.append(folder)
+    return found
+
+
+def find_scenario(name: str) -> Path:
+    """The file of scenario *name* (a path, or a name under scenarios/)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for folder in scenario_dirs():
+        for candidate in (folder / name, folder / f"{name}.yaml"):
+            if candidate.is_file():
+                return candidate
+    return path  # load_scenario reports it as missing, with the hint
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    sets = list(args.set or [])
+    if getattr(args, "seed", None) is not None:
+        sets.append(f"seed={args.seed}")
+    if getattr(args, "duration", None) is not None:
+        sets.append(f"duration={args.duration}")
+    return sets
+
+
+def _load(args: argparse.Namespace):
+    from twin.scenario import load_scenario
+
+    return load_scenario(find_scenario(args.scenario), _overrides(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from twin.sim.run import run_scenario
+
+    scenario = _load(args)
+    out = Path(args.out) if args.out else None
+    result = run_scenario(
+        scenario, out, quiet=args.quiet, force=args.force, progress_stream=sys.stderr
+    )
+    if result.reused:
+        print(
+            f"{result.path}: already complete for this scenario "
+            "(use --force to run again)"
+        )
+    else:
+        wall = result.manifest.get("wall_seconds", 0)
+        print(
+            f"{result.path}: done in {wall:.1f} s wall, "
+            f"{result.manifest.get('events', 0):,} events"
+        )
+    if not args.quiet:
+        for line in headline(result.summary):
+            print(line)
+    return 0
+
+
+def headline(summary: dict[str, float | None], limit: int = 40) -> list[str]:
+    """The summary metrics as aligned lines, confidence intervals beside means."""
+    names = [name for name in summary if not name.endswith(".ci95")]
+    width = max((len(name) for name in names), default=0)
+    lines = []
+    for name in names[:limit]:
+        value = summary[name]
+        text = "n/a" if value is None else f"{value:.6g}"
+        half = summary.get(f"{name}.ci95")
+        if half is not None:
+            text += f" ± {half:.3g}"
+        lines.append(f"  {name.ljust(width)}  {text}")
+    if len(names) > limit:
+        lines.append(f"  … {len(names) - limit} more in summary.json")
+    return lines
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    scenario = _load(args)
+    print(
+        f"{scenario.source}: ok ({scenario.kind} scenario {scenario.name!r}, "
+        f"seed {scenario.seed})"
+    )
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from twin.estimate import estimate
+
+    result = estimate(_load(args))
+    if args.json:
+        print(json.dumps(result.metrics, indent=2, sort_keys=True))
+    else:
+        for line in result.lines():
+            print(line)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for folder in scenario_dirs():
+        for path in sorted(folder.rglob("*.yaml")):
+            print(path.relative_to(folder).with_suffix(""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twin", description="mailtwin: a digital twin of a campus mail system"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"mailtwin {__version__}"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def scenario_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--set",
+            action="append",
+            metavar="PATH.TO.KEY=VALUE",
+            help="override a scenario key (VALUE is YAML); repeatable",
+        )
+
+    run = commands.add_parser("run", help="run a scenario into a run folder")
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"scenario file or name (default: {DEFAULT_SCENARIO})",
+    )
+    run.add_argument(
+        "--out", metavar="DIR", help="run folder (default: reports/runs/<name>-seed<N>)"
+    )
+    run.add_argument("--seed", type=int, metavar="N", help="override the seed")
+    run.add_argument("--duration", metavar="D", help="override the duration (e.g. 2d)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="run again even if the run folder is complete",
+    )
+    scenario_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    validate = commands.add_parser("validate", help="check a scenario without running")
+    validate.add_argument("scenario")
+    scenario_options(validate)
+    validate.set_defaults(handler=cmd_validate)
+
+    estimate = commands.add_parser(
+        "estimate", help="analytic answer without simulating"
+    )
+    estimate.add_argument("scenario")
+    estimate.add_argument("--json", action="store_true", help="metrics as JSON")
+    scenario_options(estimate)
+    estimate.set_defaults(handler=cmd_estimate)
+
+    listing = commands.add_parser("list", help="list the scenarios by name")
+    listing.set_defaults(handler=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except TwinError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("twin: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

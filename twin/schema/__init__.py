@@ -1,0 +1,1 @@
+"""Typed scenario schemas, one module per scenario kind (see ``twin.scenario``)."""

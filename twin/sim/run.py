@@ -1,0 +1,262 @@
+"""Run a scenario into a run folder that is always complete.
+
+A run folder holds:
+
+- ``scenario.resolved.yaml``: the scenario with every default filled in;
+- ``manifest.json``: version, seed, scenario hash, simulated duration, wall
+  seconds, SimPy events processed, status (``complete`` or ``failed``);
+- ``summary.json``: one flat object, metric name -> number (only when complete);
+- ``jobs.parquet`` and ``resources.parquet``;
+- ``error.txt``: the traceback, when the run failed.
+
+The folder is built under a hidden staging name beside its final place and
+renamed into place at the end, so a crash never leaves a half-written
+summary; a failed run still leaves the resolved scenario, the manifest and the
+error (desmod's habit), then re-raises. A folder that is already complete for
+the same scenario hash is reused, not recomputed, so an interrupted batch of
+runs resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import simpy
+
+import twin
+from twin.scenario import Scenario
+from twin.sim.recorder import RESOURCE_SCHEMA, NullWriter, TableWriter, sample_resources
+from twin.sim.streams import Streams
+from twin.units import format_duration
+
+DEFAULT_RUNS = Path("reports") / "runs"
+PROGRESS_STEPS = 200
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run went and what it found."""
+
+    path: Path
+    summary: dict[str, float]
+    manifest: dict
+    reused: bool = False
+
+
+def default_folder(scenario: Scenario) -> Path:
+    return DEFAULT_RUNS / f"{scenario.name}-seed{scenario.seed}"
+
+
+def _json_number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a temporary file renamed over *path*."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def read_complete(folder: Path, digest: str) -> RunResult | None:
+    """The result already in *folder* if it is complete for scenario *digest*."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        manifest.get("status") != "complete"
+        or manifest.get("scenario_sha256") != digest
+    ):
+        return None
+    return RunResult(folder, summary, manifest, reused=True)
+
+
+class Progress:
+    """A one-line progress bar of simulated time on a terminal."""
+
+    def __init__(self, stream: TextIO | None, duration: float, label: str) -> None:
+        self.stream = stream
+        self.duration = duration
+        self.label = label
+        self.started = time.perf_counter()
+
+    def show(self, now: float) -> None:
+        if self.stream is None:
+            return
+        share = min(now / self.duration, 1.0)
+        filled = int(share * 30)
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+            f"{format_duration(now)} / {format_duration(self.duration)} "
+            f"{share:4.0%}  {elapsed:5.1f}s wall"
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def events_processed(env: simpy.Environment) -> int:
+    """SimPy events processed so far (scheduled ids minus those still queued)."""
+    counter = getattr(env, "_eid", None)
+    queue = getattr(env, "_queue", None)
+    if counter is None or queue is None:
+        return -1
+    scheduled = next(counter)
+    return scheduled - len(queue)
+
+
+def _build(env, scenario: Scenario, streams: Streams, folder: Path):
+    model = scenario.model
+    if scenario.kind == "queueing":
+        from twin.sim.queueing import QueueingModel
+
+        schema = QueueingModel.schema(model)
+        jobs = (
+            TableWriter(folder / "jobs.parquet", schema)
+            if model.output.jobs_table
+            else NullWriter()
+        )
+        return QueueingModel(env, model, streams, jobs), jobs
+    from twin.sim.mail import MailModel
+
+    schema = MailModel.schema(model)
+    jobs = (
+        TableWriter(folder / "jobs.parquet", schema)
+        if model.output.jobs_table
+        else NullWriter()
+    )
+    return MailModel(env, model, streams, jobs, folder), jobs
+
+
+def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict, int]:
+    """Run *scenario* writing its tables into *folder*; summary and event count."""
+    model_spec = scenario.model
+    env = simpy.Environment()
+    streams = Streams(scenario.seed)
+    model, jobs = _build(env, scenario, streams, folder)
+    resources = TableWriter(folder / "resources.parquet", RESOURCE_SCHEMA)
+    try:
+        env.process(
+            sample_resources(
+                env, model.monitors(), model_spec.output.sample_interval, resources
+            )
+        )
+        model.start()
+        duration = model_spec.duration
+        if progress.stream is None:
+            env.run(until=duration)
+        else:
+            for step in range(1, PROGRESS_STEPS + 1):
+                env.run(until=duration * step / PROGRESS_STEPS)
+                progress.show(env.now)
+            progress.done()
+        summary = model.finish()
+    finally:
+        jobs.close()
+        resources.close()
+    events = events_processed(env)
+    summary["sim.duration"] = float(duration)
+    summary["sim.warmup"] = float(model_spec.warmup)
+    summary["sim.events"] = float(events)
+    return summary, events
+
+
+def run_scenario(
+    scenario: Scenario,
+    out: Path | None = None,
+    *,
+    quiet: bool = False,
+    force: bool = False,
+    progress_stream: TextIO | None = None,
+) -> RunResult:
+    """Run *scenario* into the folder *out* (default reports/runs/<name>-seed<N>)."""
+    folder = Path(out) if out is not None else default_folder(scenario)
+    if not force:
+        done = read_complete(folder, scenario.digest)
+        if done is not None:
+            return done
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    (staging / "scenario.resolved.yaml").write_text(scenario.resolved_yaml)
+    manifest = {
+        "package": "mailtwin",
+        "version": twin.__version__,
+        "scenario": scenario.name,
+        "scenario_source": scenario.source,
+        "scenario_sha256": scenario.digest,
+        "kind": scenario.kind,
+        "seed": scenario.seed,
+        "simulated_duration_s": scenario.model.duration,
+        "warmup_s": scenario.model.warmup,
+        "python": platform.python_version(),
+        "simpy": simpy.__version__,
+        "numpy": np.__version__,
+        "status": "running",
+    }
+    write_json(staging / "manifest.json", manifest)
+    if quiet or progress_stream is None:
+        stream = None
+    else:
+        stream = progress_stream if progress_stream.isatty() else None
+    progress = Progress(stream, scenario.model.duration, scenario.name)
+    started = time.perf_counter()
+    try:
+        summary, events = simulate(scenario, staging, progress)
+    except BaseException as exc:
+        manifest.update(
+            status="failed",
+            error=repr(exc),
+            wall_seconds=round(time.perf_counter() - started, 3),
+        )
+        (staging / "error.txt").write_text(traceback.format_exc())
+        write_json(staging / "manifest.json", manifest)
+        _replace(staging, folder)
+        raise
+    clean = {name: _json_number(value) for name, value in sorted(summary.items())}
+    write_json(staging / "summary.json", clean)
+    manifest.update(
+        status="complete",
+        events=events,
+        wall_seconds=round(time.perf_counter() - started, 3),
+    )
+    write_json(staging / "manifest.json", manifest)
+    _replace(staging, folder)
+    return RunResult(folder, clean, manifest)
+
+
+def _replace(staging: Path, folder: Path) -> None:
+    """Move *staging* to *folder*, replacing an older run there."""
+    old = None
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def progress_stream() -> TextIO:
+    return sys.stderr
