@@ -177,6 +177,7 @@ def apply_overrides(data: Any, overrides: Sequence[str], locator: _Locator) -> A
         target = data
         for depth, part in enumerate(parts[:-1]):
             if isinstance(target, dict):
+                part = str(part) if isinstance(part, int) else part
                 target = target.setdefault(part, {})
             elif (
                 isinstance(target, list)
@@ -197,6 +198,7 @@ def apply_overrides(data: Any, overrides: Sequence[str], locator: _Locator) -> A
         else:
             last = parts[-1]
             if isinstance(target, dict):
+                last = str(last) if isinstance(last, int) else last
                 target[last] = value
             elif (
                 isinstance(target, list)

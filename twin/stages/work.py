@@ -41,7 +41,7 @@ _NO_CPU: Mapping[str, int] = MappingProxyType({})
 class Work:
     """Additive counts of the work one stage step did (never seconds)."""
 
-    cpu: Mapping[str, int] = field(default=_NO_CPU)
+    cpu: Mapping[str, int] = field(default_factory=lambda: _NO_CPU)
     reads: tuple[tuple[str, int], ...] = ()
     writes: tuple[tuple[str, int], ...] = ()
     fsyncs: int = 0
