@@ -1,0 +1,224 @@
+"""Local delivery to maildir, as Postfix local(8) does it, on real files.
+
+Twins the maildir protocol of cr.yp.to/proto/maildir.html (FACTS.md "Mail
+stores and access") as Postfix's ``src/local/maildir.c`` runs it: write the
+message to ``tmp/<name>``, flush it, link it into ``new/<name>`` and unlink the
+``tmp/`` name (a move that never overwrites: one directory move, counted as one
+rename). No locks. ``<name>`` is ``time.unique.host``: ``time`` is the
+simulated ``now`` in whole seconds plus ``epoch_offset_s``, ``unique`` comes
+from the caller (it must be unique per host and second, e.g. ``P<pid>Q<n>``),
+``host`` is the host name with ``/`` and ``:`` written ``\\057`` and ``\\072``.
+
+Layout (all paths come from ``maildir_path``): ``root/<user>/Maildir/`` with
+``tmp``, ``new``, ``cur``; a Maildir++ subfolder ``Sent`` (or ``Lists.x``) is
+``root/<user>/Maildir/.Sent/`` with the same three plus a ``maildirfolder``
+file. The first delivery to a folder creates what is missing, each directory
+(and the marker file) counted as a file created.
+
+Line ends: stored messages have LF line ends, as Postfix local delivery writes
+them (the queue keeps lines as records; local(8) ends each with ``\\n``): CRLF
+becomes LF and a last line without an end gets one. ``lf_message`` does this.
+
+Counts per delivery: one file created, one write of the stored bytes (key
+``<user>/Maildir/new/<name>``, relative to the store root), one fsync (counted
+even when ``host_fsync`` is off and ``os.fsync`` is skipped), one rename, plus
+any directories created; CPU units ``deliver.message`` and ``deliver.byte``.
+
+Scenario keys (via ``MaildirSettings``): host name, epoch, host_fsync.
+
+Raises ValueError for a bad user, folder or ``unique`` name, negative ``now``,
+or a name already present in ``tmp/`` or ``new/`` (a ``unique`` reused in the
+same second: the message is not written).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from twin.stages.work import Work
+
+CPU_UNITS: dict[str, str] = {
+    "deliver.message": "a message delivered by local(8): lookup, open, close",
+    "deliver.byte": "a byte copied into a mailbox (with line-end conversion)",
+}
+
+# Simulated time 0 is Monday 5 March 2007 00:00:00 UTC: assumption, a week in
+# the era of the current server (DESIGN.md); same value as twin.stages.queue.
+SIMULATION_EPOCH_S = 1173052800
+
+# Login names as /etc/passwd and LDAP uid allow them here; no path separators.
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+# cr.yp.to: the unique part must not hold '/', ':' or '.' (dots split the name).
+_UNIQUE = re.compile(r"[A-Za-z0-9_#=,-]{1,64}")
+# Maildir++ folder names: dot-separated parts, no '/', no empty part.
+_FOLDER = re.compile(r"[A-Za-z0-9_&,+= -]+(?:\.[A-Za-z0-9_&,+= -]+)*")
+
+MAILDIR = "Maildir"
+SUBDIRS = ("tmp", "new", "cur")
+FOLDER_MARKER = "maildirfolder"
+
+
+def maildir_path(root: Path, user: str, folder: str = "") -> Path:
+    """The maildir of ``user``'s folder (``""`` is the inbox) under ``root``."""
+    base = Path(root) / user / MAILDIR
+    return base / f".{folder}" if folder else base
+
+
+def lf_message(message: bytes) -> bytes:
+    """``message`` with LF line ends and a final LF (empty stays empty)."""
+    if b"\r\n" in message:
+        message = message.replace(b"\r\n", b"\n")
+    if message and not message.endswith(b"\n"):
+        message += b"\n"
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class MaildirSettings:
+    """Settings of maildir delivery on one host."""
+
+    hostname: str = "mail.example.edu"  # assumption: the twinned host's name
+    epoch_offset_s: int = SIMULATION_EPOCH_S
+    host_fsync: bool = False  # really call os.fsync; the Work counts it anyway
+
+    def __post_init__(self) -> None:
+        if not self.hostname or any(c in self.hostname for c in " \t\r\n"):
+            raise ValueError(f"hostname={self.hostname!r} must be a non-empty name")
+        if self.epoch_offset_s < 0:
+            raise ValueError(f"epoch_offset_s={self.epoch_offset_s!r} must be >= 0")
+
+
+class DeliveryDecision(Enum):
+    DELIVERED = "delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """One message stored in a mailbox (maildir or mbox)."""
+
+    decision: DeliveryDecision
+    reason: str
+    key: str  # the file written, relative to the store root
+    size_bytes: int  # bytes written to the mailbox
+    work: Work
+
+
+class MaildirStore:
+    """Maildirs of many users under ``root``; holds no file open between calls.
+
+    It remembers which folders exist (a dict of ready paths), so a delivery
+    makes no stat or directory listing: open, write, close, link, unlink.
+    """
+
+    def __init__(self, root: Path, settings: MaildirSettings) -> None:
+        self.root = Path(root)
+        self.settings = settings
+        os.makedirs(self.root, exist_ok=True)
+        self._host = settings.hostname.replace("/", "\\057").replace(":", "\\072")
+        # (user, folder) -> (tmp dir, new dir, key prefix of new/)
+        self._ready: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    def deliver(
+        self,
+        user: str,
+        message: bytes,
+        now: float,
+        unique: str,
+        folder: str = "",
+    ) -> DeliveryResult:
+        """Store ``message`` in ``new/`` of ``user``'s maildir folder."""
+        if _UNIQUE.fullmatch(unique) is None:
+            raise ValueError(
+                f"unique={unique!r} must be 1-64 of letters, digits, '_#=,-'"
+            )
+        if now < 0:
+            raise ValueError(f"now={now!r} must be >= 0 simulated seconds")
+        ready = self._ready.get((user, folder))
+        created = 0
+        if ready is None:
+            ready, created = self._make_folder(user, folder)
+        body = lf_message(message)
+        tmp_dir, new_dir, prefix = ready
+        name = f"{self.settings.epoch_offset_s + int(now)}.{unique}.{self._host}"
+        tmp = f"{tmp_dir}/{name}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise ValueError(f"maildir name {name!r} is already in {tmp_dir}") from None
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.settings.host_fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, f"{new_dir}/{name}")
+        except FileExistsError:
+            os.unlink(tmp)
+            raise ValueError(f"maildir name {name!r} is already in {new_dir}") from None
+        os.unlink(tmp)
+        size = len(body)
+        key = prefix + name
+        work = Work(
+            cpu={"deliver.message": 1, "deliver.byte": size},
+            writes=((key, size),),
+            fsyncs=1,
+            files_created=1 + created,
+            files_renamed=1,
+        )
+        return DeliveryResult(
+            DeliveryDecision.DELIVERED,
+            f"delivered {size} bytes to {key}",
+            key,
+            size,
+            work,
+        )
+
+    def folder_path(self, user: str, folder: str = "") -> Path:
+        """The maildir of ``user``'s folder in this store."""
+        return maildir_path(self.root, user, folder)
+
+    def _make_folder(self, user: str, folder: str) -> tuple[tuple[str, str, str], int]:
+        """Create the folder's missing directories; (ready paths, files created)."""
+        if _USER.fullmatch(user) is None:
+            raise ValueError(
+                f"user={user!r} must be 1-64 of letters, digits, '._-', "
+                "not starting with '.' or '-'"
+            )
+        if folder and _FOLDER.fullmatch(folder) is None:
+            raise ValueError(
+                f"folder={folder!r} must be a Maildir++ name: dot-separated parts "
+                "of letters, digits, spaces and '_&,+=-'"
+            )
+        inbox = maildir_path(self.root, user)
+        chain = [inbox.parent, inbox, *(inbox / sub for sub in SUBDIRS)]
+        box = inbox
+        if folder:
+            box = maildir_path(self.root, user, folder)
+            chain += [box, *(box / sub for sub in SUBDIRS)]
+        created = 0
+        for directory in chain:
+            try:
+                os.mkdir(directory, 0o700)
+                created += 1
+            except FileExistsError:
+                pass
+        if folder:
+            try:
+                marker = os.open(
+                    box / FOLDER_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+                )
+                os.close(marker)
+                created += 1
+            except FileExistsError:
+                pass
+        relative = box.relative_to(self.root).as_posix()
+        ready = (str(box / "tmp"), str(box / "new"), f"{relative}/new/")
+        self._ready[(user, folder)] = ready
+        return ready, created
