@@ -87,28 +87,41 @@ class NullWriter:
         pass
 
 
-def sample_resources(
-    env: simpy.Environment,
-    monitors: Sequence[tuple[str, Monitored]],
-    interval: float,
-    writer: TableWriter | NullWriter,
-):
-    """SimPy process: every *interval*, one row per monitored resource."""
-    previous = [0.0] * len(monitors)
-    for index, (_, resource) in enumerate(monitors):
-        resource.sync()
-        previous[index] = resource.busy_area
-    while True:
-        yield env.timeout(interval)
-        now = env.now
-        for index, (name, resource) in enumerate(monitors):
+class ResourceSampler:
+    """One row per monitored resource every *interval*, and one at the end."""
+
+    def __init__(self, env: simpy.Environment,
+                 monitors: Sequence[tuple[str, Monitored]], interval: float,
+                 writer: TableWriter | NullWriter) -> None:
+        self.env = env
+        self.monitors = list(monitors)
+        self.interval = interval
+        self.writer = writer
+        self.last = env.now
+        self.previous = []
+        for _, resource in self.monitors:
+            resource.sync()
+            self.previous.append(resource.busy_area)
+
+    def sample(self) -> None:
+        now = self.env.now
+        span = now - self.last
+        if span <= 0:
+            return
+        for index, (name, resource) in enumerate(self.monitors):
             resource.sync()
             area = resource.busy_area
-            utilization = (area - previous[index]) / (resource.capacity * interval)
-            previous[index] = area
-            writer.append(
-                (now, name, utilization, resource.queue_length, resource.busy)
-            )
+            utilization = (area - self.previous[index]) / (resource.capacity * span)
+            self.previous[index] = area
+            self.writer.append(
+                (now, name, utilization, resource.queue_length, resource.busy))
+        self.last = now
+
+    def process(self):
+        """SimPy process: sample every interval."""
+        while True:
+            yield self.env.timeout(self.interval)
+            self.sample()
 
 
 def schema_with(

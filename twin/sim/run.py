@@ -36,7 +36,12 @@ import simpy
 
 import twin
 from twin.scenario import Scenario
-from twin.sim.recorder import RESOURCE_SCHEMA, NullWriter, TableWriter, sample_resources
+from twin.sim.recorder import (
+    RESOURCE_SCHEMA,
+    NullWriter,
+    ResourceSampler,
+    TableWriter,
+)
 from twin.sim.streams import Streams
 from twin.units import format_duration
 
@@ -154,11 +159,10 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
     model, jobs = _build(env, scenario, streams, folder)
     resources = TableWriter(folder / "resources.parquet", RESOURCE_SCHEMA)
     try:
-        env.process(
-            sample_resources(
-                env, model.monitors(), model_spec.output.sample_interval, resources
-            )
+        sampler = ResourceSampler(
+            env, model.monitors(), model_spec.output.sample_interval, resources
         )
+        env.process(sampler.process())
         model.start()
         duration = model_spec.duration
         if progress.stream is None:
@@ -168,6 +172,7 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
                 env.run(until=duration * step / PROGRESS_STEPS)
                 progress.show(env.now)
             progress.done()
+        sampler.sample()  # the last, partial interval up to the end
         summary = model.finish()
     finally:
         jobs.close()
