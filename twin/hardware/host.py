@@ -1,0 +1,237 @@
+"""A modelled host: turns a stage's Work into simulated time on its hardware.
+
+Twins one machine of the mail system (the Sun E450, the Dell PE1750, the spamd
+gateway) from its ``HardwareProfile``: a ``Cpu``, named ``Array`` s, a
+``PageCache`` and a ``Link``. ``Host.execute(work, array)`` is the SimPy side
+of the one contract (DESIGN.md: stages report work, hardware turns work into
+time), in three steps:
+
+1. CPU: ``cpu_seconds(work)`` = sum of units x ``profile.cost_s(kind)``, plus
+   ``dir_entries_scanned`` x the cost of ``fs.dir_entry`` (defined here), run
+   holding one hardware thread.
+2. Storage, on the named array: a directory scan reads its entries
+   (``DIR_ENTRY_BYTES`` each) and every ``reads`` pair goes through the page
+   cache, misses becoming disk reads (one positioning plus a sequential
+   transfer). Every ``writes`` pair populates the page cache. With
+   ``fsyncs`` > 0 the writes are synchronous: the process waits for them
+   (through the controller cache if the array has one). Without, they are
+   written back off the critical path: started at once, nobody waits. Each
+   ``files_created``, ``files_renamed``, ``files_deleted`` and ``locks`` is a
+   small (``METADATA_IO_BYTES``) metadata write to the directory's block
+   (the directory is the folder of the step's first written, else read, file;
+   a step with neither uses one host-wide key),
+   synchronous when ``fsyncs`` > 0 and written back otherwise (assumption:
+   ext3 ordered mode commits the metadata of an fsync'ed file with it; UFS
+   writes directory updates synchronously, which an fsyncing mail store
+   matches).
+3. Network: ``net_bytes`` over the link, then ``net_round_trips`` round trips
+   of latency (``twin.hardware.network``).
+
+A step that touches storage without naming an array uses the host's only array;
+with several it is a ``ValueError``. ``demand(work, array)`` gives the expected
+busy seconds of each resource for operational-law estimates (U = X x D, per
+server divide by ``capacity``) without SimPy, and ``monitors()`` names every
+measured resource for the sampler.
+
+CPU unit kinds defined here (``CPU_UNITS``), with reference costs in
+``REFERENCE_COSTS`` that a ``hardware/costs/fs.yaml`` entry would replace:
+``fs.dir_entry``. Raises ``KeyError`` for a unit kind without a cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+
+import simpy
+
+from twin.hardware.array import Array
+from twin.hardware.cpu import Cpu
+from twin.hardware.memory import PageCache
+from twin.hardware.network import Link, transmission_s
+from twin.hardware.profile import HardwareProfile
+from twin.stages.work import Work
+
+CPU_UNITS: dict[str, str] = {
+    "fs.dir_entry": "one directory entry returned by readdir and parsed by the reader",
+}
+
+REFERENCE_COSTS: dict[str, float] = {
+    # assumption: getdents from a cached directory costs ~0.2 us an entry on a
+    # 3.2 GHz Xeon; the reader (a maildir IMAP/POP server) parses the name and
+    # its ":2,FLAGS" suffix and often stats the file (~1-2 us): ~2 us in all.
+    "fs.dir_entry": 2.0e-6,
+}
+
+DIR_ENTRY_BYTES = 64
+"""On-disk bytes of one directory entry: an ext3 entry is 8 bytes plus the name
+rounded to 4; maildir names run ~40-60 characters (assumption)."""
+
+METADATA_IO_BYTES = 4096
+"""One metadata update writes one filesystem block (4 KiB on ext3 and on the UFS
+fragment-sized directory block; assumption)."""
+
+
+def _directory_key(work: Work, host_name: str) -> str:
+    """The directory a step's metadata lives in: its first file's folder."""
+    for key, _ in work.writes or work.reads:
+        folder, slash, _name = key.rpartition("/")
+        return f"{folder}/" if slash else "/"
+    return f"{host_name}:/"
+
+
+class Host:
+    """Host *name* in *env* built from *profile*.
+
+    *costs* replaces the profile's reference cost table (seconds per unit on
+    the reference core); the profile's ``relative_speed`` and overrides still
+    apply.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        profile: HardwareProfile,
+        costs: Mapping[str, float] | None = None,
+    ) -> None:
+        if not name:
+            raise ValueError("host name must not be empty")
+        self.env = env
+        self.name = name
+        table = dict(REFERENCE_COSTS)
+        table.update(profile.reference_costs if costs is None else costs)
+        self.profile = profile.with_costs(table)
+        self.cpu = Cpu(env, profile.cpu, f"{name}.cpu")
+        self.arrays: dict[str, Array] = {
+            array_name: Array(env, spec, f"{name}.{array_name}")
+            for array_name, spec in profile.arrays.items()
+        }
+        self.page_cache = PageCache(profile.memory.page_cache_bytes)
+        self.link = Link(env, profile.link, f"{name}.link")
+        self._unit_s: dict[str, float] = {}
+        self.background_writes = 0
+        """Writes handed to background write-back so far."""
+
+    # -- pure ----------------------------------------------------------------
+
+    def unit_s(self, kind: str) -> float:
+        """Seconds one unit of *kind* takes on one core of this host."""
+        seconds = self._unit_s.get(kind)
+        if seconds is None:
+            seconds = self._unit_s[kind] = self.profile.cost_s(kind)
+        return seconds
+
+    def cpu_seconds(self, work: Work) -> float:
+        """Full-speed CPU seconds of *work* on this host."""
+        unit_s = self._unit_s
+        total = 0.0
+        for kind, units in work.cpu.items():
+            seconds = unit_s.get(kind)
+            if seconds is None:
+                seconds = self.unit_s(kind)
+            total += units * seconds
+        if work.dir_entries_scanned:
+            total += work.dir_entries_scanned * self.unit_s("fs.dir_entry")
+        return total
+
+    def array(self, name: str | None) -> Array:
+        """The array called *name*, or the only one when *name* is None."""
+        if name is None:
+            if len(self.arrays) == 1:
+                return next(iter(self.arrays.values()))
+            raise ValueError(
+                f"work on host {self.name} touches storage but names no array; "
+                f"arrays: {', '.join(self.arrays)}"
+            )
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise ValueError(
+                f"host {self.name} has no array {name!r}; "
+                f"arrays: {', '.join(self.arrays)}"
+            ) from None
+
+    def demand(self, work: Work, array: str | None = None) -> dict[str, float]:
+        """Busy seconds *work* puts on each resource, keyed like ``monitors()``.
+
+        CPU: full-speed seconds on one thread. Array: spindle-seconds summed
+        over its disks, counting reads the page cache holds now as hits (an
+        empty cache: all misses) and every write, synchronous or not. Link:
+        transmission seconds (latency holds nothing).
+        """
+        result = {f"{self.name}.cpu": self.cpu_seconds(work)}
+        if work.touches_storage:
+            target = self.array(array)
+            cache = self.page_cache
+            seconds = 0.0
+            folder = _directory_key(work, self.name)
+            if work.dir_entries_scanned:
+                wanted = work.dir_entries_scanned * DIR_ENTRY_BYTES
+                seconds += target.read_demand_s(
+                    folder, max(0, wanted - cache.cached(folder))
+                )
+            for key, nbytes in work.reads:
+                seconds += target.read_demand_s(key, max(0, nbytes - cache.cached(key)))
+            for key, nbytes in work.writes:
+                seconds += target.write_demand_s(key, nbytes)
+            metadata = _metadata_writes(work)
+            if metadata:
+                seconds += metadata * target.write_demand_s(folder, METADATA_IO_BYTES)
+            result[target.name] = seconds
+        result[self.link.name] = transmission_s(self.profile.link, work.net_bytes)
+        return result
+
+    def monitors(self) -> list[tuple[str, object]]:
+        """(name, resource) of every measured resource, Servers-like objects."""
+        found: list[tuple[str, object]] = [(self.cpu.name, self.cpu.threads)]
+        found.extend((array.name, array) for array in self.arrays.values())
+        found.append((self.link.name, self.link.wire))
+        return found
+
+    # -- SimPy ---------------------------------------------------------------
+
+    def execute(
+        self, work: Work, array: str | None = None
+    ) -> Generator[simpy.Event, object, None]:
+        """Spend *work* on this host: CPU, then storage, then network."""
+        cpu_s = self.cpu_seconds(work)
+        if cpu_s > 0:
+            yield from self.cpu.run(cpu_s)
+        if work.touches_storage:
+            yield from self._storage(work, self.array(array))
+        if work.net_bytes or work.net_round_trips:
+            yield from self.link.transfer(work.net_bytes, work.net_round_trips)
+
+    def _storage(
+        self, work: Work, target: Array
+    ) -> Generator[simpy.Event, object, None]:
+        cache = self.page_cache
+        folder = _directory_key(work, self.name)
+        if work.dir_entries_scanned:
+            missing = cache.read(folder, work.dir_entries_scanned * DIR_ENTRY_BYTES)
+            if missing:
+                yield from target.read(folder, missing)
+        for key, nbytes in work.reads:
+            missing = cache.read(key, nbytes)
+            if missing:
+                yield from target.read(key, missing)
+        later: list[tuple[str, int]] = []
+        synchronous = work.fsyncs > 0
+        for key, nbytes in work.writes:
+            cache.write(key, nbytes)
+            if synchronous:
+                yield from target.write(key, nbytes)
+            elif nbytes > 0:
+                later.append((key, nbytes))
+        for _ in range(_metadata_writes(work)):
+            if synchronous:
+                yield from target.write(folder, METADATA_IO_BYTES)
+            else:
+                later.append((folder, METADATA_IO_BYTES))
+        for key, nbytes in later:
+            target.write_behind(key, nbytes)
+        self.background_writes += len(later)
+
+
+def _metadata_writes(work: Work) -> int:
+    return work.files_created + work.files_renamed + work.files_deleted + work.locks
