@@ -1,0 +1,843 @@
+"""Cyrus-style IMAP and POP3 access over maildir: index and cache files.
+
+Twins the 2007 access stack (FACTS.md "Cyrus: per mailbox cyrus.header,
+cyrus.index (fixed records), cyrus.cache"). Messages stay maildir files
+(written by the delivery stage, readable by ``mailbox.Maildir``); next to them
+every mailbox directory holds
+
+- ``cyrus.index``: a 64-byte header (magic, version, record size, UIDVALIDITY,
+  UIDNEXT, record count, last UID seen by a read-write session, mtimes of
+  ``new/`` and ``cur/`` when last in step) and one fixed ``RECORD_BYTES`` record
+  per message: UID, internal date, CRLF size, header size, flags, where the
+  file is, its name, and its entry in the cache;
+- ``cyrus.cache``: per message the CRLF header block and the BODYSTRUCTURE.
+
+Delivery calls ``index_delivery`` after it links a message into ``new/``, so
+the index stays current at the cost of one appended record and cache entry;
+SELECT then reads the index alone, FETCH of flags/sizes reads nothing more and
+FETCH of headers or ENVELOPE reads the cache. A missing or damaged index is
+rebuilt from the maildir (every message read, as Cyrus ``reconstruct`` does);
+when ``new/`` or ``cur/`` changed behind the index's back (mtime differs) the
+directories are rescanned. Flag changes rewrite one record in place and rename
+the file to its ``cur/NAME:2,FLAGS`` name; EXPUNGE unlinks the files and
+rewrites index and cache.
+
+Layout under the store root: ``<user>/Maildir`` is INBOX, ``<user>/Maildir/.A.B``
+the maildir++ folder ``A/B`` (so ``.`` is not allowed in names),
+``<user>/Maildir/subscriptions`` the subscriptions.
+
+Limits: file names longer than ``NAME_BYTES`` cannot be indexed and are left
+out; an external writer that changes a directory within the file system's
+timestamp granularity of the last indexed change may go unseen until the
+next change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin.access.imapfetch import bodystructure
+from twin.access.message import parse_mime, split_message, to_crlf
+from twin.access.names import MailboxNameError, check_user, split_name
+from twin.access.store import (
+    DELETED,
+    MessageInfo,
+    StoreError,
+    flags_from_info,
+    locked_file,
+    maildir_info,
+    read_subscriptions,
+    write_subscriptions,
+)
+from twin.stages.work import Work
+
+CPU_UNITS: dict[str, str] = {
+    "cyrus.record": "one index record read, written or rebuilt",
+    "cyrus.cache_byte": "one byte of the header cache served",
+    "cyrus.parse_byte": "one byte of a message parsed to index it (delivery, rebuild)",
+}
+
+MAGIC = b"TWCYRIX1"
+HEADER = struct.Struct("<8sIIIIIIqq")
+HEADER_BYTES = 64
+NAME_BYTES = 128
+RECORD = struct.Struct(f"<IIIIBBHQI{NAME_BYTES}s")
+RECORD_BYTES = RECORD.size
+NEW, CUR, CUR_BARE = 0, 1, 2  # file in new/, in cur/ with ":2,info", in cur/ as is
+INDEX, CACHE, LOCK = "cyrus.index", "cyrus.cache", "cyrus.header"
+_STAMP = re.compile(r"(\d{1,12})[.]")
+
+
+@dataclass(slots=True)
+class _Record:
+    info: MessageInfo
+    header_size: int
+    location: int
+    name: str
+    cache_offset: int
+    cache_length: int
+
+    def pack(self) -> bytes:
+        raw = self.name.encode()
+        return RECORD.pack(self.info.uid, self.info.internaldate, self.info.size,
+                           self.header_size, self.info.flags, self.location,
+                           len(raw), self.cache_offset, self.cache_length, raw)
+
+    def filename(self) -> str:
+        if self.location == NEW:
+            return os.path.join("new", self.name)
+        if self.location == CUR:
+            info = maildir_info(self.info.flags)
+            return os.path.join("cur", self.name + ":2," + info)
+        return os.path.join("cur", self.name)
+
+
+def _unpack(raw: bytes) -> _Record:
+    uid, date, size, hsize, flags, location, length, offset, clen, name = (
+        RECORD.unpack(raw)
+    )
+    return _Record(MessageInfo(uid, size, date, flags), hsize, location,
+                   name[:length].decode(), offset, clen)
+
+
+def _cache_entry(text: bytes) -> tuple[bytes, int]:
+    """Cache bytes (header, BODYSTRUCTURE) of CRLF *text*, and the header size."""
+    header = split_message(text)[0]
+    structure = bodystructure(parse_mime(text))
+    entry = struct.pack("<I", len(header)) + header + struct.pack(
+        "<I", len(structure)) + structure
+    return entry, len(header)
+
+
+def _split_name(filename: str) -> tuple[str, int, int]:
+    """(base name, location, flags) of a file in new/ or cur/."""
+    if ":2," in filename:
+        base, _, info = filename.partition(":2,")
+        return base, CUR, flags_from_info(info)
+    return filename, CUR_BARE, 0
+
+
+def _stamp_of(name: str, path: str) -> int:
+    match = _STAMP.match(name)
+    if match:
+        return int(match.group(1)) & 0xFFFFFFFF
+    return int(os.stat(path).st_mtime) & 0xFFFFFFFF
+
+
+def _lock(folder: str):
+    """Cyrus locks a mailbox through its cyrus.header; index and cache are
+    replaced by rename, so they cannot carry the lock themselves."""
+    return locked_file(os.path.join(folder, LOCK))
+
+
+def _dir_mtimes(folder: str) -> tuple[int, int]:
+    try:
+        return (os.stat(os.path.join(folder, "new")).st_mtime_ns,
+                os.stat(os.path.join(folder, "cur")).st_mtime_ns)
+    except FileNotFoundError:
+        return 0, 0
+
+
+class _Index:
+    """The in-memory copy of one mailbox's index header and records."""
+
+    def __init__(self, folder: str, key: str) -> None:
+        self.folder = folder
+        self.key = key  # folder path relative to the store root
+        self.path = os.path.join(folder, INDEX)
+        self.cache_path = os.path.join(folder, CACHE)
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self.recent_uid = 0
+        self.mtimes = (0, 0)
+        self.records: list[_Record] = []
+        self.stamp = (-1, -1)
+
+    def header_bytes(self, count: int | None = None) -> bytes:
+        count = len(self.records) if count is None else count
+        return HEADER.pack(MAGIC, 1, RECORD_BYTES, self.uidvalidity, self.uidnext,
+                           count, self.recent_uid, *self.mtimes
+                           ).ljust(HEADER_BYTES, b"\0")
+
+    def read(self) -> Work | None:
+        """Load the index file; None when it is missing or not ours."""
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+                info = os.fstat(handle.fileno())
+        except FileNotFoundError:
+            return None
+        if len(data) < HEADER_BYTES:
+            return None
+        magic, version, size, validity, uidnext, count, recent, new, cur = (
+            HEADER.unpack_from(data)
+        )
+        if (magic != MAGIC or version != 1 or size != RECORD_BYTES
+                or len(data) != HEADER_BYTES + count * RECORD_BYTES):
+            return None
+        self.uidvalidity, self.uidnext, self.recent_uid = validity, uidnext, recent
+        self.mtimes = (new, cur)
+        self.records = [
+            _unpack(data[offset : offset + RECORD_BYTES])
+            for offset in range(HEADER_BYTES, len(data), RECORD_BYTES)
+        ]
+        self.stamp = (info.st_size, info.st_mtime_ns)
+        return Work(cpu={"cyrus.record": count}, reads=((self.key + INDEX, len(data)),))
+
+    def write_all(self, cache: bytes | None) -> Work:
+        """Replace the index (and the cache, if given) with the in-memory state."""
+        data = self.header_bytes() + b"".join(r.pack() for r in self.records)
+        work = Work(cpu={"cyrus.record": len(self.records)})
+        targets = [(self.path, data, INDEX)]
+        if cache is not None:
+            targets.insert(0, (self.cache_path, cache, CACHE))
+        for path, content, name in targets:
+            temporary = path + ".NEW"
+            with open(temporary, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
+                         files_created=1, files_renamed=1)
+        info = os.stat(self.path)
+        self.stamp = (info.st_size, info.st_mtime_ns)
+        return work
+
+    def read_cache(self) -> tuple[bytes, Work]:
+        try:
+            with open(self.cache_path, "rb") as handle:
+                cache = handle.read()
+        except FileNotFoundError:
+            cache = b""
+        return cache, Work(reads=((self.key + CACHE, len(cache)),))
+
+    def add_file(self, subdir: str, filename: str, cache: bytearray,
+                 internaldate: int | None, text: bytes | None = None,
+                 cache_offset: int | None = None) -> Work:
+        """Index one maildir file, appending its entry to *cache* (whose end is
+        at *cache_offset* in the file, default its length); read it unless
+        *text* is given."""
+        path = os.path.join(self.folder, subdir, filename)
+        if subdir == "new":
+            base, location, flags = filename, NEW, 0
+        else:
+            base, location, flags = _split_name(filename)
+        if len(base.encode()) > NAME_BYTES:
+            return Work()
+        work = Work()
+        if text is None:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+            work += Work(reads=((self.key + subdir + "/" + filename, len(raw)),))
+            text = to_crlf(raw)
+        entry, header_size = _cache_entry(text)
+        date = _stamp_of(base, path) if internaldate is None else internaldate
+        self.records.append(_Record(
+            MessageInfo(self.uidnext, len(text), date, flags), header_size, location,
+            base, len(cache) if cache_offset is None else cache_offset, len(entry)))
+        self.uidnext += 1
+        cache += entry
+        return work + Work(cpu={"cyrus.parse_byte": len(text), "cyrus.record": 1})
+
+    def rebuild(self, now: float) -> Work:
+        """Reconstruct index and cache from the maildir (reads every message)."""
+        names, work = self._listing()
+        self.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
+        self.uidnext, self.recent_uid, self.records = 1, 0, []
+        cache = bytearray()
+        for _, subdir, filename in sorted(names):
+            work += self.add_file(subdir, filename, cache, None)
+        self.mtimes = _dir_mtimes(self.folder)
+        return work + self.write_all(bytes(cache))
+
+    def _listing(self) -> tuple[list[tuple[int, str, str]], Work]:
+        names = []
+        scanned = 0
+        for subdir in ("new", "cur"):
+            try:
+                entries = os.listdir(os.path.join(self.folder, subdir))
+            except FileNotFoundError:
+                continue
+            scanned += len(entries)
+            for entry in entries:
+                if not entry.startswith("."):
+                    match = _STAMP.match(entry)
+                    names.append((int(match.group(1)) if match else 0, subdir, entry))
+        return names, Work(dir_entries_scanned=scanned)
+
+    def find_file(self, record: _Record) -> Work:
+        """Look for *record*'s file under another name (flags changed outside)."""
+        names, work = self._listing()
+        for _, subdir, filename in names:
+            if subdir == "new" and filename == record.name:
+                record.location = NEW
+            elif subdir == "cur" and _split_name(filename)[0] == record.name:
+                _, record.location, flags = _split_name(filename)
+                if record.location == CUR:
+                    record.info.flags = flags
+        return work
+
+    def disk_positions(self, handle) -> dict[int, int] | None:
+        """UID -> record number on disk if the index file changed since we
+        read it (another session wrote it), else None. Call under the lock."""
+        info = os.fstat(handle.fileno())
+        if (info.st_size, info.st_mtime_ns) == self.stamp:
+            return None
+        handle.seek(0)
+        data = handle.read()
+        return {
+            struct.unpack_from("<I", data, offset)[0]: number
+            for number, offset in enumerate(
+                range(HEADER_BYTES, len(data), RECORD_BYTES)
+            )
+        }
+
+    def catch_up(self) -> Work | None:
+        """Re-read a changed index, then rescan if the directories moved on;
+        None when nothing changed."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        index_changed = (info.st_size, info.st_mtime_ns) != self.stamp
+        if not index_changed and _dir_mtimes(self.folder) == self.mtimes:
+            return None
+        with _lock(self.folder):
+            work = Work(locks=1)
+            if index_changed:
+                got = self.read()
+                if got is None:
+                    return None
+                work += got
+            if _dir_mtimes(self.folder) != self.mtimes:
+                work += self.resync()
+        return work
+
+    def resync(self) -> Work:
+        """Bring the index in line with new/ and cur/ after outside changes."""
+        names, work = self._listing()
+        where = {}
+        for _, subdir, filename in names:
+            base = filename if subdir == "new" else _split_name(filename)[0]
+            where[base] = (subdir, filename)
+        cache, got = self.read_cache()
+        work += got
+        kept = []
+        for record in self.records:
+            found = where.pop(record.name, None)
+            if found is None:
+                continue
+            subdir, filename = found
+            if subdir == "new":
+                record.location = NEW
+            else:
+                _, record.location, flags = _split_name(filename)
+                if record.location == CUR:
+                    record.info.flags = flags
+            kept.append(record)
+        self.records = kept
+        grown = bytearray(cache)
+        for base in sorted(where, key=lambda b: (_stamp_key(b), b)):
+            subdir, filename = where[base]
+            work += self.add_file(subdir, filename, grown, None)
+        self.mtimes = _dir_mtimes(self.folder)
+        return work + self.write_all(bytes(grown))
+
+
+def _stamp_key(name: str) -> int:
+    match = _STAMP.match(name)
+    return int(match.group(1)) if match else 0
+
+
+class CyrusMailbox:
+    """A selected maildir mailbox seen through its Cyrus-style index."""
+
+    def __init__(self, name: str, index: _Index, readonly: bool) -> None:
+        self.name = name
+        self.readonly = readonly
+        self._index = index
+        self._cache: bytes | None = None
+        self.messages: list[MessageInfo] = [r.info for r in index.records]
+        self._records_seen = index.records
+
+    @property
+    def uidvalidity(self) -> int:
+        return self._index.uidvalidity
+
+    @property
+    def uidnext(self) -> int:
+        return self._index.uidnext
+
+    def _cache_bytes(self) -> tuple[bytes, Work]:
+        if self._cache is None:
+            self._cache, work = self._index.read_cache()
+            return self._cache, work
+        return self._cache, Work()
+
+    def _entry(self, index: int) -> tuple[bytes, bytes, Work]:
+        record = self._index.records[index]
+        cache, work = self._cache_bytes()
+        entry = cache[record.cache_offset : record.cache_offset + record.cache_length]
+        if len(entry) < 8:
+            return b"\r\n", b"", work
+        size = struct.unpack_from("<I", entry)[0]
+        header = entry[4 : 4 + size]
+        structure = entry[8 + size :]
+        return header, structure, work + Work(cpu={"cyrus.cache_byte": len(entry)})
+
+    def header(self, index: int) -> tuple[bytes, Work]:
+        header, _, work = self._entry(index)
+        return header, work
+
+    def bodystructure(self, index: int) -> tuple[bytes | None, Work]:
+        _, structure, work = self._entry(index)
+        return structure or None, work
+
+    def text(self, index: int) -> tuple[bytes, Work]:
+        record = self._index.records[index]
+        work = Work()
+        path = os.path.join(self._index.folder, record.filename())
+        if not os.path.exists(path):
+            work += self._index.find_file(record)  # moved by someone: look again
+            path = os.path.join(self._index.folder, record.filename())
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            raise StoreError("message file vanished; try NOOP") from None
+        key = self._index.key + record.filename().replace(os.sep, "/")
+        return to_crlf(raw), work + Work(reads=((key, len(raw)),))
+
+    def set_flags(self, changes: list[tuple[int, int]]) -> Work:
+        """Rename each file to its new flags and rewrite its record in place."""
+        if self.readonly:
+            return Work()
+        work = Work(locks=1)
+        index = self._index
+        with _lock(index.folder), open(index.path, "r+b") as handle:
+            positions = index.disk_positions(handle)
+            for number, flags in changes:
+                record = index.records[number]
+                if record.info.flags == flags and record.location == CUR:
+                    continue
+                old = os.path.join(index.folder, record.filename())
+                record.info.flags = flags
+                record.location = CUR
+                new = os.path.join(index.folder, record.filename())
+                if old != new:
+                    try:
+                        os.rename(old, new)
+                        work += Work(files_renamed=1)
+                    except FileNotFoundError:
+                        work += index.find_file(record)
+                place = number if positions is None else positions.get(record.info.uid)
+                if place is None:
+                    continue  # expunged by another session; NOOP will tell
+                handle.seek(HEADER_BYTES + place * RECORD_BYTES)
+                handle.write(record.pack())
+                work += Work(cpu={"cyrus.record": 1},
+                             writes=((index.key + INDEX, RECORD_BYTES),))
+            if positions is None:  # the header is still ours to rewrite
+                index.mtimes = _dir_mtimes(index.folder)
+                handle.seek(0)
+                handle.write(index.header_bytes())
+                handle.flush()
+                info = os.fstat(handle.fileno())
+                index.stamp = (info.st_size, info.st_mtime_ns)
+                work += Work(writes=((index.key + INDEX, HEADER_BYTES),))
+        return work
+
+    def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
+        """Unlink \\Deleted files and rewrite index and cache without them."""
+        if self.readonly:
+            return [], Work()
+        index = self._index
+        work = Work(locks=1)
+        with _lock(index.folder):
+            with open(index.path, "rb") as handle:
+                if index.disk_positions(handle) is not None:
+                    work += index.read() or Work()  # another writer: start fresh
+                    self._cache = None
+            records = index.records
+            gone = {
+                number for number, r in enumerate(records)
+                if r.info.flags & DELETED and (uids is None or r.info.uid in uids)
+            }
+            if not gone:
+                return self._reconcile(), work
+            for number in sorted(gone):
+                try:
+                    os.unlink(os.path.join(index.folder, records[number].filename()))
+                    work += Work(files_deleted=1)
+                except FileNotFoundError:
+                    pass
+            cache, got = self._cache_bytes()
+            work += got
+            kept, compact = [], bytearray()
+            for number, record in enumerate(records):
+                if number in gone:
+                    continue
+                entry = cache[record.cache_offset : record.cache_offset
+                              + record.cache_length]
+                record.cache_offset = len(compact)
+                compact += entry
+                kept.append(record)
+            index.records = kept
+            index.mtimes = _dir_mtimes(index.folder)
+            self._cache = bytes(compact)
+            work += index.write_all(self._cache)
+        return self._reconcile(), work
+
+    def _reconcile(self) -> list[int]:
+        """Adopt the index's records; expunged sequence numbers, descending."""
+        before = {m.uid: m for m in self.messages}
+        records = self._index.records
+        for record in records:
+            old = before.get(record.info.uid)
+            record.info.recent = (old.recent if old is not None
+                                  else record.info.uid > self._index.recent_uid)
+        kept = {r.info.uid for r in records}
+        gone = [i + 1 for i, m in enumerate(self.messages) if m.uid not in kept]
+        self.messages = [r.info for r in records]
+        self._records_seen = records
+        return sorted(gone, reverse=True)
+
+    def checkpoint(self) -> Work:
+        return Work()  # records are written as flags change
+
+    def close(self) -> Work:
+        return Work()
+
+    def refresh(self) -> tuple[list[int], Work]:
+        """Re-read the index if another session or a delivery changed it."""
+        work = self._index.catch_up()
+        if work is None:
+            return [], Work()
+        self._cache = None
+        return self._reconcile(), work
+
+
+class CyrusDrop:
+    """Cyrus pop3d over INBOX: sizes from the index, UIDL ``uidvalidity.uid``."""
+
+    def __init__(self, backend: CyrusBackend, user: str, mailbox: CyrusMailbox
+                 ) -> None:
+        self._backend = backend
+        self._user = user
+        self._mailbox = mailbox
+        self.sizes = [m.size for m in mailbox.messages]
+        self.uidls = [f"{mailbox.uidvalidity}.{m.uid}" for m in mailbox.messages]
+        self._open = True
+
+    def text(self, index: int) -> tuple[bytes, Work]:
+        return self._mailbox.text(index)
+
+    def commit(self, deleted: set[int]) -> Work:
+        if not self._open:
+            return Work()
+        self._open = False
+        work = Work()
+        try:
+            if deleted:
+                uids = {self._mailbox.messages[i].uid for i in deleted}
+                work += self._mailbox.set_flags([
+                    (i, self._mailbox.messages[i].flags | DELETED) for i in deleted
+                ])
+                work += self._mailbox.expunge(uids)[1]
+        finally:
+            self._backend.release_drop(self._user)
+        return work
+
+    def abort(self) -> Work:
+        return self.commit(set())
+
+
+class CyrusBackend:
+    """All users' maildirs under one store root, served Cyrus-style."""
+
+    kind = "maildir"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = os.path.realpath(root)
+        self._pop_guard = threading.Lock()
+        self._pop_users: set[str] = set()
+        self._serial = 0
+
+    def _maildir(self, user: str) -> str:
+        try:
+            return os.path.join(self.root, check_user(user), "Maildir")
+        except MailboxNameError as exc:
+            raise StoreError(str(exc)) from None
+
+    def _folder(self, user: str, name: str) -> tuple[str, str, str]:
+        """(canonical name, folder path, key prefix) of mailbox *name*."""
+        maildir = self._maildir(user)
+        try:
+            parts = split_name(name, forbidden=".")
+        except MailboxNameError as exc:
+            raise StoreError(str(exc)) from None
+        if parts == ("INBOX",):
+            folder = maildir
+        else:
+            folder = os.path.join(maildir, "." + ".".join(parts))
+        real = os.path.realpath(folder)
+        if real != os.path.realpath(maildir) and not real.startswith(
+            os.path.realpath(maildir) + os.sep
+        ):
+            raise StoreError(f"mailbox {name!r} is outside the user's maildir")
+        key = os.path.relpath(folder, self.root).replace(os.sep, "/") + "/"
+        return "/".join(parts), folder, key
+
+    def _load(self, user: str, name: str, now: float, create_inbox: bool
+              ) -> tuple[str, _Index, Work]:
+        canonical, folder, key = self._folder(user, name)
+        work = Work()
+        if not os.path.isdir(os.path.join(folder, "cur")):
+            if canonical != "INBOX" or not create_inbox:
+                raise StoreError(f"mailbox {name!r} does not exist")
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(folder, sub), exist_ok=True)
+            work += Work(files_created=3)
+        index = _Index(folder, key)
+        with _lock(folder):
+            got = index.read()
+            if got is None:
+                work += index.rebuild(now)
+            else:
+                work += got
+                if _dir_mtimes(folder) != index.mtimes:
+                    work += index.resync()
+        return canonical, index, work + Work(locks=1)
+
+    def list_mailboxes(self, user: str) -> tuple[list[tuple[str, bool]], Work]:
+        maildir = self._maildir(user)
+        try:
+            entries = os.listdir(maildir)
+        except FileNotFoundError:
+            entries = []
+        names = {"INBOX": True}
+        for entry in entries:
+            if len(entry) > 1 and entry[0] == "." and entry[1] != "." and os.path.isdir(
+                os.path.join(maildir, entry, "cur")
+            ):
+                parts = entry[1:].split(".")
+                for depth in range(1, len(parts)):
+                    names.setdefault("/".join(parts[:depth]), False)
+                names["/".join(parts)] = True
+        ordered = [("INBOX", True)] + sorted(
+            (n, s) for n, s in names.items() if n != "INBOX"
+        )
+        return ordered, Work(dir_entries_scanned=len(entries))
+
+    def open(self, user: str, name: str, readonly: bool, now: float
+             ) -> tuple[CyrusMailbox, Work]:
+        canonical, index, work = self._load(user, name, now, create_inbox=True)
+        for record in index.records:
+            record.info.recent = record.info.uid > index.recent_uid
+        if not readonly and index.uidnext - 1 > index.recent_uid:
+            index.recent_uid = index.uidnext - 1
+            with _lock(index.folder), open(index.path, "r+b") as handle:
+                handle.write(index.header_bytes())
+                handle.flush()
+                info = os.fstat(handle.fileno())
+                index.stamp = (info.st_size, info.st_mtime_ns)
+            work += Work(writes=((index.key + INDEX, HEADER_BYTES),), locks=1)
+        return CyrusMailbox(canonical, index, readonly), work
+
+    def status(self, user: str, name: str, now: float
+               ) -> tuple[dict[str, int], Work]:
+        _, index, work = self._load(user, name, now, create_inbox=True)
+        records = index.records
+        return {
+            "MESSAGES": len(records),
+            "RECENT": sum(1 for r in records if r.info.uid > index.recent_uid),
+            "UIDNEXT": index.uidnext,
+            "UIDVALIDITY": index.uidvalidity,
+            "UNSEEN": sum(1 for r in records if not r.info.flags & 1),
+        }, work
+
+    def create(self, user: str, name: str, now: float) -> Work:
+        canonical, folder, key = self._folder(user, name)
+        if canonical == "INBOX" or os.path.lexists(folder):
+            raise StoreError(f"mailbox {name!r} already exists")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(folder, sub))
+        index = _Index(folder, key)
+        index.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
+        index.mtimes = _dir_mtimes(folder)
+        return Work(files_created=4) + index.write_all(b"")
+
+    def delete(self, user: str, name: str) -> Work:
+        canonical, folder, _ = self._folder(user, name)
+        if canonical == "INBOX":
+            raise StoreError("INBOX cannot be deleted")
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            raise StoreError(f"mailbox {name!r} does not exist")
+        count = sum(len(files) + len(dirs) for _, dirs, files in os.walk(folder)) + 1
+        shutil.rmtree(folder)
+        return Work(files_deleted=count)
+
+    def rename(self, user: str, old: str, new: str) -> Work:
+        old_name, old_folder, _ = self._folder(user, old)
+        new_name, new_folder, _ = self._folder(user, new)
+        if "INBOX" in (old_name, new_name):
+            raise StoreError("renaming INBOX is not supported")
+        if not os.path.isdir(old_folder):
+            raise StoreError(f"mailbox {old!r} does not exist")
+        if os.path.lexists(new_folder):
+            raise StoreError(f"mailbox {new!r} already exists")
+        maildir = os.path.dirname(old_folder)
+        prefix = os.path.basename(old_folder) + "."
+        moves = [(old_folder, new_folder)] + [
+            (os.path.join(maildir, entry),
+             new_folder + "." + entry[len(prefix):])
+            for entry in sorted(os.listdir(maildir)) if entry.startswith(prefix)
+        ]
+        for source, target in moves:
+            os.rename(source, target)
+        return Work(files_renamed=len(moves), dir_entries_scanned=len(moves))
+
+    def append(self, user: str, name: str, entries: list[tuple[bytes, int, int]],
+               now: float) -> Work:
+        try:
+            canonical, index, work = self._load(user, name, now, create_inbox=True)
+        except StoreError as exc:
+            raise StoreError(f"[TRYCREATE] {exc}") from None
+        with _lock(index.folder):
+            cache, got = index.read_cache()
+            work += got
+            grown = bytearray(cache)
+            for text, flags, internaldate in entries:
+                with self._pop_guard:
+                    self._serial += 1
+                    serial = self._serial
+                base = f"{int(now)}.M{serial}P{os.getpid()}.twin"
+                temporary = os.path.join(index.folder, "tmp", base)
+                final = base + ":2," + maildir_info(flags)
+                with open(temporary, "wb") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.rename(temporary, os.path.join(index.folder, "cur", final))
+                work += Work(writes=((index.key + "cur/" + final, len(text)),),
+                             fsyncs=1, files_created=1, files_renamed=1)
+                work += index.add_file("cur", final, grown, internaldate, text)
+            index.mtimes = _dir_mtimes(index.folder)
+            work += index.write_all(bytes(grown))
+        return work
+
+    def subscriptions(self, user: str) -> tuple[set[str], Work]:
+        path = os.path.join(self._maildir(user), "subscriptions")
+        return read_subscriptions(path, os.path.relpath(path, self.root))
+
+    def set_subscriptions(self, user: str, names: set[str]) -> Work:
+        maildir = self._maildir(user)
+        os.makedirs(maildir, exist_ok=True)
+        path = os.path.join(maildir, "subscriptions")
+        return write_subscriptions(path, os.path.relpath(path, self.root), names)
+
+    def open_drop(self, user: str, now: float) -> tuple[CyrusDrop, Work]:
+        user = user.lower()
+        with self._pop_guard:
+            if user in self._pop_users:
+                raise StoreError("[IN-USE] maildrop already locked by a session")
+            self._pop_users.add(user)
+        try:
+            mailbox, work = self.open(user, "INBOX", True, now)
+        except BaseException:
+            self.release_drop(user)
+            raise
+        mailbox.readonly = False  # pop3d neither clears \Recent nor sets \Seen
+        return CyrusDrop(self, user, mailbox), work
+
+    def release_drop(self, user: str) -> None:
+        with self._pop_guard:
+            self._pop_users.discard(user)
+
+
+def _folder_ok(folder_part: str) -> bool:
+    """Whether *folder_part* is a maildir++ folder directory (``.A.B``)."""
+    if not folder_part.startswith("."):
+        return False
+    try:
+        split_name(folder_part[1:].replace(".", "/"), forbidden=".")
+    except MailboxNameError:
+        return False
+    return True
+
+
+def index_delivery(store_root: str | Path, user: str, filename: str, message: bytes,
+                   now: float) -> Work:
+    """Add a just-delivered maildir file to its mailbox's index and cache.
+
+    *filename* is the file's path relative to the user's ``Maildir`` (for
+    example ``new/1199.M1P2.host`` or ``.Lists/new/1199.M1P2.host``); a bare
+    name means INBOX's ``new/``. *message* is the delivered bytes (so nothing
+    is read back) and *now* its internal date. When the mailbox has no index
+    yet nothing is done: the next open rebuilds it. Raises ValueError for a
+    *filename* that is not a file in a maildir's ``new/`` or ``cur/``.
+    """
+    parts = filename.replace(os.sep, "/").split("/")
+    if len(parts) == 1:
+        parts = ["new", parts[0]]
+    if len(parts) == 2:
+        parts = [""] + parts
+    folder_part, subdir, base = parts if len(parts) == 3 else ("", "", "")
+    if subdir not in ("new", "cur") or not base or base.startswith(".") or (
+        folder_part and not _folder_ok(folder_part)
+    ):
+        raise ValueError(
+            f"filename {filename!r} must be [.Folder/]new/NAME or [.Folder/]cur/NAME "
+            "relative to the user's Maildir"
+        )
+    try:
+        maildir = os.path.join(os.path.realpath(store_root), check_user(user),
+                               "Maildir")
+    except MailboxNameError as exc:
+        raise ValueError(str(exc)) from None
+    folder = os.path.join(maildir, folder_part) if folder_part else maildir
+    key = os.path.relpath(folder, os.path.realpath(store_root)).replace(os.sep, "/")
+    index = _Index(folder, key + "/")
+    if not os.path.exists(index.path):
+        return Work()
+    with _lock(folder), open(index.path, "r+b") as handle:
+        head = handle.read(HEADER_BYTES)
+        size = handle.seek(0, os.SEEK_END)
+        if len(head) < HEADER_BYTES:
+            return Work()
+        magic, version, record_size, validity, uidnext, count, recent, _, _ = (
+            HEADER.unpack_from(head)
+        )
+        if (magic != MAGIC or record_size != RECORD_BYTES
+                or size != HEADER_BYTES + count * RECORD_BYTES):
+            return Work()  # damaged: the next open rebuilds it
+        index.uidvalidity, index.uidnext, index.recent_uid = validity, uidnext, recent
+        with open(index.cache_path, "ab") as cache_file:
+            entry = bytearray()
+            work = index.add_file(subdir, base, entry, int(now), to_crlf(message),
+                                  cache_file.tell())
+            if not index.records:
+                return work  # name too long to index
+            cache_file.write(entry)
+            cache_file.flush()
+            os.fsync(cache_file.fileno())
+        index.mtimes = _dir_mtimes(folder)
+        handle.write(index.records[-1].pack())
+        handle.seek(0)
+        handle.write(index.header_bytes(count + 1))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return work + Work(
+        reads=((index.key + INDEX, HEADER_BYTES),),
+        writes=((index.key + CACHE, len(entry)), (index.key + INDEX, RECORD_BYTES),
+                (index.key + INDEX, HEADER_BYTES)),
+        fsyncs=2,
+        locks=1,
+    )

@@ -1,0 +1,366 @@
+"""IMAP FETCH: the attributes a client asks for and how they are answered.
+
+Parses ``fetch-att`` lists (RFC 3501 section 6.4.5, with the ALL / FAST / FULL
+macros) into ``FetchItem``s and answers one message at a time, asking the
+mailbox only for what the items need: FLAGS, UID, RFC822.SIZE and
+INTERNALDATE come from the index; ENVELOPE and header sections from
+``Mailbox.header`` (Cyrus reads its cache file, UW its parsed copy); bodies,
+parts and BODYSTRUCTURE (unless the store cached it) read the message text.
+
+Counts ``imap.message`` (one message answered) and ``imap.parse_byte`` (bytes
+of message text parsed into a MIME tree).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+
+from twin.access.imapparse import ParseError, Reader
+from twin.access.message import (
+    Part,
+    field_value,
+    parse_mime,
+    parse_params,
+    select_fields,
+    split_message,
+)
+from twin.access.store import FLAG_NAMES, SEEN, Mailbox
+from twin.stages.work import Work
+
+_SAFE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]{0,1000}\Z")
+_NAME = re.compile(rb"[A-Za-z0-9.]+")
+_SECTION = re.compile(rb"((?:[1-9][0-9]{0,8}\.)*[1-9][0-9]{0,8})?\.?([A-Za-z.]*)")
+_PARTIAL = re.compile(rb"<(\d{1,10})\.(\d{1,10})>")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep",
+           b"Oct", b"Nov", b"Dec")
+_TEXTS = frozenset({b"", b"HEADER", b"HEADER.FIELDS", b"HEADER.FIELDS.NOT", b"TEXT",
+                    b"MIME"})
+_MACROS = {
+    b"ALL": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE"),
+    b"FAST": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"),
+    b"FULL": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE", b"BODY"),
+}
+_SIMPLE = frozenset({b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE", b"ENVELOPE",
+                     b"BODYSTRUCTURE", b"BODY", b"RFC822", b"RFC822.HEADER",
+                     b"RFC822.TEXT"})
+
+
+def quote(value: bytes | None) -> bytes:
+    """An IMAP nstring: NIL, a quoted string, or a literal for anything else."""
+    if value is None:
+        return b"NIL"
+    if _SAFE.match(value):
+        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(value) + value
+
+
+def internaldate(seconds: int) -> bytes:
+    """``"dd-Mon-yyyy hh:mm:ss +0000"`` in UTC."""
+    t = time.gmtime(seconds)
+    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+        t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec
+    )
+
+
+def flag_list(flags: int, recent: bool) -> bytes:
+    names = [FLAG_NAMES[bit].encode() for bit in FLAG_NAMES if flags & bit]
+    if recent:
+        names.append(b"\\Recent")
+    return b"(" + b" ".join(names) + b")"
+
+
+def _addresses(header: bytes, name: bytes) -> bytes:
+    value = field_value(header, name)
+    if value is None:
+        return b"NIL"
+    out = []
+    for display, address in email.utils.getaddresses([value.decode("latin-1")]):
+        if not address and not display:
+            continue
+        local, _, host = address.rpartition("@") if "@" in address else (
+            address, "", "")
+        out.append(b"(" + quote(display.encode("latin-1") or None) + b" NIL "
+                   + quote(local.encode("latin-1") or None) + b" "
+                   + quote(host.encode("latin-1") or None) + b")")
+    return b"(" + b"".join(out) + b")" if out else b"NIL"
+
+
+def envelope(header: bytes) -> bytes:
+    """The ENVELOPE of a CRLF header (RFC 3501 section 7.4.2)."""
+    sender = b"sender" if field_value(header, b"sender") else b"from"
+    reply = b"reply-to" if field_value(header, b"reply-to") else b"from"
+    return b"(" + b" ".join((
+        quote(field_value(header, b"date")),
+        quote(field_value(header, b"subject")),
+        _addresses(header, b"from"),
+        _addresses(header, sender),
+        _addresses(header, reply),
+        _addresses(header, b"to"),
+        _addresses(header, b"cc"),
+        _addresses(header, b"bcc"),
+        quote(field_value(header, b"in-reply-to")),
+        quote(field_value(header, b"message-id")),
+    )) + b")"
+
+
+def _params(params: list[tuple[bytes, bytes]]) -> bytes:
+    if not params:
+        return b"NIL"
+    inner = b" ".join(quote(k.upper()) + b" " + quote(v) for k, v in params)
+    return b"(" + inner + b")"
+
+
+def _disposition(header: bytes) -> bytes:
+    value = field_value(header, b"content-disposition")
+    if not value:
+        return b"NIL"
+    main, params = parse_params(value)
+    return b"(" + quote(main.upper()) + b" " + _params(params) + b")"
+
+
+def bodystructure(part: Part, extended: bool = True) -> bytes:
+    """BODYSTRUCTURE (or BODY when not *extended*) of a parsed MIME entity."""
+    if part.maintype == b"multipart":
+        children = b"".join(bodystructure(c, extended) for c in part.children)
+        if not children:
+            children = b'("TEXT" "PLAIN" NIL NIL NIL "7BIT" 0 0)'
+        out = children + b" " + quote(part.subtype.upper())
+        if extended:
+            out += b" " + _params(part.params) + b" " + _disposition(part.header)
+            out += b" NIL"
+        return b"(" + out + b")"
+    params = part.params
+    if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
+        params = params + [(b"charset", b"US-ASCII")]
+    encoding = field_value(part.header, b"content-transfer-encoding") or b"7BIT"
+    fields = [
+        quote(part.maintype.upper()), quote(part.subtype.upper()), _params(params),
+        quote(field_value(part.header, b"content-id")),
+        quote(field_value(part.header, b"content-description")),
+        quote(encoding.upper()), b"%d" % len(part.body),
+    ]
+    lines = part.body.count(b"\r\n") + (
+        1 if part.body and not part.body.endswith(b"\r\n") else 0
+    )
+    if part.message is not None:
+        fields += [envelope(part.message.header), bodystructure(part.message,
+                                                                extended),
+                   b"%d" % lines]
+    elif part.maintype == b"text":
+        fields.append(b"%d" % lines)
+    if extended:
+        fields += [b"NIL", _disposition(part.header), b"NIL"]
+    return b"(" + b" ".join(fields) + b")"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchItem:
+    """One fetch attribute: what to answer and under which label."""
+
+    kind: bytes  # FLAGS, UID, ..., or SECTION for BODY[...] / RFC822*
+    label: bytes = b""
+    parts: tuple[int, ...] = ()
+    text: bytes = b""
+    fields: frozenset[bytes] = frozenset()
+    peek: bool = True
+    partial: tuple[int, int] | None = None
+
+    @property
+    def needs_text(self) -> bool:
+        if self.kind == b"BODY":
+            return True
+        if self.kind != b"SECTION":
+            return False
+        return bool(self.parts) or self.text in (b"", b"TEXT")
+
+    @property
+    def needs_header(self) -> bool:
+        return self.kind == b"ENVELOPE" or (self.kind == b"SECTION"
+                                            and not self.needs_text)
+
+
+def parse_fetch_items(reader: Reader) -> list[FetchItem]:
+    """Read a fetch-att list, a single fetch-att, or a macro."""
+    if reader.peek() == b"(":
+        reader.pos += 1
+        items: list[FetchItem] = []
+        while reader.peek() != b")":
+            if items:
+                reader.sp()
+            items.append(_parse_item(reader))
+        reader.pos += 1
+        return items
+    match = _NAME.match(reader.data, reader.pos)
+    if match and match.group(0).upper() in _MACROS and (
+        match.end() == len(reader.data) or reader.data[match.end()] in b" )"
+    ):
+        reader.pos = match.end()
+        return [_parse_item(Reader(name)) for name in _MACROS[match.group(0).upper()]]
+    return [_parse_item(reader)]
+
+
+def _parse_item(reader: Reader) -> FetchItem:
+    match = _NAME.match(reader.data, reader.pos)
+    if not match:
+        raise ParseError(f"expected a fetch attribute at offset {reader.pos}")
+    name = match.group(0).upper()
+    reader.pos = match.end()
+    if name in (b"BODY", b"BODY.PEEK") and reader.peek() == b"[":
+        return _parse_section(reader, peek=name == b"BODY.PEEK")
+    if name == b"RFC822":
+        return FetchItem(b"SECTION", b"RFC822", peek=False)
+    if name == b"RFC822.HEADER":
+        return FetchItem(b"SECTION", b"RFC822.HEADER", text=b"HEADER")
+    if name == b"RFC822.TEXT":
+        return FetchItem(b"SECTION", b"RFC822.TEXT", text=b"TEXT", peek=False)
+    if name not in _SIMPLE:
+        raise ParseError(f"unknown fetch attribute {name[:30]!r}")
+    return FetchItem(name, name)
+
+
+def _parse_section(reader: Reader, peek: bool) -> FetchItem:
+    reader.expect(b"[")
+    match = _SECTION.match(reader.data, reader.pos)
+    assert match is not None  # the pattern matches the empty string
+    reader.pos = match.end()
+    parts = tuple(int(n) for n in match.group(1).split(b".")) if match.group(1) else ()
+    text = match.group(2).upper()
+    spec = match.group(0).upper()
+    if text not in _TEXTS or (text == b"MIME" and not parts) or spec.startswith(
+        b"."
+    ) or spec.endswith(b"."):
+        raise ParseError(f"bad section {match.group(0)[:40]!r}")
+    fields: frozenset[bytes] = frozenset()
+    if text.startswith(b"HEADER.FIELDS"):
+        reader.sp()
+        reader.expect(b"(")
+        names = []
+        while reader.peek() != b")":
+            if names:
+                reader.sp()
+            names.append(reader.astring())
+        reader.pos += 1
+        if not names:
+            raise ParseError("empty header field list")
+        fields = frozenset(n.lower() for n in names)
+        spec += b" (" + b" ".join(n.upper() for n in names) + b")"
+    reader.expect(b"]")
+    partial = None
+    label = b"BODY[" + spec + b"]"
+    pmatch = _PARTIAL.match(reader.data, reader.pos)
+    if reader.peek() == b"<":
+        if not pmatch or int(pmatch.group(2)) == 0:
+            raise ParseError("bad partial range")
+        reader.pos = pmatch.end()
+        partial = (int(pmatch.group(1)), int(pmatch.group(2)))
+    return FetchItem(b"SECTION", label, parts, text, fields, peek, partial)
+
+
+def _locate(root: Part, numbers: tuple[int, ...]) -> Part | None:
+    part = root
+    for depth, number in enumerate(numbers):
+        if depth and part.message is not None:
+            part = part.message
+        if part.maintype == b"multipart":
+            if not 1 <= number <= len(part.children):
+                return None
+            part = part.children[number - 1]
+        elif number != 1:
+            return None
+    return part
+
+
+def _section(item: FetchItem, text: bytes | None, header: bytes | None,
+             tree: Part | None) -> bytes:
+    if not item.parts:
+        if item.text == b"":
+            return text or b""
+        if item.text == b"TEXT":
+            return split_message(text or b"")[1]
+        assert header is not None
+        if item.text == b"HEADER":
+            return header
+        return select_fields(header, item.fields, item.text == b"HEADER.FIELDS")
+    assert tree is not None
+    part = _locate(tree, item.parts)
+    if part is None:
+        return b""
+    if item.text == b"":
+        return part.body
+    if item.text == b"MIME":
+        return part.header
+    if part.message is None:
+        return b""
+    if item.text == b"TEXT":
+        return part.message.body
+    if item.text == b"HEADER":
+        return part.message.header
+    return select_fields(part.message.header, item.fields,
+                         item.text == b"HEADER.FIELDS")
+
+
+def fetch_one(mailbox: Mailbox, index: int, items: list[FetchItem],
+              with_uid: bool) -> tuple[bytes, Work, bool]:
+    """``* n FETCH (...)`` for message *index*, its Work, and whether it set \\Seen."""
+    info = mailbox.messages[index]
+    work = Work(cpu={"imap.message": 1})
+    text = header = None
+    tree: Part | None = None
+    cached = None
+    wants_structure = any(item.kind == b"BODYSTRUCTURE" for item in items)
+    if wants_structure:
+        cached, got = mailbox.bodystructure(index)
+        work += got
+    if any(item.needs_text for item in items) or (wants_structure and not cached):
+        text, got = mailbox.text(index)
+        work += got
+        header = split_message(text)[0]
+    elif any(item.needs_header for item in items):
+        header, got = mailbox.header(index)
+        work += got
+    if text is not None and (
+        any(item.parts or item.kind == b"BODY" for item in items)
+        or (wants_structure and not cached)
+    ):
+        tree = parse_mime(text)
+        work += Work(cpu={"imap.parse_byte": len(text)})
+    set_seen = not mailbox.readonly and not info.flags & SEEN and any(
+        not item.peek for item in items
+    )
+    if set_seen:
+        work += mailbox.set_flags([(index, info.flags | SEEN)])
+    out: list[bytes] = []
+    kinds = {item.kind for item in items}
+    if with_uid and b"UID" not in kinds:
+        out.append(b"UID %d" % info.uid)
+    if set_seen and b"FLAGS" not in kinds:
+        out.append(b"FLAGS " + flag_list(info.flags, info.recent))
+    for item in items:
+        kind = item.kind
+        if kind == b"FLAGS":
+            out.append(b"FLAGS " + flag_list(info.flags, info.recent))
+        elif kind == b"UID":
+            out.append(b"UID %d" % info.uid)
+        elif kind == b"RFC822.SIZE":
+            out.append(b"RFC822.SIZE %d" % info.size)
+        elif kind == b"INTERNALDATE":
+            out.append(b"INTERNALDATE " + internaldate(info.internaldate))
+        elif kind == b"ENVELOPE":
+            assert header is not None
+            out.append(b"ENVELOPE " + envelope(header))
+        elif kind == b"BODYSTRUCTURE":
+            out.append(b"BODYSTRUCTURE " + (cached or bodystructure(tree)))
+        elif kind == b"BODY":
+            out.append(b"BODY " + bodystructure(tree, extended=False))
+        else:
+            data = _section(item, text, header, tree)
+            label = item.label
+            if item.partial is not None:
+                start, length = item.partial
+                data = data[start : start + length]
+                label += b"<%d>" % start
+            out.append(label + b" " + quote(data) if data else label + b' ""')
+    return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n", work, set_seen

@@ -1,0 +1,688 @@
+"""UW IMAP and QPopper over mbox spools: whole-file parses and rewrites.
+
+Twins the 2004 access stack (FACTS.md "Mail stores and access"):
+
+- UW IMAP's unix driver (``unix.c``) parses the whole file when a mailbox is
+  opened, keeps flags in ``Status:`` (R seen, O old) / ``X-Status:`` (A
+  answered, F flagged, T draft, D deleted) / ``X-UID:`` headers and the
+  UIDVALIDITY and last UID in an ``X-IMAPbase:`` header of the first message
+  (a leading ``X-IMAP:`` pseudo-message is read too). Flag changes, new UIDs
+  and clearing \\Recent (setting O) make the mailbox dirty; a checkpoint
+  (CHECK, CLOSE, LOGOUT, EXPUNGE, switching mailbox) rewrites every kept
+  message: O(mailbox size) bytes written and one fsync.
+- QPopper copies the whole drop to ``.<user>.pop`` at login and truncates the
+  spool; at QUIT the kept messages and any mail that arrived meanwhile are
+  written back to the spool and the copy is removed.
+
+Layout under the store root (``store/`` of a run folder): ``<user>`` is the
+INBOX spool, ``<user>.folders/<name>[/<name>...]`` hold other mailboxes (a
+directory is a \\Noselect parent), ``<user>.mailboxlist`` the subscriptions,
+``.<user>.pop`` QPopper's copy. Messages are split on ``From `` lines exactly
+as Python's ``mailbox.mbox`` does, so both read the same messages; appends
+escape body ``From `` lines as ``>From``.
+
+Locks: POSIX ``lockf`` on the spool (what ``mailbox`` and Postfix take) plus an
+in-process lock per file, since POSIX locks do not exclude threads.
+
+Work counted: ``reads``/``writes`` of the spool, its copy and folders (keys are
+paths relative to the store root), ``fsyncs``, ``locks``, ``files_*``; CPU
+kinds in ``CPU_UNITS``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin.access.message import crlf_size, header_fields, to_crlf
+from twin.access.names import MailboxNameError, check_user, split_name
+from twin.access.store import (
+    ANSWERED,
+    DELETED,
+    DRAFT,
+    FLAGGED,
+    SEEN,
+    MessageInfo,
+    StoreError,
+    locked_file,
+    read_subscriptions,
+    write_subscriptions,
+)
+from twin.stages.work import Work
+
+CPU_UNITS: dict[str, str] = {
+    "mbox.byte": "one byte of an mbox file scanned for From lines and headers",
+    "mbox.message": "one message's header parsed for Status/X-Status/X-UID",
+    "mbox.rewrite_byte": "one byte copied while rewriting an mbox file",
+}
+
+HIDDEN_FIELDS = frozenset(
+    {b"status", b"x-status", b"x-uid", b"x-imapbase", b"x-imap", b"x-keywords",
+     b"content-length"}
+)
+"""Fields UW IMAP keeps for itself and never shows a client."""
+
+_X_STATUS = (("A", ANSWERED), ("F", FLAGGED), ("T", DRAFT), ("D", DELETED))
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+     "Dec"), start=1)}
+_FROM_DATE = re.compile(
+    rb"([A-Z][a-z]{2}) +(\d{1,2}) (\d{1,2}):(\d{2})(?::(\d{2}))?"
+    rb"(?: [A-Z]{3,5}| [+-]\d{4})* (\d{4})"
+)
+_FROM_ESCAPE = re.compile(rb"^(>*From )", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class _Span:
+    """Where one message lies in the file, and what its header says."""
+
+    start: int
+    body_start: int
+    end: int
+    from_line: bytes
+    header: bytes  # raw header as in the file (LF), without the blank line
+    visible: bytes  # CRLF header shown to clients, with its blank line
+    info: MessageInfo
+    has_uid: bool
+    uidl: str = ""
+
+
+def _status_flags(header: bytes) -> tuple[int, bool, int, tuple[int, int] | None]:
+    """(flags, old, uid, (uidvalidity, uidlast) or None) from UW's headers."""
+    flags, old, uid, base = 0, False, 0, None
+    for name, raw in header_fields(to_crlf(header)):
+        if name not in HIDDEN_FIELDS:
+            continue
+        value = raw[raw.find(b":") + 1 :].strip()
+        if name == b"status":
+            old = b"O" in value
+            if b"R" in value:
+                flags |= SEEN
+        elif name == b"x-status":
+            for letter, bit in _X_STATUS:
+                if letter.encode() in value:
+                    flags |= bit
+        elif name == b"x-uid":
+            uid = int(value) if value.isdigit() and len(value) < 11 else 0
+        elif name in (b"x-imapbase", b"x-imap"):
+            words = value.split()
+            if len(words) >= 2 and words[0].isdigit() and words[1].isdigit():
+                base = (int(words[0]) & 0xFFFFFFFF, int(words[1]) & 0xFFFFFFFF)
+    return flags, old, uid, base
+
+
+def _from_date(from_line: bytes) -> int:
+    match = _FROM_DATE.search(from_line)
+    if not match:
+        return 0
+    month = _MONTHS.get(match.group(1).decode())
+    if month is None:
+        return 0
+    try:
+        return calendar.timegm(
+            (int(match.group(6)), month, int(match.group(2)), int(match.group(3)),
+             int(match.group(4)), int(match.group(5) or 0), 0, 0, 0)
+        )
+    except (ValueError, OverflowError):
+        return 0
+
+
+def scan(data: bytes, base: int = 0) -> list[_Span]:
+    """Split *data* (an mbox file from offset *base*) as ``mailbox.mbox`` does."""
+    spans: list[_Span] = []
+    pos = 0 if data.startswith(b"From ") else data.find(b"\nFrom ") + 1
+    if pos == 0 and not data.startswith(b"From "):
+        return spans
+    size = len(data)
+    while True:
+        nxt = data.find(b"\nFrom ", pos) + 1
+        if nxt == 0:
+            end = size - 1 if data.endswith(b"\n\n") else size
+        else:
+            end = nxt - 1 if data[nxt - 2 : nxt] == b"\n\n" else nxt
+        line_end = data.find(b"\n", pos, end)
+        header_start = end if line_end < 0 else line_end + 1
+        if data[header_start : header_start + 1] == b"\n":
+            body_start = header_start + 1
+            header = b""
+        else:
+            blank = data.find(b"\n\n", header_start, end)
+            body_start = end if blank < 0 else blank + 2
+            header = data[header_start : end if blank < 0 else blank + 1]
+        from_line = data[pos:header_start]
+        visible = b"".join(
+            raw for name, raw in header_fields(to_crlf(header))
+            if name not in HIDDEN_FIELDS
+        ) + b"\r\n"
+        size_crlf = len(visible) + crlf_size(data[body_start:end])
+        info = MessageInfo(0, size_crlf, _from_date(from_line), 0)
+        spans.append(_Span(base + pos, base + body_start, base + end, from_line,
+                           header, visible, info, False))
+        if nxt == 0:
+            return spans
+        pos = nxt
+
+
+def _status_header(flags: int) -> bytes:
+    status = b"Status: RO\n" if flags & SEEN else b"Status: O\n"
+    letters = "".join(letter for letter, bit in _X_STATUS if flags & bit)
+    return status + (b"X-Status: " + letters.encode() + b"\n")
+
+
+class MboxMailbox:
+    """A UW-style selected mbox mailbox: parsed whole, rewritten on checkpoint."""
+
+    def __init__(self, backend: MboxBackend, name: str, path: str, key: str,
+                 readonly: bool, now: float) -> None:
+        self.name = name
+        self.readonly = readonly
+        self._backend = backend
+        self._path = path
+        self._key = key
+        self._now = now
+        self._spans: list[_Span] = []
+        self.messages: list[MessageInfo] = []
+        self.uidvalidity = 0
+        self.uidnext = 1
+        self._dirty = False
+        self._stamp: tuple[int, int] = (-1, -1)
+
+    # -- parsing -------------------------------------------------------------
+    def load(self) -> Work:
+        """Parse the whole file; clear \\Recent (set O) when read-write."""
+        with locked_file(self._path) as handle:
+            data = handle.read()
+            self._stamp = self._stat(handle)
+        spans = scan(data)
+        work = self._adopt(spans, data, first=True)
+        recent = [s for s in self._spans if s.info.recent]
+        if recent and not self.readonly:
+            self._dirty = True  # UW writes Status: O for every recent message
+        return work + Work(reads=((self._key, len(data)),), locks=1)
+
+    def _adopt(self, spans: list[_Span], data: bytes, first: bool) -> Work:
+        """Take parsed spans: read their flags and UIDs, give UIDs to new ones."""
+        if first and spans:
+            flags, old, uid, base = _status_flags(spans[0].header)
+            if base is not None and b"\nX-IMAP:" in b"\n" + spans[0].header:
+                self.uidvalidity, self.uidnext = base[0], base[1] + 1
+                spans = spans[1:]  # UW's FOLDER INTERNAL DATA pseudo-message
+            elif base is not None:
+                self.uidvalidity, self.uidnext = base[0], base[1] + 1
+        if not self.uidvalidity:
+            self.uidvalidity = max(1, int(self._now)) & 0xFFFFFFFF
+            self._dirty = self._dirty or (bool(spans) and not self.readonly)
+        last = self._spans[-1].info.uid if self._spans else 0
+        for span in spans:
+            flags, old, uid, _ = _status_flags(span.header)
+            span.info.flags = flags
+            span.info.recent = not old
+            if last < uid < self.uidnext:
+                span.has_uid = True
+            else:
+                uid = self.uidnext  # missing or out of order: UW renumbers
+                self.uidnext += 1
+                self._dirty = self._dirty or not self.readonly
+            span.info.uid = last = uid
+        self._spans.extend(spans)
+        self.messages = [span.info for span in self._spans]
+        size = len(data)
+        return Work(cpu={"mbox.byte": size, "mbox.message": len(spans)})
+
+    @staticmethod
+    def _stat(handle) -> tuple[int, int]:
+        info = os.fstat(handle.fileno())
+        return info.st_size, info.st_mtime_ns
+
+    # -- reading -------------------------------------------------------------
+    def header(self, index: int) -> tuple[bytes, Work]:
+        return self._spans[index].visible, Work()
+
+    def text(self, index: int) -> tuple[bytes, Work]:
+        span = self._spans[index]
+        with open(self._path, "rb") as handle:
+            handle.seek(span.body_start)
+            body = handle.read(span.end - span.body_start)
+        return span.visible + to_crlf(body), Work(reads=((self._key, len(body)),))
+
+    def bodystructure(self, index: int) -> tuple[bytes | None, Work]:
+        return None, Work()
+
+    # -- changing ------------------------------------------------------------
+    def set_flags(self, changes: list[tuple[int, int]]) -> Work:
+        for index, flags in changes:
+            if self.messages[index].flags != flags:
+                self.messages[index].flags = flags
+                self._dirty = True
+        return Work()
+
+    def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
+        gone = [
+            i for i, info in enumerate(self.messages)
+            if info.flags & DELETED and (uids is None or info.uid in uids)
+        ]
+        if not gone:
+            return [], self.checkpoint()
+        work = self._rewrite(set(gone))
+        return [i + 1 for i in reversed(gone)], work
+
+    def checkpoint(self) -> Work:
+        if self.readonly or not self._dirty:
+            return Work()
+        return self._rewrite(set())
+
+    def close(self) -> Work:
+        return self.checkpoint()
+
+    def refresh(self) -> tuple[list[int], Work]:
+        """Pick up appended mail; reparse if another writer rewrote the file."""
+        try:
+            info = os.stat(self._path)
+            stamp = (info.st_size, info.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return [], Work()
+        known = self._stamp[0]
+        with locked_file(self._path) as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > known >= 0:
+                handle.seek(known)
+                tail = handle.read()
+                skip = len(tail) - len(tail.lstrip(b"\n"))
+                if tail.startswith(b"From ", skip):
+                    self._stamp = self._stat(handle)
+                    spans = scan(tail[skip:], known + skip)
+                    work = self._adopt(spans, tail, first=not self._spans)
+                    return [], work + Work(reads=((self._key, len(tail)),), locks=1)
+            handle.seek(0)
+            data = handle.read()
+            self._stamp = self._stat(handle)
+        return self._reconcile(data)
+
+    def _reconcile(self, data: bytes) -> tuple[list[int], Work]:
+        old = {info.uid: info for info in self.messages}
+        self._spans, self.uidvalidity = [], 0
+        work = self._adopt(scan(data), data, first=True)
+        kept = {info.uid for info in self.messages}
+        gone = [i + 1 for i, uid in enumerate(old) if uid not in kept]
+        for info in self.messages:
+            if info.uid in old:
+                info.recent = old[info.uid].recent
+        return sorted(gone, reverse=True), work + Work(
+            reads=((self._key, len(data)),), locks=1
+        )
+
+    def _rewrite(self, drop: set[int]) -> Work:
+        """Write every kept message back, with fresh UW headers (O(file size))."""
+        with locked_file(self._path) as handle:
+            data = handle.read()
+            if len(data) < self._stamp[0]:
+                raise StoreError("mailbox was changed by another program; reselect")
+            end = self._spans[-1].end if self._spans else 0
+            extra_spans = []
+            if len(data) > self._stamp[0] >= 0:
+                # mail delivered since the last look: keep it, after ours
+                tail_start = max(self._stamp[0], end)
+                tail = data[tail_start:]
+                skip = len(tail) - len(tail.lstrip(b"\n"))
+                extra_spans = scan(tail[skip:], tail_start + skip)
+            self._adopt(extra_spans, b"", first=False)
+            pieces: list[bytes] = []
+            spans: list[_Span] = []
+            offset = 0
+            for index, span in enumerate(self._spans):
+                if index in drop:
+                    continue
+                if pieces:
+                    pieces.append(b"\n")
+                    offset += 1
+                header = b"".join(
+                    raw for name, raw in header_fields(to_crlf(span.header))
+                    if name not in HIDDEN_FIELDS
+                ).replace(b"\r\n", b"\n")
+                if not spans:
+                    header += b"X-IMAPbase: %d %d\n" % (
+                        self.uidvalidity, self.uidnext - 1
+                    )
+                header += _status_header(span.info.flags)
+                header += b"X-UID: %d\n" % span.info.uid
+                body = data[span.body_start : span.end]
+                if body and not body.endswith(b"\n"):
+                    body += b"\n"
+                start = offset
+                head = span.from_line + header + b"\n"
+                pieces += (head, body)
+                offset += len(head) + len(body)
+                spans.append(_Span(start, start + len(head), offset, span.from_line,
+                                   header, span.visible, span.info, True))
+            content = b"".join(pieces)
+            handle.seek(0)
+            handle.write(content)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+            self._stamp = self._stat(handle)
+        self._spans = spans
+        self.messages = [span.info for span in spans]
+        self._dirty = False
+        return Work(
+            cpu={"mbox.rewrite_byte": len(content), "mbox.byte": len(data)},
+            reads=((self._key, len(data)),),
+            writes=((self._key, len(content)),),
+            fsyncs=1,
+            locks=1,
+        )
+
+
+class QpopperDrop:
+    """A QPopper session's private copy of one user's spool."""
+
+    def __init__(self, backend: MboxBackend, user: str, spool: str,
+                 copy: str) -> None:
+        self._backend = backend
+        self._user = user
+        self._spool = spool
+        self._copy = copy
+        self._spans: list[_Span] = []
+        self.sizes: list[int] = []
+        self.uidls: list[str] = []
+        self._open = False
+
+    def take(self) -> Work:
+        """Copy the spool (plus a stale copy left by a dead session) aside."""
+        with locked_file(self._spool) as handle:
+            data = handle.read()
+            stale = b""
+            if os.path.exists(self._copy):
+                with open(self._copy, "rb") as old:
+                    stale = old.read()
+            combined = _join_mbox(stale, data)
+            with open(self._copy, "wb") as out:
+                out.write(combined)
+                out.flush()
+                os.fsync(out.fileno())
+            handle.seek(0)
+            handle.truncate()
+            os.fsync(handle.fileno())
+        self._open = True
+        self._spans = scan(combined)
+        for span in self._spans:
+            raw = combined[span.start + len(span.from_line) : span.end]
+            self.sizes.append(crlf_size(raw))
+            uidl = None
+            for name, field in header_fields(to_crlf(span.header)):
+                if name == b"x-uidl":
+                    uidl = field[field.find(b":") + 1 :].strip()[:70]
+            self.uidls.append(
+                uidl.decode("ascii", "replace") if uidl else
+                hashlib.md5(span.visible + _body(combined, span)).hexdigest()
+            )
+        copy_key = _relkey(self._backend.root, self._copy)
+        spool_key = _relkey(self._backend.root, self._spool)
+        return Work(
+            cpu={"mbox.byte": len(combined), "mbox.message": len(self._spans),
+                 "mbox.rewrite_byte": len(combined)},
+            reads=((spool_key, len(data)),) + (((copy_key, len(stale)),) if stale
+                                               else ()),
+            writes=((copy_key, len(combined)), (spool_key, 0)),
+            fsyncs=2,
+            files_created=0 if stale else 1,
+            locks=1,
+        )
+
+    def text(self, index: int) -> tuple[bytes, Work]:
+        span = self._spans[index]
+        start = span.start + len(span.from_line)
+        with open(self._copy, "rb") as handle:
+            handle.seek(start)
+            raw = handle.read(span.end - start)
+        return to_crlf(raw), Work(reads=((_relkey(self._backend.root, self._copy),
+                                          len(raw)),))
+
+    def commit(self, deleted: set[int]) -> Work:
+        """Write kept messages and newly arrived mail back; remove the copy."""
+        if not self._open:
+            return Work()
+        self._open = False
+        with open(self._copy, "rb") as handle:
+            copy = handle.read()
+        kept = [
+            copy[span.start : span.end]
+            for index, span in enumerate(self._spans) if index not in deleted
+        ]
+        with locked_file(self._spool) as handle:
+            arrived = handle.read()
+            content = _join_mbox(b"\n".join(kept) + (b"\n" if kept else b""),
+                                 arrived) if kept else arrived
+            wrote = 0
+            if kept:
+                handle.seek(0)
+                handle.write(content)
+                handle.truncate()
+                handle.flush()
+                os.fsync(handle.fileno())
+                wrote = len(content)
+            os.unlink(self._copy)
+        self._backend.release_drop(self._user)
+        spool_key = _relkey(self._backend.root, self._spool)
+        copy_key = _relkey(self._backend.root, self._copy)
+        return Work(
+            cpu={"mbox.rewrite_byte": wrote},
+            reads=((copy_key, len(copy)), (spool_key, len(arrived))),
+            writes=((spool_key, wrote),) if kept else (),
+            fsyncs=1 if kept else 0,
+            files_deleted=1,
+            locks=1,
+        )
+
+    def abort(self) -> Work:
+        """A dropped connection keeps every message (RFC 1939: no UPDATE state)."""
+        return self.commit(set())
+
+
+def _body(data: bytes, span: _Span) -> bytes:
+    return data[span.body_start : span.end]
+
+
+def _join_mbox(first: bytes, second: bytes) -> bytes:
+    """Concatenate two mbox texts with the blank line ``mailbox.mbox`` expects."""
+    if not first:
+        return second
+    if not second:
+        return first
+    if first.endswith(b"\n\n"):
+        return first + second
+    return first + (b"\n" if first.endswith(b"\n") else b"\n\n") + second
+
+
+def _relkey(root: str, path: str) -> str:
+    return os.path.relpath(path, root)
+
+
+class MboxBackend:
+    """All users' mbox spools and folders under one store root."""
+
+    kind = "mbox"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = os.path.realpath(root)
+        self._pop_guard = threading.Lock()
+        self._pop_users: set[str] = set()
+
+    # -- paths ---------------------------------------------------------------
+    def _user(self, user: str) -> str:
+        try:
+            user = check_user(user)
+        except MailboxNameError as exc:
+            raise StoreError(str(exc)) from None
+        if user.endswith((".folders", ".mailboxlist", ".pop", ".lock")):
+            raise StoreError(f"user name {user!r} collides with store files")
+        return user
+
+    def _path(self, user: str, name: str) -> tuple[str, str]:
+        """(canonical name, path) of mailbox *name*; raises StoreError if unsafe."""
+        user = self._user(user)
+        try:
+            parts = split_name(name)
+        except MailboxNameError as exc:
+            raise StoreError(str(exc)) from None
+        if parts == ("INBOX",):
+            return "INBOX", os.path.join(self.root, user)
+        folders = os.path.join(self.root, user + ".folders")
+        path = os.path.join(folders, *parts)
+        real = os.path.realpath(path)
+        if not real.startswith(os.path.realpath(folders) + os.sep):
+            raise StoreError(f"mailbox {name!r} is outside the user's folders")
+        return "/".join(parts), path
+
+    # -- mailbox operations ----------------------------------------------------
+    def list_mailboxes(self, user: str) -> tuple[list[tuple[str, bool]], Work]:
+        user = self._user(user)
+        names: list[tuple[str, bool]] = [("INBOX", True)]
+        folders = os.path.join(self.root, user + ".folders")
+        scanned = 0
+        for top, dirs, files in os.walk(folders):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            scanned += len(dirs) + len(files)
+            rel = os.path.relpath(top, folders)
+            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            for entry in dirs:
+                names.append((prefix + entry, False))
+            for entry in sorted(files):
+                if not entry.startswith(".") and not entry.endswith(".lock"):
+                    names.append((prefix + entry, True))
+        return names, Work(dir_entries_scanned=scanned)
+
+    def open(self, user: str, name: str, readonly: bool, now: float
+             ) -> tuple[MboxMailbox, Work]:
+        canonical, path = self._path(user, name)
+        if canonical != "INBOX" and not os.path.isfile(path):
+            raise StoreError(f"mailbox {name!r} does not exist")
+        mailbox = MboxMailbox(self, canonical, path, _relkey(self.root, path),
+                              readonly, now)
+        return mailbox, mailbox.load()
+
+    def status(self, user: str, name: str, now: float
+               ) -> tuple[dict[str, int], Work]:
+        mailbox, work = self.open(user, name, True, now)
+        counts = {
+            "MESSAGES": len(mailbox.messages),
+            "RECENT": sum(1 for m in mailbox.messages if m.recent),
+            "UIDNEXT": mailbox.uidnext,
+            "UIDVALIDITY": mailbox.uidvalidity,
+            "UNSEEN": sum(1 for m in mailbox.messages if not m.flags & SEEN),
+        }
+        return counts, work
+
+    def create(self, user: str, name: str, now: float) -> Work:
+        canonical, path = self._path(user, name)
+        if canonical == "INBOX" or os.path.lexists(path):
+            raise StoreError(f"mailbox {name!r} already exists")
+        parent = os.path.dirname(path)
+        if os.path.isfile(parent):
+            raise StoreError(f"mailbox {name!r} would sit inside a mailbox file")
+        os.makedirs(parent, exist_ok=True)
+        with open(path, "xb"):
+            pass
+        return Work(files_created=1)
+
+    def delete(self, user: str, name: str) -> Work:
+        canonical, path = self._path(user, name)
+        if canonical == "INBOX":
+            raise StoreError("INBOX cannot be deleted")
+        if os.path.isdir(path) and not os.path.islink(path):
+            if os.listdir(path):
+                raise StoreError(f"mailbox {name!r} has children")
+            os.rmdir(path)
+        elif os.path.isfile(path):
+            os.unlink(path)
+        else:
+            raise StoreError(f"mailbox {name!r} does not exist")
+        return Work(files_deleted=1)
+
+    def rename(self, user: str, old: str, new: str) -> Work:
+        old_name, old_path = self._path(user, old)
+        new_name, new_path = self._path(user, new)
+        if old_name == "INBOX" or new_name == "INBOX":
+            raise StoreError("renaming INBOX is not supported")
+        if not os.path.lexists(old_path):
+            raise StoreError(f"mailbox {old!r} does not exist")
+        if os.path.lexists(new_path):
+            raise StoreError(f"mailbox {new!r} already exists")
+        os.makedirs(os.path.dirname(new_path), exist_ok=True)
+        shutil.move(old_path, new_path)
+        return Work(files_renamed=1)
+
+    def append(self, user: str, name: str, entries: list[tuple[bytes, int, int]],
+               now: float) -> Work:
+        canonical, path = self._path(user, name)
+        if canonical != "INBOX" and not os.path.isfile(path):
+            raise StoreError(f"[TRYCREATE] mailbox {name!r} does not exist")
+        pieces = []
+        for text, flags, internaldate in entries:
+            plain = text.replace(b"\r\n", b"\n")
+            end = plain.find(b"\n\n")
+            header, body = (plain, b"") if end < 0 else (plain[: end + 1],
+                                                          plain[end + 2 :])
+            header = b"".join(
+                raw for name_, raw in header_fields(to_crlf(header))
+                if name_ not in HIDDEN_FIELDS
+            ).replace(b"\r\n", b"\n")
+            body = _FROM_ESCAPE.sub(rb">\1", body)
+            if body and not body.endswith(b"\n"):
+                body += b"\n"
+            stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(internaldate))
+            pieces.append(b"From MAILER-DAEMON " + stamp.encode() + b"\n" + header
+                          + _status_header(flags) + b"\n" + body)
+        content = b"\n".join(pieces)
+        with locked_file(path) as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size:
+                handle.seek(max(0, size - 2))
+                tail = handle.read()
+                handle.seek(0, os.SEEK_END)
+                content = _join_mbox(tail, content)[len(tail):]
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        key = _relkey(self.root, path)
+        return Work(cpu={"mbox.rewrite_byte": len(content)},
+                    writes=((key, len(content)),), fsyncs=1, locks=1)
+
+    def subscriptions(self, user: str) -> tuple[set[str], Work]:
+        user = self._user(user)
+        path = os.path.join(self.root, user + ".mailboxlist")
+        return read_subscriptions(path, _relkey(self.root, path))
+
+    def set_subscriptions(self, user: str, names: set[str]) -> Work:
+        user = self._user(user)
+        path = os.path.join(self.root, user + ".mailboxlist")
+        return write_subscriptions(path, _relkey(self.root, path), names)
+
+    def open_drop(self, user: str, now: float) -> tuple[QpopperDrop, Work]:
+        user = self._user(user)
+        with self._pop_guard:
+            if user in self._pop_users:
+                raise StoreError("[IN-USE] maildrop already locked by a session")
+            self._pop_users.add(user)
+        drop = QpopperDrop(self, user, os.path.join(self.root, user),
+                           os.path.join(self.root, f".{user}.pop"))
+        try:
+            return drop, drop.take()
+        except BaseException:
+            self.release_drop(user)
+            raise
+
+    def release_drop(self, user: str) -> None:
+        with self._pop_guard:
+            self._pop_users.discard(user)

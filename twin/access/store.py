@@ -1,0 +1,221 @@
+"""What the protocol sessions need from a mail store, and the shared types.
+
+A *backend* (``MboxBackend``, ``CyrusBackend``) serves every user of one store
+root; it opens *mailboxes* for IMAP and *drops* for POP3. Every operation
+returns the ``Work`` it did, so a session can report per command what the
+store cost. Failures a client may cause (no such mailbox, name taken, mailbox
+in use) raise ``StoreError`` whose text becomes the NO / -ERR reply; anything
+else is our bug and propagates.
+
+Flags are a bitmask of the five system flags the stores can keep
+(maildir info letters, UW's Status/X-Status letters, Cyrus's system flags);
+keywords are accepted by STORE but not kept (PERMANENTFLAGS says so).
+\\Recent is per mailbox, not a stored flag.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from twin.stages.work import Work
+
+SEEN = 1
+ANSWERED = 2
+FLAGGED = 4
+DELETED = 8
+DRAFT = 16
+ALL_FLAGS = SEEN | ANSWERED | FLAGGED | DELETED | DRAFT
+
+FLAG_NAMES: dict[int, str] = {
+    SEEN: "\\Seen",
+    ANSWERED: "\\Answered",
+    FLAGGED: "\\Flagged",
+    DELETED: "\\Deleted",
+    DRAFT: "\\Draft",
+}
+FLAG_BITS: dict[str, int] = {name.lower(): bit for bit, name in FLAG_NAMES.items()}
+
+# Maildir info letters (cr.yp.to/proto/maildir.html), in the ASCII order the
+# spec requires.
+MAILDIR_LETTERS: tuple[tuple[str, int], ...] = (
+    ("D", DRAFT),
+    ("F", FLAGGED),
+    ("R", ANSWERED),
+    ("S", SEEN),
+    ("T", DELETED),
+)
+
+
+def maildir_info(flags: int) -> str:
+    """The ``:2,`` info letters for *flags*."""
+    return "".join(letter for letter, bit in MAILDIR_LETTERS if flags & bit)
+
+
+def flags_from_info(info: str) -> int:
+    """Flags from maildir info letters (unknown letters ignored)."""
+    flags = 0
+    for letter, bit in MAILDIR_LETTERS:
+        if letter in info:
+            flags |= bit
+    return flags
+
+
+class StoreError(Exception):
+    """A request the store refuses; the text is sent to the client."""
+
+
+@dataclass(slots=True)
+class MessageInfo:
+    """What a session knows of one message without reading it."""
+
+    uid: int
+    size: int
+    internaldate: int
+    flags: int
+    recent: bool = False
+
+
+class Mailbox(Protocol):
+    """An open (selected) mailbox; ``messages`` is in sequence-number order."""
+
+    name: str
+    readonly: bool
+    uidvalidity: int
+    uidnext: int
+    messages: list[MessageInfo]
+
+    def header(self, index: int) -> tuple[bytes, Work]:
+        """CRLF header of message *index* (0-based), with its blank line."""
+        ...
+
+    def text(self, index: int) -> tuple[bytes, Work]:
+        """Whole CRLF text of message *index*."""
+        ...
+
+    def bodystructure(self, index: int) -> tuple[bytes | None, Work]:
+        """A cached BODYSTRUCTURE, or None when the session must parse."""
+        ...
+
+    def set_flags(self, changes: list[tuple[int, int]]) -> Work:
+        """Give message index -> flags for each pair."""
+        ...
+
+    def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
+        """Remove \\Deleted messages (only *uids*); 1-based seqs, descending."""
+        ...
+
+    def checkpoint(self) -> Work: ...
+
+    def refresh(self) -> tuple[list[int], Work]:
+        """Catch up with other writers; returns expunged seqs (descending)."""
+        ...
+
+    def close(self) -> Work: ...
+
+
+class Drop(Protocol):
+    """A POP3 maildrop locked for one session."""
+
+    sizes: list[int]
+    uidls: list[str]
+
+    def text(self, index: int) -> tuple[bytes, Work]: ...
+
+    def commit(self, deleted: set[int]) -> Work: ...
+
+    def abort(self) -> Work: ...
+
+
+class Backend(Protocol):
+    """All users' mailboxes in one store root."""
+
+    kind: str
+
+    def list_mailboxes(self, user: str) -> tuple[list[tuple[str, bool]], Work]:
+        """(name, selectable) pairs, INBOX first."""
+        ...
+
+    def open(self, user: str, name: str, readonly: bool, now: float) -> tuple[
+        Mailbox, Work
+    ]: ...
+
+    def status(self, user: str, name: str, now: float) -> tuple[dict[str, int], Work]:
+        ...
+
+    def create(self, user: str, name: str, now: float) -> Work: ...
+
+    def delete(self, user: str, name: str) -> Work: ...
+
+    def rename(self, user: str, old: str, new: str) -> Work: ...
+
+    def append(
+        self, user: str, name: str, entries: list[tuple[bytes, int, int]], now: float
+    ) -> Work:
+        """Add (CRLF text, flags, internaldate) messages to mailbox *name*."""
+        ...
+
+    def subscriptions(self, user: str) -> tuple[set[str], Work]: ...
+
+    def set_subscriptions(self, user: str, names: set[str]) -> Work: ...
+
+    def open_drop(self, user: str, now: float) -> tuple[Drop, Work]: ...
+
+
+def read_subscriptions(path: str, key: str) -> tuple[set[str], Work]:
+    """Mailbox names listed one a line in *path* (a missing file is empty)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return set(), Work()
+    names = {line for line in data.decode("utf-8", "replace").splitlines() if line}
+    return names, Work(reads=((key, len(data)),))
+
+
+def write_subscriptions(path: str, key: str, names: set[str]) -> Work:
+    """Replace *path* with *names*, one a line, via a temporary file and rename."""
+    data = "".join(f"{name}\n" for name in sorted(names)).encode("utf-8")
+    temporary = path + ".new"
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+    return Work(writes=((key, len(data)),), files_created=1, files_renamed=1)
+
+
+class FileLocks:
+    """One in-process lock per file path.
+
+    POSIX ``lockf`` locks (what ``mailbox``, Postfix and Cyrus take) do not
+    exclude threads of one process, so the threaded server adds these.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def get(self, path: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(path, threading.Lock())
+
+
+FILE_LOCKS = FileLocks()
+"""The process's lock table; shared so delivery-side calls exclude sessions."""
+
+
+@contextmanager
+def locked_file(path: str, create: bool = True):
+    """Open *path* read-write (created if *create*) under both kinds of lock."""
+    with FILE_LOCKS.get(path):
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "r+b") as handle:
+            fcntl.lockf(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield handle
+            finally:
+                fcntl.lockf(handle.fileno(), fcntl.LOCK_UN)
