@@ -15,6 +15,7 @@ Overrides given on the command line are located as ``--set`` instead of a line.
 from __future__ import annotations
 
 import difflib
+import re
 import hashlib
 import types
 import typing
@@ -120,9 +121,25 @@ def _walk(node: yaml.Node, path: Path_, locator: _Locator, problems: list[Proble
             _walk(item, (*path, index), locator, problems)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so ``on:`` and ``no`` stay strings."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def _parse_yaml(text: str, source: str) -> tuple[Any, _Locator]:
     locator = _Locator(source)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -155,7 +172,7 @@ def _split_override(text: str) -> tuple[list[Any], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ValueError("expected path.to.key=VALUE with a non-empty key path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     parts: list[Any] = [

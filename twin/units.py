@@ -4,6 +4,7 @@
   or a bare number of seconds;
 - sizes: ``9GB``, ``64KiB``, ``512B``, ``1.5TB``, or a bare number of bytes
   (SI prefixes are powers of 1000, IEC prefixes ``Ki``/``Mi``/… powers of 1024);
+- bandwidths: ``1Mbit/s``, ``64KiB/s``, or a bare number of bytes per second;
 - rates: ``40000/week``, ``3.2/s``, ``120/h``, ``5/min``, or a bare number per
   second.
 
@@ -143,6 +144,33 @@ def parse_rate(value: object) -> float:
             f"(use one of {', '.join(RATE_PERIODS)})"
         )
     return _finite(float(number) / RATE_PERIODS[period], value, "rate")
+
+
+_BITS = {"bit": 1, "kbit": 1e3, "Kbit": 1e3, "Mbit": 1e6, "Gbit": 1e9}
+
+
+def parse_bandwidth(value: object) -> float:
+    """Bytes per second in a bandwidth such as ``1Mbit/s``, ``64KiB/s`` or ``5MB/s``."""
+    if _is_number(value):
+        return _finite(float(value), value, "bandwidth")
+    text = value.strip() if isinstance(value, str) else ""
+    if not text.endswith("/s"):
+        raise ValueError(
+            f"bandwidth {value!r} is not a bandwidth (write e.g. 1Mbit/s, 64KiB/s)"
+        )
+    amount = text[:-2].strip()
+    match = _SIZE.match(amount)
+    if match and match.group(2) in _BITS:
+        return _finite(
+            float(match.group(1)) * _BITS[match.group(2)] / 8, value, "bandwidth"
+        )
+    try:
+        return parse_size(amount)
+    except ValueError:
+        raise ValueError(
+            f"bandwidth {value!r}: unknown unit (use bit, kbit, Mbit, Gbit or a size "
+            "unit such as KiB, MB, then /s)"
+        ) from None
 
 
 def format_duration(seconds: float) -> str:

@@ -40,6 +40,11 @@ Size = Annotated[float, BeforeValidator(parse_size), AfterValidator(_non_negativ
 Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive)]
 """Events per second, written as ``40000/week``, ``3.2/s``, ``120/h`` or a number."""
 
+NonNegativeRate = Annotated[
+    float, BeforeValidator(parse_rate), AfterValidator(_non_negative)
+]
+"""Like ``Rate`` but 0 is allowed (a traffic class turned off)."""
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 

@@ -98,6 +98,8 @@ class ResourceSampler:
         self.interval = interval
         self.writer = writer
         self.last = env.now
+        self.maxima = {name: 0 for name, _ in self.monitors}
+        """Largest queue seen at a sampling instant, per resource."""
         self.previous = []
         for _, resource in self.monitors:
             resource.sync()
@@ -113,6 +115,8 @@ class ResourceSampler:
             area = resource.busy_area
             utilization = (area - self.previous[index]) / (resource.capacity * span)
             self.previous[index] = area
+            if resource.queue_length > self.maxima[name]:
+                self.maxima[name] = resource.queue_length
             self.writer.append(
                 (now, name, utilization, resource.queue_length, resource.busy))
         self.last = now

@@ -174,6 +174,8 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
             progress.done()
         sampler.sample()  # the last, partial interval up to the end
         summary = model.finish()
+        for name, most in sampler.maxima.items():
+            summary.setdefault(f"queue.{name}.max", float(most))
     finally:
         jobs.close()
         resources.close()

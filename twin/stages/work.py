@@ -79,6 +79,51 @@ class Work:
             net_round_trips=self.net_round_trips + other.net_round_trips,
         )
 
+    def __sub__(self, part: Work) -> Work:
+        """What is left of this work without *part* (a piece it includes).
+
+        Raises ValueError when *part* is not contained in this work.
+        """
+        if not isinstance(part, Work):
+            return NotImplemented
+        cpu = dict(self.cpu)
+        for kind, units in part.cpu.items():
+            left = cpu.get(kind, 0) - units
+            if left < 0:
+                raise ValueError(
+                    f"cannot take {units} {kind} units from {cpu.get(kind, 0)}"
+                )
+            if left:
+                cpu[kind] = left
+            else:
+                cpu.pop(kind, None)
+        reads = list(self.reads)
+        writes = list(self.writes)
+        for pairs, taken in ((reads, part.reads), (writes, part.writes)):
+            for pair in taken:
+                if pair not in pairs:
+                    raise ValueError(f"cannot take {pair} from work that lacks it")
+                pairs.remove(pair)
+        counts = {}
+        for name in (
+            "fsyncs",
+            "files_created",
+            "files_renamed",
+            "files_deleted",
+            "dir_entries_scanned",
+            "locks",
+            "net_bytes",
+            "net_round_trips",
+        ):
+            left = getattr(self, name) - getattr(part, name)
+            if left < 0:
+                raise ValueError(
+                    f"cannot take {getattr(part, name)} {name} from "
+                    f"{getattr(self, name)}"
+                )
+            counts[name] = left
+        return Work(cpu=cpu, reads=tuple(reads), writes=tuple(writes), **counts)
+
     @property
     def bytes_read(self) -> int:
         return sum(n for _, n in self.reads)

@@ -1,0 +1,294 @@
+"""The ``kind: mail`` scenario: hosts, the mail pipeline, the directory, traffic.
+
+::
+
+    kind: mail
+    name: ece-2007-dell
+    seed: 2007
+    duration: 7d
+    warmup: 1d
+    hosts:
+      spamd:   {hardware: openbsd-gateway}
+      gateway: {hardware: dell-pe1750}
+      mail:    {hardware: dell-pe1750}
+    pipeline:                        # the inbound path, in this order
+      greylist: {on: spamd, flavour: spamd, passtime: 25m, greyexp: 4h, whiteexp: 36d}
+      smtp:     {on: gateway, processes: 100, tls: true}
+      deliver:  {on: mail, format: maildir, array: users}
+    submission: {on: mail, sasl: true, tls: true}   # users' outbound mail
+    directory:  {kind: ldap, on: mail}
+    traffic:
+      inbound:  {legit: 31000/week, spam: 76000/week}
+      outbound: {rate: 11000/week, offsite_share: 0.2}
+      users:    {inboxes: 1400}
+
+Every stage names the host it runs on (``on``); the hardware of each host is a
+profile under ``hardware/``. Defaults are those of the real daemons (spamd,
+Postfix) or of the workload's calibration (``twin.traffic.workload``); each
+field's comment says which. Cross-references (hosts, arrays, profiles) are
+checked by ``mail_references`` so each problem is reported at its own line.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from twin.schema.common import (
+    Duration,
+    NonNegativeRate,
+    Output,
+    PositiveDuration,
+    Probability,
+    Size,
+    Strict,
+)
+from twin.units import parse_bandwidth
+
+WEEK = 7 * 86400.0
+Bandwidth = Annotated[float, BeforeValidator(parse_bandwidth), Field(gt=0)]
+"""Bytes per second, written as ``1Mbit/s`` or ``64KiB/s``."""
+
+
+class HostSpec(Strict):
+    hardware: str
+    """A profile name under hardware/ (``dell-pe1750``) or a path to one."""
+
+
+class GreylistSpec(Strict):
+    """OpenBSD spamd (or postgrey) in front of the SMTP server."""
+
+    on: str
+    enabled: bool = True
+    flavour: Literal["spamd", "postgrey"] = "spamd"
+    passtime: Duration = 25 * 60.0  # spamd PASSTIME (FACTS.md)
+    greyexp: PositiveDuration = 4 * 3600.0  # spamd GREYEXP
+    whiteexp: PositiveDuration = 864 * 3600.0  # spamd WHITEEXP, 36 days
+    trapexp: PositiveDuration = 24 * 3600.0  # spamd TRAPEXP
+    use_helo: bool = True  # later spamd keys on HELO; the 2004 code did not
+    stutter: Duration = 10.0  # spamd -S: greylisted clients stuttered 10 s
+    whitelist: list[str] = Field(default_factory=list)
+    """Static whitelist: IPv4 addresses, CIDR networks or domains."""
+    greytraps: bool = True
+    """Use the population's greytrap addresses as spamd traps."""
+    max_connections: int = Field(default=800, ge=1)  # spamd -c
+    delay: PositiveDuration = 300.0  # postgrey --delay
+    max_age: PositiveDuration = 35 * 86400.0  # postgrey --max-age
+    retry_window: PositiveDuration = 2 * 86400.0  # postgrey --retry-window
+    auto_whitelist_clients: int = Field(default=5, ge=0)  # postgrey
+    net_prefix: int = Field(default=24, ge=1, le=32)  # postgrey /24 nets
+
+
+class SmtpSpec(Strict):
+    """Postfix smtpd accepting mail from outside (the MX)."""
+
+    on: str
+    processes: int = Field(default=100, ge=1)  # Postfix default_process_limit
+    tls: bool = False  # smtpd_use_tls
+    tls_share: Probability = 0.1
+    """Share of inbound MTA sessions that use STARTTLS when offered (assumption:
+    few MTAs did opportunistic TLS in 2007)."""
+    sasl: bool = False  # smtpd_sasl_auth_enable
+    queue_array: str | None = None
+    """Array of the Postfix queue (default: the host's first array)."""
+    message_size_limit: Size = 10_240_000.0  # Postfix message_size_limit
+    client_rtt: Duration = 0.1
+    """Round trip to a remote client (assumption: 100 ms across the Internet)."""
+    client_bandwidth: Bandwidth = 64 * 1024.0
+    """Rate a remote client sends at (assumption: 512 kbit/s)."""
+
+
+class SubmissionSpec(Strict):
+    """Postfix smtpd taking the users' outbound mail (SASL, TLS, SMTPS)."""
+
+    on: str | None = None
+    """Default: the host that delivers (the users' mail server)."""
+    processes: int = Field(default=100, ge=1)
+    tls: bool = False
+    smtps: bool = False
+    sasl: bool = False
+    client_rtt: Duration = 0.01  # assumption: campus LAN or a nearby ISP
+    client_bandwidth: Bandwidth = 256 * 1024.0  # assumption: 2 Mbit/s
+
+
+class DeliverSpec(Strict):
+    """Local delivery into the users' mailboxes."""
+
+    on: str
+    format: Literal["maildir", "mbox"] = "maildir"
+    array: str | None = None
+    """Array holding the mailboxes (default: the host's last array)."""
+    host_fsync: bool = False
+    """Really fsync on the machine running the twin (slow; the work is counted
+    either way)."""
+
+
+class QueueSpec(Strict):
+    """The Postfix queue manager and remote delivery."""
+
+    postfix: Literal["2.4", "pre-2.4"] = "2.4"  # backoff defaults (FACTS.md)
+    maximal_queue_lifetime: PositiveDuration = 5 * 86400.0  # Postfix default
+    remote_tempfail_share: Probability = 0.03
+    """Share of remote delivery attempts that get a 4xx (assumption)."""
+    remote_unreachable_share: Probability = 0.002
+    """Share of outbound messages whose destination stays down: every attempt
+    tempfails until the message bounces after maximal_queue_lifetime
+    (assumption)."""
+    remote_rtt: Duration = 0.1
+    remote_bandwidth: Bandwidth = 256 * 1024.0
+
+
+class DirectorySpec(Strict):
+    kind: Literal["passwd", "ldap"] = "ldap"
+    on: str
+
+
+class Pipeline(Strict):
+    """The inbound path, in the order the stages run."""
+
+    greylist: GreylistSpec | None = None
+    smtp: SmtpSpec
+    deliver: DeliverSpec
+
+
+WeekWeights = str | list[Annotated[float, Field(ge=0)]]
+"""A built-in week profile by name, or 168 hourly weights from Monday 00:00."""
+
+
+class RetryMix(Strict):
+    """How legitimate MTAs retry a tempfail (assumption; FACTS.md schedules)."""
+
+    postfix_2_4: Probability = 0.5
+    postfix_pre_2_4: Probability = 0.2
+    sendmail: Probability = 0.3
+
+
+class InboundTraffic(Strict):
+    legit: NonNegativeRate = 31_000 / WEEK  # calibration (twin.traffic.workload)
+    spam: NonNegativeRate = 76_000 / WEEK  # offered, before greylisting
+    legit_profile: WeekWeights = "campus-weekday"
+    spam_profile: WeekWeights = "spam-flat"
+    legit_mtas: int = Field(default=3000, ge=1)
+    legit_retry_mix: RetryMix = Field(default_factory=RetryMix)
+    spam_bots: int = Field(default=50_000, ge=1)
+    spam_retry_share: Probability = 0.15
+    spam_dictionary_share: Probability = 0.03
+    spam_greytrap_share: Probability = 0.01
+    spam_relay_share: Probability = 0.01
+
+
+class OutboundTraffic(Strict):
+    rate: NonNegativeRate = 11_000 / WEEK
+    profile: WeekWeights = "outbound-campus"
+    offsite_share: Probability = 0.2
+    wrong_password_share: Probability = 0.03
+
+
+class Users(Strict):
+    inboxes: int = Field(default=1400, ge=1, le=200_000)
+    internal_networks: list[str] = Field(default_factory=lambda: ["10.20.0.0/16"])
+
+
+class Traffic(Strict):
+    inbound: InboundTraffic = Field(default_factory=InboundTraffic)
+    outbound: OutboundTraffic = Field(default_factory=OutboundTraffic)
+    users: Users = Field(default_factory=Users)
+
+
+class MailScenario(Strict):
+    """The whole ``kind: mail`` scenario."""
+
+    kind: Literal["mail"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    seed: int = Field(default=1, ge=0)
+    duration: PositiveDuration = WEEK
+    warmup: Duration = 0.0
+    domain: str = Field(
+        default="ece.example.edu", pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$"
+    )
+    hostname: str = "mail.ece.example.edu"
+    hosts: dict[str, HostSpec] = Field(min_length=1)
+    pipeline: Pipeline
+    submission: SubmissionSpec = Field(default_factory=SubmissionSpec)
+    queue: QueueSpec = Field(default_factory=QueueSpec)
+    directory: DirectorySpec
+    traffic: Traffic = Field(default_factory=Traffic)
+    output: Output = Field(default_factory=Output)
+
+
+def mail_references(model: MailScenario, locator) -> list:
+    """Problems with hosts, profiles, arrays and traffic of a mail scenario."""
+    from twin.hardware.profile import ProfileError, load_profile
+    from twin.scenario import did_you_mean
+    from twin.sim.mailsetup import traffic_settings
+
+    problems = []
+    profiles = {}
+    for name, host in model.hosts.items():
+        try:
+            profiles[name] = load_profile(host.hardware)
+        except ProfileError as exc:
+            problems.append(
+                locator.problem(
+                    ("hosts", name, "hardware"),
+                    f"{exc.message} for {host.hardware!r} "
+                    f"(use a profile under hardware/, e.g. dell-pe1750)"
+                    if exc.path == host.hardware
+                    else str(exc),
+                )
+            )
+    hosts = set(model.hosts)
+
+    def placed(path: tuple, host: str | None, array: str | None = None) -> None:
+        if host is None:
+            return
+        if host not in hosts:
+            problems.append(
+                locator.problem(
+                    (*path, "on"), f"no host {host!r} ({did_you_mean(host, hosts)})"
+                )
+            )
+            return
+        if array is not None and host in profiles:
+            arrays = profiles[host].arrays
+            if array not in arrays:
+                where = "queue_array" if path[-1] == "smtp" else "array"
+                problems.append(
+                    locator.problem(
+                        (*path, where),
+                        f"host {host!r} ({model.hosts[host].hardware}) "
+                        f"has no array {array!r} ({did_you_mean(array, arrays)})",
+                    )
+                )
+
+    pipeline = model.pipeline
+    if pipeline.greylist is not None:
+        placed(("pipeline", "greylist"), pipeline.greylist.on)
+    placed(("pipeline", "smtp"), pipeline.smtp.on, pipeline.smtp.queue_array)
+    placed(("pipeline", "deliver"), pipeline.deliver.on, pipeline.deliver.array)
+    placed(("submission",), model.submission.on)
+    placed(("directory",), model.directory.on)
+    mix = model.traffic.inbound.legit_retry_mix
+    total = mix.postfix_2_4 + mix.postfix_pre_2_4 + mix.sendmail
+    if abs(total - 1) > 1e-9:
+        problems.append(
+            locator.problem(
+                ("traffic", "inbound", "legit_retry_mix"),
+                f"shares sum to {total:g} (they must sum to 1)",
+            )
+        )
+    if model.warmup >= model.duration:
+        problems.append(
+            locator.problem(
+                ("warmup",),
+                f"warm-up {model.warmup:g}s is not shorter than the "
+                f"duration {model.duration:g}s (shorten it)",
+            )
+        )
+    if not problems:
+        try:
+            traffic_settings(model)
+        except ValueError as exc:
+            problems.append(locator.problem(("traffic",), str(exc)))
+    return problems

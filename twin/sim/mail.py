@@ -1,0 +1,556 @@
+"""The engine of ``kind: mail``: a week of traffic through the real stages.
+
+Each message of the workload (``twin.traffic.workload``) is a SimPy process:
+
+1. **greylist** (if the pipeline has one): spamd checks the tuple of every
+   recipient; a client spamd does not pass is held on one of spamd's
+   connections while it is stuttered, then deferred (it retries on its own
+   schedule, or gives up) or refused;
+2. **smtp**: one of Postfix's smtpd processes runs the real SMTP dialogue
+   (relay control, recipient validation against the directory, SASL, TLS),
+   the client's round trips and transfer time elapse, the host's CPU does the
+   reported work, and an accepted message is written to the queue (fsync);
+3. **relay**: when the MX is not the mailbox host, the MX's smtp client hands
+   the message over (a second queue file on the mailbox host);
+4. **deliver**: a local delivery agent writes it into each recipient's
+   mailbox (maildir or mbox, real files) on the mailbox array;
+5. **remote**: users' mail to outside domains is sent by the submission host's
+   smtp client, with Postfix backoff on temporary failures and a bounce after
+   the maximal queue lifetime.
+
+Every step's time is the work the real stage reported, turned into time by
+the host's hardware (``twin.hardware.host.Host.execute``). Pools of processes
+(spamd connections, smtpd, local and smtp delivery agents) are ``Servers``.
+The jobs table has one row per message; ``twin.sim.mailstats`` names the
+summary metrics. At the end the queue files on disk are counted: every
+accepted message must be delivered, bounced or still queued (messages.lost 0).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import simpy
+
+from twin.hardware.host import Host
+from twin.hardware.profile import load_profile
+from twin.resources import Servers
+from twin.schema.mail import MailScenario
+from twin.sim.mailsetup import build_stages, submission_host, traffic_settings
+from twin.sim.mailstats import Latencies, MailCounters, utilisation
+from twin.sim.recorder import NullWriter, TableWriter, schema_with
+from twin.sim.stats import BatchClock
+from twin.sim.streams import Streams
+from twin.stages.greylist import GreylistDecision
+from twin.stages.smtp import RcptStatus, SmtpResult
+from twin.stages.work import Work
+from twin.traffic.message import render
+from twin.traffic.workload import MessageSpec, generate
+
+STATIONS = ("greylist", "smtp", "relay", "deliver", "remote")
+GREYLIST, SMTP, RELAY, DELIVER, REMOTE = range(len(STATIONS))
+
+JOB_COLUMNS = (
+    ("job_id", pa.int64()),
+    ("class", pa.string()),
+    ("aim", pa.string()),
+    ("is_spam", pa.bool_()),
+    ("arrival", pa.float64()),
+    ("departure", pa.float64()),
+    ("response", pa.float64()),
+    ("outcome", pa.string()),
+    ("attempts", pa.int32()),
+    ("recipients", pa.int32()),
+    ("accepted_recipients", pa.int32()),
+    ("size_bytes", pa.int64()),
+    ("latency", pa.float64()),
+)
+
+LOCAL_AGENTS = 20
+"""Concurrent local deliveries (Postfix default_destination_concurrency_limit)."""
+SMTP_AGENTS = 100
+"""Concurrent smtp client processes (Postfix default_process_limit)."""
+RELAY_AGENTS = 20
+"""Concurrent deliveries from the MX to the mailbox host (one destination:
+default_destination_concurrency_limit)."""
+DIALOGUE_COMMANDS = 5
+"""Round trips of a minimal SMTP dialogue besides RCPT: greeting, EHLO, MAIL,
+DATA, end of data (QUIT is not waited for)."""
+
+
+def _handover_work(size: int) -> Work:
+    """CPU of one side of an SMTP hand-over of *size* bytes between our hosts."""
+    return Work(cpu={"smtp.session": 1, "smtp.command": DIALOGUE_COMMANDS + 1,
+                     "smtp.byte": size})
+
+
+class _Record:
+    """What happened to one message, for its row in jobs.parquet."""
+
+    __slots__ = ("spec", "outcome", "attempts", "accepted", "latency", "times",
+                 "departure")
+
+    def __init__(self, spec: MessageSpec) -> None:
+        self.spec = spec
+        self.outcome = "in_progress"
+        self.attempts = 0
+        self.accepted = 0
+        self.latency = math.nan
+        self.departure = math.nan
+        self.times = [math.nan, math.nan, 0.0, 0] * len(STATIONS)
+
+    def visit(self, station: int, queued: float, start: float, end: float) -> None:
+        base = 4 * station
+        times = self.times
+        if times[base + 3] == 0:
+            times[base] = start
+        times[base + 1] = end
+        times[base + 2] += start - queued
+        times[base + 3] += 1
+
+    def row(self) -> tuple:
+        spec = self.spec
+        response = self.departure - spec.arrival_s
+        return (spec.msg_id, spec.kind, spec.aim, spec.is_spam, spec.arrival_s,
+                self.departure, response, self.outcome, self.attempts,
+                len(spec.recipients), self.accepted, spec.size_bytes, self.latency,
+                *self.times)
+
+
+class MailModel:
+    """A ``MailScenario`` built in *env*, its stores and tables in *folder*."""
+
+    def __init__(self, env: simpy.Environment, scenario: MailScenario,
+                 streams: Streams, jobs: TableWriter | NullWriter,
+                 folder: Path) -> None:
+        self.env = env
+        self.scenario = scenario
+        self.jobs = jobs
+        self.folder = folder
+        self.streams = streams
+        self.stages = build_stages(scenario, streams, folder)
+        self.hosts = {name: Host(env, name, load_profile(spec.hardware))
+                      for name, spec in scenario.hosts.items()}
+        pipeline = scenario.pipeline
+        self.mx_host = pipeline.smtp.on
+        self.box_host = pipeline.deliver.on
+        self.submit_host = submission_host(scenario)
+        self.directory_host = scenario.directory.on
+        self.queue_array = {name: self._array(name, pipeline.smtp.queue_array
+                                              if name == self.mx_host else None,
+                                              first=True)
+                            for name in self.stages.queues}
+        self.box_array = self._array(self.box_host, pipeline.deliver.array, first=False)
+        grey = pipeline.greylist
+        self.spamd = (Servers(env, grey.max_connections, f"{grey.on}.spamd")
+                      if self.stages.greylist is not None else None)
+        self.smtpd = Servers(env, pipeline.smtp.processes, f"{self.mx_host}.smtpd")
+        self.submitd = Servers(env, scenario.submission.processes,
+                               f"{self.submit_host}.submission")
+        self.local = Servers(env, LOCAL_AGENTS, f"{self.box_host}.local")
+        self.relay = Servers(env, RELAY_AGENTS, f"{self.mx_host}.relay")
+        self.smtp_out = Servers(env, SMTP_AGENTS, f"{self.submit_host}.smtp")
+        self.render_rng = streams("traffic.render")
+        self.tls_rng = streams("smtp.tls")
+        self.remote_rng = streams("queue.remote")
+        self.counters = MailCounters()
+        self.clock = BatchClock(scenario.warmup, scenario.duration,
+                                scenario.output.batches)
+        self.latencies = Latencies(self.clock)
+        self.live: dict[int, _Record] = {}
+        self.in_queue = {name: 0 for name in self.stages.queues}
+        self.in_queue_max = dict(self.in_queue)
+        self.warm_marks: dict[str, tuple[float, int]] = {}
+
+    # -- construction --------------------------------------------------------
+
+    @staticmethod
+    def schema(scenario: MailScenario) -> pa.Schema:
+        return schema_with(JOB_COLUMNS, list(STATIONS))
+
+    def _array(self, host: str, name: str | None, *, first: bool) -> str:
+        if name is not None:
+            return name
+        arrays = list(self.hosts[host].arrays)
+        return arrays[0] if first else arrays[-1]
+
+    def monitors(self) -> list[tuple[str, object]]:
+        found: list[tuple[str, object]] = []
+        for host in self.hosts.values():
+            found.extend(host.monitors())
+        pools = [self.spamd, self.smtpd, self.submitd, self.local, self.relay,
+                 self.smtp_out]
+        found.extend((pool.name, pool) for pool in pools if pool is not None)
+        return found
+
+    def start(self) -> None:
+        self.env.process(self._source())
+        self.env.process(self._mark_warmup())
+
+    def _mark_warmup(self):
+        yield self.env.timeout(self.scenario.warmup)
+        for name, resource in self.monitors():
+            resource.sync()
+            self.warm_marks[name] = (resource.busy_area, 0)
+
+    def _source(self):
+        env = self.env
+        specs = generate(traffic_settings(self.scenario), self.stages.population,
+                         self.scenario.duration, self.streams)
+        counters = self.counters
+        for spec in specs:
+            delay = spec.arrival_s - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            counters.offered += 1
+            if spec.kind == "outbound":
+                counters.offered_outbound += 1
+            else:
+                counters.offered_inbound += 1
+                counters.offered_spam += spec.is_spam
+            record = _Record(spec)
+            self.live[spec.msg_id] = record
+            if spec.kind == "outbound":
+                env.process(self._outbound(record))
+            else:
+                env.process(self._inbound(record))
+
+    # -- the life of a message -----------------------------------------------
+
+    def _finish(self, record: _Record, outcome: str) -> None:
+        record.outcome = outcome
+        record.departure = self.env.now
+        del self.live[record.spec.msg_id]
+        self.jobs.append(record.row())
+
+    def _inbound(self, record: _Record):
+        spec = record.spec
+        env = self.env
+        counters = self.counters
+        while True:
+            record.attempts += 1
+            counters.attempts += 1
+            if self.stages.greylist is not None:
+                verdict = yield from self._greylist(record)
+                if verdict is GreylistDecision.DEFERRED:
+                    again = (spec.retry.next_attempt(record.attempts, env.now)
+                             if spec.retry is not None else None)
+                    if again is None or again >= self.scenario.duration:
+                        if again is None:
+                            counters.abandoned += 1
+                            self._finish(record, "abandoned")
+                        return
+                    yield env.timeout(max(again - env.now, 0.0))
+                    continue
+                if verdict in (GreylistDecision.TRAPPED, GreylistDecision.BLACKLISTED):
+                    counters.rejected += 1
+                    self._finish(record, "rejected")
+                    return
+            result = yield from self._receive(record, inbound=True)
+            if result is None:
+                counters.rejected += 1
+                self._finish(record, "rejected")
+                return
+            break
+        counters.inbound_accepted += 1
+        if spec.is_spam:
+            counters.inbound_spam_accepted += 1
+        else:
+            counters.inbound_ham_accepted += 1
+        yield from self._after_acceptance(record, result, self.mx_host)
+
+    def _outbound(self, record: _Record):
+        record.attempts = 1
+        self.counters.attempts += 1
+        result = yield from self._receive(record, inbound=False)
+        if result is None:
+            self.counters.rejected += 1
+            self._finish(record, "rejected")
+            return
+        self.counters.outbound_accepted += 1
+        yield from self._after_acceptance(record, result, self.submit_host)
+
+    def _greylist(self, record: _Record):
+        """Run spamd's check; hold a connection while it stutters the client."""
+        env = self.env
+        spec = record.spec
+        grey = self.stages.greylist
+        host = self.hosts[self.scenario.pipeline.greylist.on]
+        queued = env.now
+        first = grey.check(spec.client_ip, spec.helo, spec.sender, spec.recipients[0],
+                           env.now)
+        work = first.work
+        decision = first.decision
+        counters = self.counters
+        if decision in (GreylistDecision.PASSED, GreylistDecision.WHITELISTED):
+            # pf sends a passed client straight to the MTA; spamd holds nothing.
+            yield from host.execute(work)
+            if decision is GreylistDecision.PASSED:
+                counters.greylist_passed += 1
+            else:
+                counters.greylist_whitelisted += 1
+            record.visit(GREYLIST, queued, queued, env.now)
+            return decision
+        stutter = first.stutter_s
+        for recipient in spec.recipients[1:]:
+            other = grey.check(spec.client_ip, spec.helo, spec.sender, recipient,
+                               env.now)
+            work = work + other.work
+            if other.decision is GreylistDecision.TRAPPED:
+                decision = GreylistDecision.TRAPPED
+        grant = self.spamd.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        yield from host.execute(work)
+        rtt = self.scenario.pipeline.smtp.client_rtt
+        yield env.timeout(stutter + rtt * (DIALOGUE_COMMANDS + len(spec.recipients)))
+        self.spamd.release()
+        record.visit(GREYLIST, queued, start, env.now)
+        if decision is GreylistDecision.DEFERRED:
+            counters.greylist_deferred += 1
+        elif decision is GreylistDecision.TRAPPED:
+            counters.greylist_trapped += 1
+        else:
+            counters.greylist_blacklisted += 1
+        return decision
+
+    def _receive(self, record: _Record, *, inbound: bool):
+        """An SMTP dialogue with the client; the accepted result, or None."""
+        env = self.env
+        spec = record.spec
+        scenario = self.scenario
+        if inbound:
+            pool, server, host_name = self.smtpd, self.stages.mx, self.mx_host
+            side = scenario.pipeline.smtp
+            tls = side.tls and self.tls_rng.random() < side.tls_share
+        else:
+            pool, server = self.submitd, self.stages.submission
+            host_name = self.submit_host
+            side = scenario.submission
+            tls = side.tls and spec.offsite
+        host = self.hosts[host_name]
+        queued = env.now
+        grant = pool.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        message = render(spec, self.stages.population, self.render_rng)
+        queue_id = f"M{spec.msg_id:08X}"
+        result: SmtpResult = server.transact(
+            spec.client_ip, spec.helo, spec.sender, spec.recipients, message,
+            auth=spec.auth, tls=tls, now=env.now, queue_id=queue_id)
+        self._count_dialogue(result)
+        round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)
+        talk = side.client_rtt * round_trips + result.error_sleep_s
+        if result.data_reply is not None:
+            talk += len(message) / side.client_bandwidth
+        yield env.timeout(talk)
+        work = result.work
+        if self.directory_host != host_name and result.directory_work.cpu:
+            yield from self.hosts[self.directory_host].execute(result.directory_work)
+            work = work - result.directory_work
+        yield from host.execute(work, self.queue_array[host_name])
+        accepted = result.data_reply is not None and result.data_reply.startswith("250")
+        if accepted:
+            queue = self.stages.queues[host_name]
+            entry = queue.enqueue(result.queue_id, result.message, env.now,
+                                  spec.sender, tuple(result.accepted_recipients))
+            self._queued(host_name, +1)
+            yield from host.execute(entry.work, self.queue_array[host_name])
+        pool.release()
+        record.visit(SMTP, queued, start, env.now)
+        if not accepted:
+            return None
+        self.counters.accepted += 1
+        record.accepted = len(result.accepted_recipients)
+        return result
+
+    def _count_dialogue(self, result: SmtpResult) -> None:
+        counters = self.counters
+        counters.relay_denied += result.relay_denied
+        counters.unknown_users += result.unknown_users
+        outcome = result.auth.name
+        if outcome == "SUCCEEDED":
+            counters.auth_succeeded += 1
+        elif outcome == "FAILED":
+            counters.auth_failed += 1
+
+    def _queued(self, host: str, change: int) -> None:
+        count = self.in_queue[host] + change
+        self.in_queue[host] = count
+        if count > self.in_queue_max[host]:
+            self.in_queue_max[host] = count
+
+    def _after_acceptance(self, record: _Record, result: SmtpResult, at: str):
+        """Deliver an accepted message locally and remotely; finish its record."""
+        local_users = []
+        remote = []
+        for outcome in result.recipients:
+            if outcome.status is RcptStatus.ACCEPTED:
+                if outcome.local_user:
+                    local_users.append(outcome.local_user)
+                else:
+                    remote.append(outcome.resolved or outcome.address)
+        data = result.message
+        queue_id = result.queue_id
+        holder = at
+        if local_users and at != self.box_host:
+            yield from self._hand_over(record, queue_id, data, at)
+            holder = self.box_host
+        for user in local_users:
+            yield from self._deliver_local(record, user, data)
+        bounced = False
+        if remote:
+            bounced = yield from self._deliver_remote(record, queue_id, data, holder,
+                                                      len(remote))
+        if not bounced:
+            queue = self.stages.queues[holder]
+            work = queue.delivered(queue_id, self.env.now)
+            self._queued(holder, -1)
+            yield from self.hosts[holder].execute(work, self.queue_array[holder])
+            self.counters.delivered += 1
+            record.latency = self.env.now - record.spec.arrival_s
+            self.latencies.add(record.spec.arrival_s, record.latency)
+            self._finish(record, "delivered")
+        else:
+            self.counters.bounced += 1
+            self._finish(record, "bounced")
+
+    def _hand_over(self, record: _Record, queue_id: str, data: bytes, source: str):
+        """The MX's smtp client passes the message to the mailbox host."""
+        env = self.env
+        queued = env.now
+        grant = self.relay.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        size = len(data)
+        sender_host = self.hosts[source]
+        target = self.hosts[self.box_host]
+        side = _handover_work(size)
+        yield from sender_host.execute(Work(cpu=side.cpu, net_bytes=size,
+                                            net_round_trips=DIALOGUE_COMMANDS))
+        yield from target.execute(side)
+        entry = self.stages.queues[self.box_host].enqueue(
+            queue_id, data, env.now, record.spec.sender, record.spec.recipients)
+        self._queued(self.box_host, +1)
+        yield from target.execute(entry.work, self.queue_array[self.box_host])
+        done = self.stages.queues[source].delivered(queue_id, env.now)
+        self._queued(source, -1)
+        yield from sender_host.execute(done, self.queue_array[source])
+        self.relay.release()
+        record.visit(RELAY, queued, start, env.now)
+
+    def _deliver_local(self, record: _Record, user: str, data: bytes):
+        env = self.env
+        queued = env.now
+        grant = self.local.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        store = self.stages.store
+        if self.scenario.pipeline.deliver.format == "maildir":
+            done = store.deliver(user, data, env.now, f"M{record.spec.msg_id}")
+        else:
+            done = store.deliver(user, data, env.now, record.spec.sender)
+        yield from self.hosts[self.box_host].execute(done.work, self.box_array)
+        self.local.release()
+        self.counters.deliveries_local += 1
+        record.visit(DELIVER, queued, start, env.now)
+
+    def _deliver_remote(self, record: _Record, queue_id: str, data: bytes,
+                        holder: str, destinations: int):
+        """Send to outside domains with Postfix backoff; True when bounced."""
+        env = self.env
+        queue_settings = self.scenario.queue
+        host = self.hosts[holder]
+        queue = self.stages.queues[holder]
+        unreachable = self.remote_rng.random() < queue_settings.remote_unreachable_share
+        attempts = 0
+        size = len(data)
+        while True:
+            attempts += 1
+            queued = env.now
+            grant = self.smtp_out.acquire()
+            if grant is not None:
+                yield grant
+            start = env.now
+            talk = queue_settings.remote_rtt * (DIALOGUE_COMMANDS + destinations)
+            yield from host.execute(Work(cpu=_handover_work(size).cpu, net_bytes=size,
+                                         net_round_trips=0))
+            yield env.timeout(talk + size / queue_settings.remote_bandwidth)
+            failed = unreachable or (self.remote_rng.random()
+                                     < queue_settings.remote_tempfail_share)
+            self.smtp_out.release()
+            record.visit(REMOTE, queued, start, env.now)
+            if not failed:
+                self.counters.deliveries_remote += destinations
+                return False
+            self.counters.remote_deferred += 1
+            if queue.expired(queue_id, env.now):
+                bounce = queue.bounce(queue_id, env.now)
+                self._queued(holder, -1)
+                yield from host.execute(bounce.work, self.queue_array[holder])
+                sender = record.spec.sender
+                user, _, domain = sender.partition("@")
+                if domain == self.scenario.domain and self.stages.population.is_user(user):
+                    yield from self._deliver_local(record, user, bounce.message)
+                return True
+            deferral = queue.deferred(queue_id, env.now, attempts)
+            yield from host.execute(deferral.work, self.queue_array[holder])
+            yield env.timeout(max(deferral.next_attempt_at - env.now, 0.0))
+
+    # -- the end -------------------------------------------------------------
+
+    def queued_on_disk(self) -> int:
+        """Distinct queue ids with a queue file on any host, read from disk."""
+        ids: set[str] = set()
+        for queue in self.stages.queues.values():
+            for folder in ("incoming", "active", "deferred"):
+                path = queue.root / folder
+                if path.is_dir():
+                    ids.update(entry.name for entry in os.scandir(path))
+        return len(ids)
+
+    def finish(self) -> dict[str, float]:
+        counters = self.counters
+        for msg_id in sorted(self.live):
+            record = self.live[msg_id]
+            record.departure = math.nan
+            self.jobs.append(record.row())
+        summary = counters.metrics()
+        queued = self.queued_on_disk()
+        lost = counters.accepted - counters.delivered - counters.bounced - queued
+        summary["messages.queued"] = float(queued)
+        summary["messages.in_progress"] = float(len(self.live))
+        summary["messages.lost"] = float(lost)
+        summary.update(self.latencies.metrics("latency.delivery"))
+        span = self.scenario.duration - self.scenario.warmup
+        monitors = self.monitors()
+        summary.update(utilisation(self.warm_marks, monitors, span))
+        for name, resource in monitors:
+            most = getattr(resource, "queue_max", None)
+            if most is not None:
+                summary[f"queue.{name}.max"] = float(most)
+        for host, most in self.in_queue_max.items():
+            summary[f"queue.{host}.mailq.max"] = float(most)
+        for name, host in self.hosts.items():
+            cache = host.page_cache
+            summary[f"cache.{name}.hit_rate"] = float(cache.read_hit_rate)
+        if self.stages.greylist is not None:
+            (self.folder / "greylist").mkdir(exist_ok=True)
+            (self.folder / "greylist" / "spamdb.txt").write_text(
+                self.stages.greylist.dump())
+        assert lost == 0, f"messages not conserved: {lost} accepted messages lost"
+        return summary
+
+
+def estimate_mail(scenario: MailScenario):
+    """Operational-law utilisation of a mail scenario (see ``twin.sim.mailload``)."""
+    from twin.sim.mailload import estimate_mail as estimate
+
+    return estimate(scenario)
