@@ -1,0 +1,138 @@
+"""Spam filter accuracy and speed on the SpamAssassin public corpus.
+
+Trains Bayes on part of /work/shared/data/sa-publiccorpus (easy_ham, spam),
+then scores the held-out rest and SpamAssassin's own test messages
+(/work/shared/data/spamassassin-t-data nice/ and spam/) with the shipped rule
+set, and prints: spam caught %, ham tagged %, messages a second on one core,
+peak memory, the size of the rule set and Bayes database, and the mean work
+units per message (the input to hardware/costs/spamfilter.yaml).  Prints
+figures only; there are no pass/fail thresholds.  Targets from the project
+issue: caught >= 95 %, ham tagged <= 0.5 %, >= 300 messages/s, rules + Bayes
+under 300 MB.
+
+    python benchmarks/filter_accuracy.py [--holdout-every 5] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from twin.stages.spamassassin.bayes import BayesDB
+from twin.stages.spamassassin.commands import DEFAULT_RULES_DIR, load_rules
+from twin.stages.spamassassin.message import NotAMessage, ParsedMessage
+from twin.stages.spamassassin.stage import Decision, SpamFilter, SpamFilterSettings
+
+CORPUS = Path("/work/shared/data/sa-publiccorpus")
+T_DATA = Path("/work/shared/data/spamassassin-t-data")
+
+
+def _files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name != "cmds")
+
+
+def _score(spam_filter: SpamFilter, files: list[Path]) -> tuple[list, float, Counter]:
+    datas = [p.read_bytes() for p in files]
+    units: Counter = Counter()
+    results = []
+    start = time.process_time()
+    for data in datas:
+        try:
+            result = spam_filter.check(data, now=0.0)
+        except ValueError:
+            continue
+        results.append(result)
+        units.update(result.work.cpu)
+    return results, time.process_time() - start, units
+
+
+def _rate(results: list, decision: Decision) -> float:
+    if not results:
+        return float("nan")
+    return 100.0 * sum(r.decision is decision for r in results) / len(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--holdout-every", type=int, default=5,
+                        help="every Nth corpus message is held out for testing")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use at most this many messages of each corpus folder")
+    args = parser.parse_args(argv)
+    if not CORPUS.is_dir():
+        print(f"corpus {CORPUS} is absent; nothing to measure")
+        return 0
+    start = time.process_time()
+    rules = load_rules()
+    print(f"rules: {rules.rule_count} active, {len(rules.skipped)} skipped, "
+          f"compiled in {time.process_time() - start:.1f} s CPU")
+    ham = _files(CORPUS / "easy_ham")
+    spam = _files(CORPUS / "spam")
+    if args.limit:
+        ham, spam = ham[: args.limit], spam[: args.limit]
+    every = args.holdout_every
+    train_ham = [p for i, p in enumerate(ham) if i % every]
+    train_spam = [p for i, p in enumerate(spam) if i % every]
+    test_ham = [p for i, p in enumerate(ham) if not i % every]
+    test_spam = [p for i, p in enumerate(spam) if not i % every]
+    bayes = BayesDB()
+    start = time.process_time()
+    for files, is_spam in ((train_spam, True), (train_ham, False)):
+        for path in files:
+            try:
+                bayes.learn(ParsedMessage(path.read_bytes()), is_spam)
+            except NotAMessage:
+                continue
+    print(f"bayes: learned {bayes.nspam} spam, {bayes.nham} ham, "
+          f"{len(bayes.tokens)} tokens in {time.process_time() - start:.1f} s CPU "
+          f"(ready: {bayes.ready})")
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "bayes.json"
+        bayes.save(db_path)
+        db_bytes = db_path.stat().st_size
+    rule_bytes = sum(p.stat().st_size for p in DEFAULT_RULES_DIR.glob("*.cf"))
+    settings = SpamFilterSettings(use_awl=False, autolearn=False)
+    spam_filter = SpamFilter(settings, rules, bayes, None)
+    plain = SpamFilter(settings, rules, None, None)
+    total_messages = 0
+    total_cpu = 0.0
+    all_units: Counter = Counter()
+    for label, files_ham, files_spam, engine in (
+        ("corpus hold-out, Bayes (set 2)", test_ham, test_spam, spam_filter),
+        ("corpus hold-out, no Bayes (set 0)", test_ham, test_spam, plain),
+        ("SpamAssassin t/data, Bayes", _files(T_DATA / "nice"), _files(T_DATA / "spam"),
+         spam_filter),
+    ):
+        ham_results, ham_cpu, ham_units = _score(engine, files_ham)
+        spam_results, spam_cpu, spam_units = _score(engine, files_spam)
+        count = len(ham_results) + len(spam_results)
+        total_messages += count
+        total_cpu += ham_cpu + spam_cpu
+        all_units.update(ham_units)
+        all_units.update(spam_units)
+        caught = _rate(spam_results, Decision.SPAM)
+        tagged = _rate(ham_results, Decision.SPAM)
+        print(f"{label}: spam caught {caught:.1f} % of {len(spam_results)}, "
+              f"ham tagged {tagged:.2f} % of {len(ham_results)}, "
+              f"{count / max(ham_cpu + spam_cpu, 1e-9):.0f} messages/s on one core")
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"speed overall: {total_messages / max(total_cpu, 1e-9):.0f} messages/s "
+          f"on one core (process CPU time, {total_messages} messages)")
+    print(f"peak memory: {peak_kib / 1024:.0f} MiB (ru_maxrss)")
+    print(f"rule files {rule_bytes / 1e6:.1f} MB + Bayes db {db_bytes / 1e6:.1f} MB "
+          f"= {(rule_bytes + db_bytes) / 1e6:.1f} MB")
+    print("mean work per message:")
+    for kind, units in sorted(all_units.items()):
+        print(f"  {kind}: {units / max(total_messages, 1):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Bayes: SpamAssassin's naive-Bayes classifier (Mail::SpamAssassin::Bayes).
+
+Tokenizer: the rendered visible body text and the headers (each header's tokens
+prefixed ``H<name>:``; the ``bayes_ignore_header`` list and the spam filter's
+own ``X-Spam-*`` headers are left out).  Octets other than
+``-A-Za-z0-9,@*!_'"$.`` and 0xA1-0xFF become spaces, ``...``/``--`` runs are
+split off, leading and trailing ``-'".,`` are trimmed, tokens under 3 octets and
+the stop list are dropped, body words with an ``@`` or a dot-letter also yield
+``UD:`` domain tokens, and tokens longer than 15 octets become ``sk:`` plus
+their first 7 octets (FACTS.md "SpamAssassin": token length 15).  A message
+counts each token once.
+
+Classifier (FACTS.md "SpamAssassin"): per token p = (s/ns)/(n/nn + s/ns),
+Robinson smoothing p = (S*X + N*p)/(S + N) with X = 0.538, S = 0.100
+(3.1; 0.030 in 3.2), N = s + n; tokens with |p - 0.5| >= 0.346 are
+significant and at most the 150 strongest are combined with chi-squared
+combining: S' = 1 - chi2q(-2 ln prod(1-p), 2n), H' = 1 - chi2q(-2 ln prod p, 2n),
+result ((S' - H') + 1)/2.  No probability until 200 spam and 200 ham were
+learned (``None``, so no BAYES_xx rule hits).
+
+The token database is a JSON file (format ``mailtwin-bayes-1``): message
+counts, token -> [spam, ham] counts, and the digests of learned messages so a
+message is not learned twice.  ``BayesDB.load`` raises ``ValueError`` for a file
+of another format.  Counts tokens looked up and tokens learned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twin.stages.spamassassin.message import ParsedMessage
+
+__all__ = [
+    "BayesDB",
+    "BayesVerdict",
+    "chi2q",
+    "chi_squared_combine",
+    "robinson_probability",
+    "tokenize",
+]
+
+FORMAT = "mailtwin-bayes-1"
+MIN_SPAM = 200  # FACTS.md: Bayes needs 200 spam ...
+MIN_HAM = 200  # ... and 200 ham learned
+MAX_TOKENS = 150  # FACTS.md: at most 150 significant tokens
+MAX_TOKEN_LENGTH = 15  # FACTS.md: token length 15
+ROBINSON_X = 0.538  # FACTS.md
+ROBINSON_S_31 = 0.100  # FACTS.md: S in 3.1 (0.030 in 3.2)
+MIN_PROB_STRENGTH = 0.346  # FACTS.md: keep |p - 0.5| >= 0.346
+
+_BODY_STRIP = re.compile(rb"[^-A-Za-z0-9,@*!_'\"$.\xa1-\xff]+")
+_DOTS = re.compile(rb"(\w)(\.{3,6}|-{2,6})(\w)")
+_TRIM = b"-'\".,"
+_STOP = re.compile(
+    rb"^(?:a(?:ble|l(?:ready|l)|n[dy]|re)|b(?:ecause|oth)|c(?:an|ome)|"
+    rb"e(?:ach|mail|ven)|f(?:ew|irst|or|rom)|give|h(?:a(?:ve|s)|ttp)|"
+    rb"i(?:n(?:formation|to)|t's)|just|know|l(?:ike|o(?:ng|ok))|"
+    rb"m(?:a(?:de|il(?:(?:ing|to))?|ke|ny)|o(?:re|st)|uch)|n(?:eed|o[tw]|umber)|"
+    rb"o(?:ff|n(?:ly|e)|ut|wn)|p(?:eople|lace)|right|s(?:ame|ee|uch)|"
+    rb"t(?:h(?:at|is|rough|e)|ime)|using|w(?:eb|h(?:ere|y)|ith(?:out)?|"
+    rb"or(?:ld|k))|y(?:ears?|ou(?:(?:'re|r))?))$",
+    re.I,
+)
+_URIISH = re.compile(rb"\S\.[a-z]", re.I)
+_SKIP_HEADERS = frozenset(
+    (
+        b"x-spam-status",
+        b"x-spam-flag",
+        b"x-spam-level",
+        b"x-spam-checker-version",
+        b"x-spam-report",
+        b"x-spam-score",
+    )
+)
+
+
+def _words(text: bytes, body: bool) -> list[bytes]:
+    out: list[bytes] = []
+    text = _DOTS.sub(rb"\1 \2 \3", _BODY_STRIP.sub(b" ", text))
+    for token in text.split():
+        token = token.strip(_TRIM)
+        if len(token) < 3 or _STOP.match(token):
+            continue
+        if body:
+            if b"@" in token[1:-1]:
+                user, _, domain = token.rpartition(b"@")
+                out.append(b"U:" + user)
+                out.append(b"D:" + domain)
+            elif _URIISH.search(token):
+                out.append(b"UD:" + token)
+                bit = token
+                while b"." in bit[1:]:
+                    bit = bit.split(b".", 1)[1]
+                    if bit:
+                        out.append(b"UD:" + bit)
+        if len(token) > MAX_TOKEN_LENGTH and b"*" not in token:
+            token = b"sk:" + token[:7]
+        out.append(token)
+    return out
+
+
+def tokenize(
+    msg: ParsedMessage, ignore_headers: frozenset[bytes] = frozenset()
+) -> set[bytes]:
+    """The message's unique Bayes tokens."""
+    tokens: set[bytes] = set()
+    for line in msg.body_lines[1:]:
+        tokens.update(_words(line, body=True))
+    for name, value in msg.headers:
+        key = name.lower()
+        if key in _SKIP_HEADERS or key in ignore_headers:
+            continue
+        prefix = b"H" + name + b":"
+        tokens.update(prefix + w for w in _words(value, body=False))
+    return tokens
+
+
+def chi2q(x2: float, v: int) -> float:
+    """P(chi-squared with v (even) degrees of freedom >= x2), as SpamAssassin."""
+    m = x2 / 2.0
+    term = math.exp(-m)
+    total = term
+    for i in range(1, v // 2):
+        term *= m / i
+        total += term
+    return min(total, 1.0)
+
+
+def chi_squared_combine(probs: list[float]) -> float:
+    """Chi-squared combining of token probabilities (FACTS.md)."""
+    n = len(probs)
+    ln_spam = sum(math.log(1.0 - p) for p in probs)
+    ln_ham = sum(math.log(p) for p in probs)
+    spam = 1.0 - chi2q(-2.0 * ln_spam, 2 * n)
+    ham = 1.0 - chi2q(-2.0 * ln_ham, 2 * n)
+    return ((spam - ham) + 1.0) / 2.0
+
+
+def robinson_probability(
+    spam: int, ham: int, nspam: int, nham: int, strength: float = ROBINSON_S_31
+) -> float:
+    """One token's smoothed spam probability (FACTS.md)."""
+    ratio_s = spam / nspam if nspam else 0.0
+    ratio_n = ham / nham if nham else 0.0
+    if ratio_s + ratio_n == 0:
+        return ROBINSON_X
+    prob = ratio_s / (ratio_n + ratio_s)
+    count = spam + ham
+    return (strength * ROBINSON_X + count * prob) / (strength + count)
+
+
+@dataclass(frozen=True, slots=True)
+class BayesVerdict:
+    """A Bayes scan: the probability (None when unusable) and tokens looked up."""
+
+    probability: float | None
+    tokens_looked_up: int
+    significant: int
+
+
+@dataclass
+class BayesDB:
+    """The token database, held in memory; ``save`` writes the JSON file."""
+
+    nspam: int = 0
+    nham: int = 0
+    tokens: dict[bytes, list[int]] = field(default_factory=dict)
+    seen: dict[str, str] = field(default_factory=dict)
+    robinson_s: float = ROBINSON_S_31
+    ignore_headers: frozenset[bytes] = frozenset()
+
+    @property
+    def ready(self) -> bool:
+        return self.nspam >= MIN_SPAM and self.nham >= MIN_HAM
+
+    def classify(self, msg: ParsedMessage) -> BayesVerdict:
+        """The message's spam probability (chi-squared combined)."""
+        if not self.ready:
+            return BayesVerdict(None, 0, 0)
+        tokens = tokenize(msg, self.ignore_headers)
+        strengths: list[tuple[float, float]] = []
+        found = 0
+        table = self.tokens
+        for token in tokens:
+            counts = table.get(token)
+            if counts is None:
+                continue
+            found += 1
+            prob = robinson_probability(
+                counts[0], counts[1], self.nspam, self.nham, self.robinson_s
+            )
+            strength = abs(prob - 0.5)
+            if strength >= MIN_PROB_STRENGTH:
+                strengths.append((strength, prob))
+        if not found:
+            return BayesVerdict(None, len(tokens), 0)
+        strengths.sort(reverse=True)
+        chosen = [p for _, p in strengths[:MAX_TOKENS]]
+        return BayesVerdict(chi_squared_combine(chosen), len(tokens), len(chosen))
+
+    def learn(self, msg: ParsedMessage, is_spam: bool) -> int:
+        """Learn a message as spam or ham; return the tokens updated (0 if seen)."""
+        digest = hashlib.sha1(msg.full).hexdigest()
+        label = "s" if is_spam else "h"
+        previous = self.seen.get(digest)
+        if previous == label:
+            return 0
+        tokens = tokenize(msg, self.ignore_headers)
+        index = 0 if is_spam else 1
+        if previous is not None:  # relearn: forget the other class first
+            other = 1 - index
+            for token in tokens:
+                counts = self.tokens.get(token)
+                if counts and counts[other] > 0:
+                    counts[other] -= 1
+            if previous == "s":
+                self.nspam -= 1
+            else:
+                self.nham -= 1
+        for token in tokens:
+            counts = self.tokens.get(token)
+            if counts is None:
+                counts = self.tokens[token] = [0, 0]
+            counts[index] += 1
+        if is_spam:
+            self.nspam += 1
+        else:
+            self.nham += 1
+        self.seen[digest] = label
+        return len(tokens)
+
+    def save(self, path: Path) -> None:
+        """Write the database as JSON (atomically: temporary file, rename)."""
+        data = {
+            "format": FORMAT,
+            "nspam": self.nspam,
+            "nham": self.nham,
+            "tokens": {t.decode("latin-1"): c for t, c in self.tokens.items()},
+            "seen": self.seen,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(
+        cls, path: Path, ignore_headers: frozenset[bytes] = frozenset()
+    ) -> BayesDB:
+        """Read a database written by ``save``."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"bayes database {str(path)!r} is unreadable: {exc}"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"bayes database {str(path)!r} is not in format {FORMAT}")
+        return cls(
+            nspam=int(data["nspam"]),
+            nham=int(data["nham"]),
+            tokens={t.encode("latin-1"): c for t, c in data["tokens"].items()},
+            seen=dict(data.get("seen", {})),
+            ignore_headers=ignore_headers,
+        )

@@ -1,0 +1,518 @@
+"""A mail message as SpamAssassin's rules see it (Mail::SpamAssassin::Message).
+
+Parses RFC 5322 headers and the MIME tree once and builds, on first use, the
+views the rule types read, all as octets (``bytes``, UTF-8 after charset
+decoding):
+
+- ``header(name)``: decoded (RFC 2047, unfolded) values, one per line, each
+  joined by ``\\n``; ``name:raw`` keeps the folding and encoding, ``:addr`` and
+  ``:name`` take the first address or display name; pseudo-headers ``ALL``,
+  ``ToCc``, ``MESSAGEID``, ``EnvelopeFrom`` and ``X-Spam-Relays-*`` (built from
+  the Received headers);
+- ``body_lines``: the rendered body text: the Subject first, then every text
+  part decoded (base64/quoted-printable, charset), HTML stripped to text (script,
+  style and comments dropped, entities decoded), lines joined into paragraphs
+  and whitespace runs squeezed (SpamAssassin's paragraph rendering);
+- ``rawbody_lines``: the decoded text parts, HTML kept, line by line;
+- ``uris``: URIs from HTML attributes (href, src, action...) and from text;
+- ``full``: the message as received.
+
+It also keeps the facts the eval tests read (parts, HTML tag and image counts,
+text lengths).  Raises ``NotAMessage`` (a ``ValueError``) for input that has no
+header block (no ``Name: value`` line before the body).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import html
+import quopri
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["MimePart", "NotAMessage", "ParsedMessage", "HtmlFacts", "parse_message"]
+
+_HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_HEADER_SPLIT = re.compile(rb"\r?\n(?![ \t])")
+_ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(rb"(\?=)[ \t\r\n]+(?==\?)")
+_PARAM = re.compile(rb';\s*([\w\-*]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+_DROP = re.compile(
+    r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<!\[CDATA\[.*?\]\]>", re.S | re.I
+)
+_ATTR = re.compile(
+    r"([a-zA-Z_:][-a-zA-Z0-9_:.]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))"
+)
+_BLOCK_TAGS = frozenset(
+    "p br div tr td th li ul ol table h1 h2 h3 h4 h5 h6 hr title blockquote pre "
+    "dd dt dl center form".split()
+)
+_URI_ATTRS = frozenset(("href", "src", "action", "background", "cite", "lowsrc"))
+_TEXT_URI = re.compile(
+    rb"(?:\b(?:https?|ftp)://|\bwww\d{0,3}\.|\bmailto:)[^\s<>\"'\])}]+", re.I
+)
+_PARAGRAPH = re.compile(r"\n+\s*\n+")
+_SPACES = re.compile(r"[ \t\n\r\x0b\xa0]+")
+_ADDR = re.compile(rb"<([^<>]*)>|([^\s<>\",;()]+@[^\s<>\",;()]+)")
+_RECEIVED_FROM = re.compile(
+    rb"from\s+(\S+)\s*\(([^)]*?)\[(\d{1,3}(?:\.\d{1,3}){3})\][^)]*\)"
+    rb"(?:.*?\bby\s+(\S+))?",
+    re.S | re.I,
+)
+_EXIM_HELO = re.compile(rb"\]\s*helo=([^\s)]+)")
+_PRIVATE_IP = re.compile(
+    rb"^(?:10\.|127\.|192\.168\.|172\.(?:1[6-9]|2\d|3[01])\.|169\.254\.)"
+)
+
+
+class NotAMessage(ValueError):
+    """The input has no RFC 5322 header block."""
+
+
+@dataclass
+class MimePart:
+    """One leaf of the MIME tree."""
+
+    ctype: str
+    charset: str
+    encoding: str
+    headers: list[tuple[bytes, bytes]]
+    raw: bytes
+    decoded: bytes = b""
+    filename: str = ""
+    parent_type: str = ""
+
+    def header(self, name: bytes) -> bytes:
+        key = name.lower()
+        return b"\n".join(
+            decode_header_value(v) for n, v in self.headers if n.lower() == key
+        )
+
+
+@dataclass
+class HtmlFacts:
+    """What the HTML renderer saw (HTMLEval's inputs)."""
+
+    tags: dict[str, int] = field(default_factory=dict)
+    open_close: dict[str, int] = field(default_factory=dict)
+    image_area: int = 0
+    images: int = 0
+    raw_len: int = 0
+    text_len: int = 0
+    uri_text_len: int = 0
+    title: str = ""
+    charset_html: int = 0
+
+
+def _split_headers(block: bytes) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = []
+    for line in _HEADER_SPLIT.split(block):
+        if not line:
+            continue
+        match = _HEADER_LINE.match(line)
+        if match:
+            headers.append((match.group(1), match.group(2).lstrip(b" \t")))
+        elif headers:  # a malformed continuation: glue it on, as SA does
+            headers[-1] = (headers[-1][0], headers[-1][1] + b"\n " + line)
+    return headers
+
+
+def _split_message(data: bytes) -> tuple[bytes, bytes]:
+    if data.startswith(b"From ") and b"\n" in data:
+        data = data[data.index(b"\n") + 1 :]
+    match = re.search(rb"\r?\n\r?\n", data)
+    if match is None:
+        return data, b""
+    return data[: match.start()], data[match.end() :]
+
+
+def _charset_text(data: bytes, charset: str) -> str:
+    name = charset.strip().strip('"').lower() or "us-ascii"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        name = "latin-1"
+    if name in ("us-ascii", "ascii"):
+        name = "utf-8"
+    try:
+        return data.decode(name)
+    except UnicodeDecodeError:
+        return data.decode(name if name != "utf-8" else "latin-1", errors="replace")
+    except Exception:  # noqa: BLE001 -- codecs raise many types on corrupt input
+        return data.decode("latin-1")
+
+
+def decode_header_value(value: bytes) -> bytes:
+    """RFC 2047 decoding and unfolding of one header value, as UTF-8 octets."""
+    value = _FOLD.sub(b"", value).replace(b"\r", b"").strip()
+    if b"=?" not in value:
+        return value
+    value = _BETWEEN_WORDS.sub(rb"\1", value)
+
+    def word(match: re.Match[bytes]) -> bytes:
+        charset = match.group(1).decode("latin-1").split("*")[0]
+        payload = match.group(3)
+        try:
+            if match.group(2) in b"bB":
+                raw = base64.b64decode(payload + b"=" * (-len(payload) % 4))
+            else:
+                raw = quopri.decodestring(payload.replace(b"_", b" "), header=True)
+        except (binascii.Error, ValueError):
+            return match.group(0)
+        return _charset_text(raw, charset).encode("utf-8")
+
+    return _ENCODED_WORD.sub(word, value)
+
+
+def _params(value: bytes) -> tuple[str, dict[str, str]]:
+    main = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+    params = {
+        m.group(1).decode("latin-1").lower(): (m.group(2) or m.group(3) or b"").decode(
+            "latin-1"
+        )
+        for m in _PARAM.finditer(value)
+    }
+    return main, params
+
+
+def _decode_body(raw: bytes, encoding: str) -> bytes:
+    if encoding == "base64":
+        try:
+            cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+            return base64.b64decode(cleaned[: len(cleaned) // 4 * 4])
+        except (binascii.Error, ValueError):
+            return raw
+    if encoding == "quoted-printable":
+        return quopri.decodestring(raw)
+    return raw
+
+
+def render_html(text: str, facts: HtmlFacts) -> tuple[str, list[str]]:
+    """Strip HTML to visible text; return (text, uris found in attributes)."""
+    facts.raw_len += len(text)
+    uris: list[str] = []
+    title = re.search(r"<title[^>]*>(.*?)</title", text, re.S | re.I)
+    if title:
+        facts.title = html.unescape(title.group(1)).strip()
+    text = _DROP.sub(" ", text)
+    pieces: list[str] = []
+    last = 0
+    tags = facts.tags
+    for match in _TAG.finditer(text):
+        pieces.append(text[last : match.start()])
+        last = match.end()
+        closing, name, attrs = match.group(1), match.group(2).lower(), match.group(3)
+        tags[name] = tags.get(name, 0) + 1
+        facts.open_close[name] = facts.open_close.get(name, 0) + (-1 if closing else 1)
+        if name in _BLOCK_TAGS:
+            pieces.append("\n")
+        if closing or not attrs.strip():
+            continue
+        values = {}
+        for attr in _ATTR.finditer(attrs):
+            values[attr.group(1).lower()] = (
+                attr.group(2) or attr.group(3) or (attr.group(4) or "")
+            )
+        for key in _URI_ATTRS.intersection(values):
+            uris.append(html.unescape(values[key]).strip())
+        if name == "img":
+            facts.images += 1
+            try:
+                width = int(values.get("width", "0").rstrip("px%") or 0)
+                height = int(values.get("height", "0").rstrip("px%") or 0)
+            except ValueError:
+                width = height = 0
+            facts.image_area += width * height
+        if name == "meta" and "charset" in attrs.lower():
+            facts.charset_html += 1
+    pieces.append(text[last:])
+    visible = html.unescape("".join(pieces))
+    facts.text_len += len(visible.strip())
+    return visible, uris
+
+
+class ParsedMessage:
+    """A parsed message; views are built on first use and kept."""
+
+    def __init__(self, data: bytes) -> None:
+        self.full = data
+        head, body = _split_message(data)
+        self.headers = _split_headers(head)
+        if not self.headers or (
+            len(self.headers) < 2 and b"\n" not in head and not body
+        ):
+            raise NotAMessage("no header block (no 'Name: value' line at the start)")
+        first = head.split(b"\n", 1)[0]
+        if not _HEADER_LINE.match(first) and not data.startswith(b"From "):
+            raise NotAMessage(f"first line {first[:40]!r} is not a header")
+        self.raw_body = body
+        self.header_bytes = len(head)
+        self._index: dict[bytes, list[bytes]] = {}
+        for name, value in self.headers:
+            self._index.setdefault(name.lower(), []).append(value)
+        self._cache: dict[str, bytes] = {}
+        self.parts: list[MimePart] = []
+        self.html = HtmlFacts()
+        self.flags: dict[str, int] = {"missing_mime_head_body_separator": 0}
+        self.mime_facts: dict[str, int] = {}
+        self._walk(self.headers, body, depth=0, parent_type="")
+        self._rendered: list[bytes] | None = None
+        self._raw_lines: list[bytes] | None = None
+        self._uris: list[bytes] | None = None
+        self.text_plain = ""
+        self.text_html = ""
+
+    # ----------------------------------------------------------- MIME tree
+    def _walk(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        depth: int,
+        parent_type: str,
+    ) -> None:
+        values = {n.lower(): v for n, v in headers}
+        ctype, params = _params(values.get(b"content-type", b"text/plain"))
+        if "/" not in ctype:
+            ctype = "text/plain"
+        encoding = values.get(b"content-transfer-encoding", b"7bit").strip().lower()
+        boundary = params.get("boundary")
+        if ctype.startswith("multipart/") and boundary and depth < 20:
+            self.mime_facts["multipart"] = self.mime_facts.get("multipart", 0) + 1
+            delimiter = b"--" + boundary.encode("latin-1")
+            chunks = body.split(delimiter)
+            for chunk in chunks[1:]:
+                if chunk.startswith(b"--"):
+                    break
+                chunk = chunk[1:] if chunk.startswith(b"\n") else chunk
+                chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+                head, sub = _split_message(chunk)
+                if not sub and head and not _HEADER_LINE.match(head.split(b"\n")[0]):
+                    head, sub = b"", chunk
+                self._walk(_split_headers(head), sub, depth + 1, ctype)
+            return
+        if ctype == "message/rfc822" and depth < 20:
+            head, sub = _split_message(body)
+            self._walk(_split_headers(head), sub, depth + 1, ctype)
+            return
+        disposition = _params(values.get(b"content-disposition", b""))[1]
+        part = MimePart(
+            ctype=ctype,
+            charset=params.get("charset", ""),
+            encoding=encoding.decode("latin-1"),
+            headers=headers,
+            raw=body,
+            filename=disposition.get("filename", params.get("name", "")),
+            parent_type=parent_type,
+        )
+        if ctype.startswith("text/") or not part.filename:
+            part.decoded = _decode_body(body, part.encoding)
+        self.parts.append(part)
+
+    # ------------------------------------------------------------- headers
+    def header(self, spec: str) -> bytes | None:
+        """A header (or pseudo-header) as header rules see it; None if absent."""
+        cached = self._cache.get(spec)
+        if cached is not None or spec in self._cache:
+            return cached
+        value = self._header(spec)
+        self._cache[spec] = value  # type: ignore[assignment]
+        return value
+
+    def _header(self, spec: str) -> bytes | None:
+        name, _, modifier = spec.partition(":")
+        if "|" in name:
+            found = [
+                self.header(f"{n}:{modifier}" if modifier else n)
+                for n in name.split("|")
+            ]
+            got = [v for v in found if v is not None]
+            return b"\n".join(got) if got else None
+        key = name.lower()
+        if key in ("all", "all-external", "all-untrusted"):
+            if modifier == "raw":
+                return b"".join(n + b": " + v + b"\n" for n, v in self.headers)
+            return b"".join(
+                n + b": " + decode_header_value(v) + b"\n" for n, v in self.headers
+            )
+        if key == "tocc":
+            to, cc = self.header("To"), self.header("Cc")
+            if to is None and cc is None:
+                return None
+            return b", ".join(v for v in (to, cc) if v)
+        if key == "messageid":
+            ids = [
+                self.header(n)
+                for n in ("Message-Id", "Resent-Message-Id", "X-Message-Id")
+            ]
+            got = [v for v in ids if v]
+            return b"\n".join(got) if got else None
+        if key == "envelopefrom":
+            value = self.header("Return-Path:addr") or self.header(
+                "X-Envelope-From:addr"
+            )
+            return value
+        if key.startswith("x-spam-relays-"):
+            return self._relays(key[len("x-spam-relays-") :])
+        values = self._index.get(key.encode("latin-1"))
+        if not values:
+            return None
+        if modifier == "raw":
+            return b"\n".join(values)
+        decoded = [decode_header_value(v) for v in values]
+        if modifier == "addr":
+            return _first_address(decoded[0])
+        if modifier == "name":
+            return _display_name(decoded[0])
+        return b"\n".join(decoded)
+
+    def _relays(self, which: str) -> bytes:
+        relays = []
+        for value in self._index.get(b"received", []):
+            match = _RECEIVED_FROM.search(_FOLD.sub(b" ", value))
+            if not match:
+                continue
+            helo, comment, ip, by = match.groups()
+            rdns = comment.strip().split()[0] if comment.strip() else b""
+            if rdns.startswith(b"helo="):
+                rdns = b""
+            exim_helo = _EXIM_HELO.search(match.group(0))
+            if exim_helo and not comment.strip():  # Exim: from RDNS ([IP] helo=HELO)
+                rdns, helo = helo, exim_helo.group(1)
+            internal = bool(_PRIVATE_IP.match(ip))
+            relays.append(
+                (
+                    internal,
+                    b"[ ip="
+                    + ip
+                    + b" rdns="
+                    + rdns
+                    + b" helo="
+                    + helo
+                    + b" by="
+                    + (by or b"").rstrip(b";")
+                    + b" ident= envfrom= intl="
+                    + (b"1" if internal else b"0")
+                    + b" id= auth= msa=0 ]",
+                )
+            )
+        if which in ("external", "untrusted"):
+            chosen = [text for internal, text in relays if not internal]
+        else:
+            chosen = [text for internal, text in relays if internal]
+        return b" ".join(chosen)
+
+    def last_external_ip(self) -> str:
+        relays = self._relays("external")
+        match = re.search(rb"ip=(\S+)", relays)
+        return match.group(1).decode("latin-1") if match else ""
+
+    # --------------------------------------------------------------- bodies
+    def _text_parts(self) -> list[MimePart]:
+        chosen = []
+        # In a multipart/alternative, the HTML alternative is the one rendered.
+        html_alternative = any(
+            p.ctype == "text/html" and p.parent_type == "multipart/alternative"
+            for p in self.parts
+        )
+        for part in self.parts:
+            if not part.ctype.startswith("text/"):
+                continue
+            if (
+                html_alternative
+                and part.ctype == "text/plain"
+                and part.parent_type == "multipart/alternative"
+            ):
+                continue
+            chosen.append(part)
+        return chosen
+
+    @property
+    def body_lines(self) -> list[bytes]:
+        """Rendered paragraphs, Subject first, each ending in ``\\n``."""
+        if self._rendered is None:
+            self._render()
+        return self._rendered  # type: ignore[return-value]
+
+    def _render(self) -> None:
+        texts: list[str] = []
+        uris: list[str] = []
+        plain: list[str] = []
+        htmls: list[str] = []
+        for part in self._text_parts():
+            text = _charset_text(part.decoded, part.charset)
+            if part.ctype == "text/html":
+                htmls.append(text)
+                text, found = render_html(text, self.html)
+                uris.extend(found)
+            else:
+                plain.append(text)
+            texts.append(text)
+        self.text_plain = "\n".join(plain)
+        self.text_html = "\n".join(htmls)
+        text = "\n".join(texts)
+        text = _PARAGRAPH.sub("\f", text)
+        text = _SPACES.sub(" ", text)
+        subject = self.header("Subject") or b""
+        lines = [subject + b"\n"]
+        for paragraph in text.split("\f"):
+            paragraph = paragraph.strip(" ")
+            if paragraph:
+                lines.append(paragraph.encode("utf-8", errors="replace") + b"\n")
+        self._rendered = lines
+        self._html_uris = uris
+
+    @property
+    def rawbody_lines(self) -> list[bytes]:
+        """Decoded text parts (HTML kept), line by line."""
+        if self._raw_lines is None:
+            lines: list[bytes] = []
+            for part in self.parts:
+                if part.ctype.startswith("text/"):
+                    lines.extend(part.decoded.splitlines(keepends=True))
+            self._raw_lines = lines
+        return self._raw_lines
+
+    @property
+    def uris(self) -> list[bytes]:
+        """URIs from HTML attributes and from the text, in order, de-duplicated."""
+        if self._uris is None:
+            found: list[bytes] = []
+            for uri in getattr(self, "_html_uris", None) or self._html_uri_list():
+                found.append(uri.encode("utf-8", errors="replace"))
+            for line in self.body_lines[1:] + [
+                p.decoded for p in self.parts if p.ctype == "text/plain"
+            ]:
+                for match in _TEXT_URI.finditer(line):
+                    uri = match.group(0).rstrip(b".,;:!?")
+                    if uri[:3].lower() == b"www":
+                        uri = b"http://" + uri
+                    found.append(uri)
+            self._uris = list(dict.fromkeys(found))
+        return self._uris
+
+    def _html_uri_list(self) -> list[str]:
+        self.body_lines  # noqa: B018 -- rendering collects the HTML URIs
+        return self._html_uris
+
+
+def _first_address(value: bytes) -> bytes:
+    match = _ADDR.search(value)
+    if not match:
+        return value.strip()
+    return (match.group(1) if match.group(1) is not None else match.group(2)).strip()
+
+
+def _display_name(value: bytes) -> bytes:
+    if b"<" in value:
+        return value.split(b"<", 1)[0].strip().strip(b'"').strip()
+    match = re.search(rb"\(([^)]*)\)", value)
+    return match.group(1).strip() if match else b""
+
+
+def parse_message(data: bytes) -> ParsedMessage:
+    """Parse a message; raises ``NotAMessage`` when it has no header block."""
+    return ParsedMessage(data)

@@ -1,0 +1,151 @@
+"""Meta-rule expressions: a small, safe parser (no Python ``eval``).
+
+SpamAssassin's ``meta`` rules combine other rules' hit counts with Perl
+operators: ``!``, unary ``-``, ``* /``, ``+ -``, ``< > <= >=``, ``== !=``,
+``&&``, ``||`` and parentheses, in Perl's precedence.  A rule name stands for
+its hit count (0 when it did not hit, was skipped, or is unknown, as network
+rules are in a local-only SpamAssassin).  The same grammar serves ``if``
+conditions in the configuration, whose ``version``/``plugin()``/``can()``
+terms the config parser resolves to numbers first.
+
+``parse(text)`` returns an ``Expression``: the rule names it reads and a
+closure tree ``evaluate(values)`` over a name -> number mapping.  Raises
+``MetaSyntaxError`` (a ``ValueError``) on anything outside the grammar.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+__all__ = ["Expression", "MetaSyntaxError", "parse"]
+
+Evaluator = Callable[[Mapping[str, float]], float]
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>&&|\|\||<=|>=|==|!=|[!()+\-*/<>]))"
+)
+# Binary operators by precedence level, lowest first (perlop).
+_LEVELS = (
+    ("||",),
+    ("&&",),
+    ("==", "!="),
+    ("<", ">", "<=", ">="),
+    ("+", "-"),
+    ("*", "/"),
+)
+
+
+class MetaSyntaxError(ValueError):
+    """A meta or if expression outside the supported grammar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A parsed expression: the names it reads and its evaluator."""
+
+    text: str
+    names: frozenset[str]
+    evaluate: Evaluator
+
+
+def _tokenize(text: str) -> list[str]:
+    tokens: list[str] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise MetaSyntaxError(
+                f"unexpected text {text[pos : pos + 20]!r} in {text!r}"
+            )
+        tokens.append(match.group("num") or match.group("name") or match.group("op"))
+        pos = match.end()
+    return tokens
+
+
+def _binary(op: str, left: Evaluator, right: Evaluator) -> Evaluator:
+    if op == "||":
+        return lambda v: left(v) or right(v)
+    if op == "&&":
+        return lambda v: left(v) and right(v)
+    if op == "+":
+        return lambda v: left(v) + right(v)
+    if op == "-":
+        return lambda v: left(v) - right(v)
+    if op == "*":
+        return lambda v: left(v) * right(v)
+    if op == "/":
+        return lambda v: (left(v) / right(v)) if right(v) else 0.0
+    if op == "<":
+        return lambda v: 1 if left(v) < right(v) else 0
+    if op == ">":
+        return lambda v: 1 if left(v) > right(v) else 0
+    if op == "<=":
+        return lambda v: 1 if left(v) <= right(v) else 0
+    if op == ">=":
+        return lambda v: 1 if left(v) >= right(v) else 0
+    if op == "==":
+        return lambda v: 1 if left(v) == right(v) else 0
+    return lambda v: 1 if left(v) != right(v) else 0
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.pos = 0
+        self.names: set[str] = set()
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise MetaSyntaxError(f"unexpected end of expression {self.text!r}")
+        self.pos += 1
+        return token
+
+    def level(self, depth: int) -> Evaluator:
+        if depth == len(_LEVELS):
+            return self.unary()
+        node = self.level(depth + 1)
+        while self.peek() in _LEVELS[depth]:
+            op = self.take()
+            node = _binary(op, node, self.level(depth + 1))
+        return node
+
+    def unary(self) -> Evaluator:
+        token = self.take()
+        if token == "!":
+            inner = self.unary()
+            return lambda v: 0 if inner(v) else 1
+        if token == "-":
+            inner = self.unary()
+            return lambda v: -inner(v)
+        if token == "(":
+            node = self.level(0)
+            if self.take() != ")":
+                raise MetaSyntaxError(f"missing ')' in {self.text!r}")
+            return node
+        if token[0].isdigit():
+            number = float(token)
+            return lambda v: number
+        if token[0].isalpha() or token[0] == "_":
+            self.names.add(token)
+            return lambda v: v.get(token, 0)
+        raise MetaSyntaxError(f"unexpected {token!r} in {self.text!r}")
+
+
+def parse(text: str) -> Expression:
+    """Parse a meta/if expression into an ``Expression``."""
+    parser = _Parser(text)
+    if not parser.tokens:
+        raise MetaSyntaxError("empty expression")
+    node = parser.level(0)
+    if parser.peek() is not None:
+        raise MetaSyntaxError(f"unexpected {parser.peek()!r} in {text!r}")
+    return Expression(text=text, names=frozenset(parser.names), evaluate=node)
