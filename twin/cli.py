@@ -6,6 +6,10 @@ Commands:
   twin validate SCENARIO [--set K=V ...]
   twin estimate SCENARIO [--set K=V ...]
   twin list
+  twin score [--json] [--rules DIR] [--bayes-db FILE] FILE...
+  twin learn --spam DIR [--spam DIR ...] --ham DIR [--ham DIR ...] [--db FILE]
+  twin scan [--db DIR] FILE...
+  twin serve imap|pop3 RUN_DIR [--port N] [--host ADDRESS]
 
 SCENARIO is a file, or the name of a scenario under scenarios/ (``mm4``,
 ``validation/mm1``); ``twin run`` alone runs the built-in default scenario.
@@ -134,6 +138,42 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from twin.stages.spamassassin.commands import score_files
+
+    return score_files(
+        [Path(p) for p in args.files],
+        Path(args.rules) if args.rules else None,
+        Path(args.bayes_db) if args.bayes_db else None,
+        args.json,
+        sys.stdout,
+        sys.stderr,
+    )
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from twin.stages.spamassassin.commands import learn
+
+    return learn(
+        [Path(p) for p in args.spam or []],
+        [Path(p) for p in args.ham or []],
+        Path(args.db),
+        sys.stdout,
+    )
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from twin.stages.antivirus.commands import scan_files
+
+    return scan_files(args.files, args.db, sys.stdout, sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from twin.access.commands import serve_command
+
+    return serve_command(args.kind, args.run_dir, args.host, args.port, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twin", description="mailtwin: a digital twin of a campus mail system"
@@ -187,6 +227,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list the scenarios by name")
     listing.set_defaults(handler=cmd_list)
+
+    score = commands.add_parser(
+        "score", help="score messages like 'spamassassin -t' (SpamAssassin rules)"
+    )
+    score.add_argument("files", nargs="+", metavar="FILE")
+    score.add_argument("--json", action="store_true", help="one JSON object a line")
+    score.add_argument("--rules", metavar="DIR", help="rule folder (default: shipped)")
+    score.add_argument("--bayes-db", metavar="FILE", help="Bayes database to use")
+    score.set_defaults(handler=cmd_score)
+
+    learn = commands.add_parser("learn", help="train the Bayes database")
+    learn.add_argument(
+        "--spam",
+        action="append",
+        metavar="DIR",
+        help="maildir, mbox or folder of spam; repeatable",
+    )
+    learn.add_argument(
+        "--ham",
+        action="append",
+        metavar="DIR",
+        help="maildir, mbox or folder of ham; repeatable",
+    )
+    learn.add_argument(
+        "--db",
+        default="bayes.json",
+        metavar="FILE",
+        help="Bayes database (default: bayes.json)",
+    )
+    learn.set_defaults(handler=cmd_learn)
+
+    scan = commands.add_parser("scan", help="scan files like clamscan")
+    scan.add_argument("files", nargs="+", metavar="FILE")
+    scan.add_argument("--db", metavar="DIR", help="signature folder (default: shipped)")
+    scan.set_defaults(handler=cmd_scan)
+
+    serve = commands.add_parser("serve", help="serve a run's mailboxes over IMAP/POP3")
+    serve.add_argument("kind", choices=["imap", "pop3"])
+    serve.add_argument("run_dir", metavar="RUN_DIR")
+    serve.add_argument(
+        "--port", type=int, default=0, help="TCP port (default: any free port, printed)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

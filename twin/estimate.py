@@ -137,6 +137,6 @@ def estimate(scenario: Scenario) -> Estimate:
     """The analytic estimate of any scenario."""
     if scenario.kind == "queueing":
         return estimate_queueing(scenario.model)
-    from twin.sim.mail import estimate_mail
+    from twin.sim.mailload import estimate_mail
 
     return estimate_mail(scenario.model)

@@ -547,10 +547,3 @@ class MailModel:
                 self.stages.greylist.dump())
         assert lost == 0, f"messages not conserved: {lost} accepted messages lost"
         return summary
-
-
-def estimate_mail(scenario: MailScenario):
-    """Operational-law utilisation of a mail scenario (see ``twin.sim.mailload``)."""
-    from twin.sim.mailload import estimate_mail as estimate
-
-    return estimate(scenario)
