@@ -78,7 +78,8 @@ def peak_memory_mb(customers: int, out: Path) -> float:
         "import resource, sys\n"
         "from twin.cli import main\n"
         f"code = main(['run', {str(SCENARIO)!r}, '--out', {str(out)!r}, '--quiet',"
-        f" '--force', '--duration', '{duration}s', '--set', 'warmup={duration / 10}s'])\n"
+        f" '--force', '--duration', '{duration}s',"
+        f" '--set', 'warmup={duration / 10}s'])\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(peak / 1024)\n"
         "sys.exit(code)\n"
@@ -102,8 +103,12 @@ def main() -> int:
             twin_times.append(twin_engine(args.customers, out))
         bare, ours = min(bare_times), min(twin_times)
         print(f"M/M/4 rho=0.8, {args.customers:,} customers, best of {args.repeat}")
-        print(f"  bare SimPy : {bare:7.2f} s  {args.customers / bare:10,.0f} customers/s")
-        print(f"  twin engine: {ours:7.2f} s  {args.customers / ours:10,.0f} customers/s")
+        print(
+            f"  bare SimPy : {bare:7.2f} s  {args.customers / bare:10,.0f} customers/s"
+        )
+        print(
+            f"  twin engine: {ours:7.2f} s  {args.customers / ours:10,.0f} customers/s"
+        )
         print(f"  ratio twin/bare: {ours / bare:.2f}  (target <= 1.5)")
         peak = peak_memory_mb(args.customers, out)
         print(f"  twin run peak memory: {peak:.0f} MB  (target < 400 MB)")

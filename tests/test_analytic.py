@@ -35,8 +35,14 @@ def test_pollaczek_khinchine():
 
 def test_jackson_network_with_feedback():
     routing = np.array([[0, 0.6, 0.4], [0.2, 0, 0], [0, 0, 0]])
-    result = estimate_network(["s1", "s2", "s3"], [1.5, 0, 0], routing, [2, 1, 1],
-                              [0.8, 0.5, 1.0], [1.28, 0.5, 2.0])
+    result = estimate_network(
+        ["s1", "s2", "s3"],
+        [1.5, 0, 0],
+        routing,
+        [2, 1, 1],
+        [0.8, 0.5, 1.0],
+        [1.28, 0.5, 2.0],
+    )
     rates = [s.arrival_rate for s in result.stations]
     assert rates == pytest.approx([1.5 / 0.88, 0.6 * 1.5 / 0.88, 0.4 * 1.5 / 0.88])
     s3 = result.stations[2]

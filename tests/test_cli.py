@@ -14,8 +14,13 @@ BAD = sorted((Path(__file__).parent / "data" / "bad").glob("*.yaml"))
 
 
 def twin(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "twin.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "twin.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
@@ -47,14 +52,27 @@ def test_estimate_warns_when_hopeless(capsys):
 def test_bad_set_is_one_line(capsys):
     assert main(["validate", "validation/mm4", "--set", "stations.s1.servers=-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["--set stations.s1.servers=-1: stations.s1.servers: input should "
-                   "be greater than or equal to 1, found -1"]
+    assert err == [
+        "--set stations.s1.servers=-1: stations.s1.servers: input should "
+        "be greater than or equal to 1, found -1"
+    ]
 
 
 def test_run_end_to_end_in_a_subprocess(tmp_path):
     out = tmp_path / "mm1"
-    done = twin("run", "validation/mm1", "--out", str(out), "--seed", "3",
-                "--duration", "2000s", "--set", "warmup=100s", cwd=ROOT)
+    done = twin(
+        "run",
+        "validation/mm1",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--duration",
+        "2000s",
+        "--set",
+        "warmup=100s",
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert "station.server.utilization" in done.stdout
     assert "Traceback" not in done.stderr
@@ -62,8 +80,19 @@ def test_run_end_to_end_in_a_subprocess(tmp_path):
     assert summary["sim.duration"] == 2000
     resolved = (out / "scenario.resolved.yaml").read_text()
     assert "seed: 3" in resolved
-    again = twin("run", "validation/mm1", "--out", str(out), "--seed", "3",
-                 "--duration", "2000s", "--set", "warmup=100s", cwd=ROOT)
+    again = twin(
+        "run",
+        "validation/mm1",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--duration",
+        "2000s",
+        "--set",
+        "warmup=100s",
+        cwd=ROOT,
+    )
     assert "already complete" in again.stdout
 
 

@@ -8,12 +8,14 @@ from twin.sim import dists
 
 @pytest.mark.parametrize(
     ("make", "mean", "second"),
-    [(lambda r: dists.exponential(r, 2.0), 2.0, 8.0),
-     (lambda r: dists.deterministic(1.5), 1.5, 2.25),
-     (lambda r: dists.erlang(r, 2.0, 4), 2.0, 4.0 * 1.25),
-     (lambda r: dists.lognormal(r, 1.0, 0.5), 1.0, 1.25),
-     (lambda r: dists.uniform(r, 1.0, 3.0), 2.0, 13 / 3),
-     (lambda r: dists.empirical(r, [1.0, 2.0, 3.0]), 2.0, 14 / 3)],
+    [
+        (lambda r: dists.exponential(r, 2.0), 2.0, 8.0),
+        (lambda r: dists.deterministic(1.5), 1.5, 2.25),
+        (lambda r: dists.erlang(r, 2.0, 4), 2.0, 4.0 * 1.25),
+        (lambda r: dists.lognormal(r, 1.0, 0.5), 1.0, 1.25),
+        (lambda r: dists.uniform(r, 1.0, 3.0), 2.0, 13 / 3),
+        (lambda r: dists.empirical(r, [1.0, 2.0, 3.0]), 2.0, 14 / 3),
+    ],
 )
 def test_moments_and_draws(make, mean, second):
     sampler = make(np.random.default_rng(3))

@@ -8,8 +8,11 @@ import pytest
 TWIN = Path(__file__).parent.parent / "twin"
 FORBIDDEN = ("simpy", "twin.sim", "twin.hardware")
 STAGE_FILES = sorted(
-    [*(TWIN / "stages").rglob("*.py"), *(TWIN / "traffic").rglob("*.py"),
-     *(TWIN / "access").rglob("*.py")]
+    [
+        *(TWIN / "stages").rglob("*.py"),
+        *(TWIN / "traffic").rglob("*.py"),
+        *(TWIN / "access").rglob("*.py"),
+    ]
 )
 
 
@@ -23,16 +26,21 @@ def imported(path: Path) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", STAGE_FILES,
-                         ids=[str(p.relative_to(TWIN)) for p in STAGE_FILES])
+@pytest.mark.parametrize(
+    "path", STAGE_FILES, ids=[str(p.relative_to(TWIN)) for p in STAGE_FILES]
+)
 def test_stages_know_nothing_of_the_simulator(path):
-    bad = [name for name in imported(path)
-           if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)]
+    bad = [
+        name
+        for name in imported(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+    ]
     assert not bad, f"{path} imports {bad}"
 
 
-@pytest.mark.parametrize("path", STAGE_FILES,
-                         ids=[str(p.relative_to(TWIN)) for p in STAGE_FILES])
+@pytest.mark.parametrize(
+    "path", STAGE_FILES, ids=[str(p.relative_to(TWIN)) for p in STAGE_FILES]
+)
 def test_stages_do_not_read_the_host_clock(path):
     source = path.read_text()
     for call in ("time.time(", "datetime.now(", "datetime.utcnow(", "time.monotonic("):

@@ -13,8 +13,13 @@ from twin.sim.recorder import RESOURCE_SCHEMA
 from twin.sim.run import run_scenario
 
 JACKSON = Path(__file__).parent.parent / "scenarios" / "validation" / "jackson.yaml"
-SHORT = ["duration=3000s", "warmup=300s", "output.jobs_table=true",
-         "output.sample_interval=100s", "output.batches=10"]
+SHORT = [
+    "duration=3000s",
+    "warmup=300s",
+    "output.jobs_table=true",
+    "output.sample_interval=100s",
+    "output.batches=10",
+]
 
 
 def short(*extra):
@@ -25,16 +30,22 @@ def test_run_folder_contents(tmp_path):
     result = run_scenario(short(), tmp_path / "run", quiet=True)
     folder = result.path
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["jobs.parquet", "manifest.json", "resources.parquet",
-                     "scenario.resolved.yaml", "summary.json"]
+    assert names == [
+        "jobs.parquet",
+        "manifest.json",
+        "resources.parquet",
+        "scenario.resolved.yaml",
+        "summary.json",
+    ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["seed"] == 1
     assert manifest["events"] > 0 and manifest["wall_seconds"] >= 0
     assert manifest["simulated_duration_s"] == 3000
     summary = json.loads((folder / "summary.json").read_text())
-    assert all(isinstance(value, (int, float)) or value is None
-               for value in summary.values())
+    assert all(
+        isinstance(value, (int, float)) or value is None for value in summary.values()
+    )
     assert summary["station.s1.utilization"] > 0
     jobs = pd.read_parquet(folder / "jobs.parquet")
     assert len(jobs) == summary["jobs.arrived"]
@@ -52,29 +63,44 @@ def test_run_folder_contents(tmp_path):
 def test_schemas_are_pinned(tmp_path):
     folder = run_scenario(short(), tmp_path / "run", quiet=True).path
     jobs = pq.read_schema(folder / "jobs.parquet")
-    assert jobs.names[:6] == ["job_id", "class", "arrival", "departure", "response",
-                              "outcome"]
+    assert jobs.names[:6] == [
+        "job_id",
+        "class",
+        "arrival",
+        "departure",
+        "response",
+        "outcome",
+    ]
     assert jobs.names[6:10] == ["s1.start", "s1.end", "s1.wait", "s1.visits"]
     assert jobs.equals(jobs_schema(["s1", "s2", "s3"]), check_metadata=False)
     assert pq.read_schema(folder / "resources.parquet").equals(
-        RESOURCE_SCHEMA, check_metadata=False)
+        RESOURCE_SCHEMA, check_metadata=False
+    )
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     first = run_scenario(short(), tmp_path / "a", quiet=True).path
     second = run_scenario(short(), tmp_path / "b", quiet=True).path
-    for name in ("summary.json", "jobs.parquet", "resources.parquet",
-                 "scenario.resolved.yaml"):
+    for name in (
+        "summary.json",
+        "jobs.parquet",
+        "resources.parquet",
+        "scenario.resolved.yaml",
+    ):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     third = run_scenario(short("seed=2"), tmp_path / "c", quiet=True).path
-    assert (first / "summary.json").read_bytes() != (third / "summary.json").read_bytes()
+    assert (first / "summary.json").read_bytes() != (
+        third / "summary.json"
+    ).read_bytes()
 
 
 def test_resolved_scenario_reruns_identically(tmp_path):
     first = run_scenario(short(), tmp_path / "a", quiet=True).path
     again = load_scenario(first / "scenario.resolved.yaml")
     second = run_scenario(again, tmp_path / "b", quiet=True).path
-    assert (first / "summary.json").read_bytes() == (second / "summary.json").read_bytes()
+    assert (first / "summary.json").read_bytes() == (
+        second / "summary.json"
+    ).read_bytes()
 
 
 def test_complete_run_is_reused_unless_forced(tmp_path):
@@ -84,8 +110,9 @@ def test_complete_run_is_reused_unless_forced(tmp_path):
     assert again.reused and again.summary == first.summary
     changed = run_scenario(short("stations.s1.servers=3"), tmp_path / "run", quiet=True)
     assert not changed.reused
-    forced = run_scenario(short("stations.s1.servers=3"), tmp_path / "run", quiet=True,
-                          force=True)
+    forced = run_scenario(
+        short("stations.s1.servers=3"), tmp_path / "run", quiet=True, force=True
+    )
     assert not forced.reused
     assert not list(tmp_path.glob(".run*")), "staging folders must not be left behind"
 

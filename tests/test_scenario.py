@@ -26,7 +26,9 @@ def test_bad_scenarios_are_located(path):
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
     lines = caught.value.lines()
-    assert any(item.startswith(f"{path}:{line}: ") and text in item for item in lines), lines
+    assert any(
+        item.startswith(f"{path}:{line}: ") and text in item for item in lines
+    ), lines
     assert caught.value.exit_code == 2
 
 
@@ -43,16 +45,20 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_overrides_apply_and_are_located():
-    scenario = load_scenario(ROOT / "scenarios/validation/mm4.yaml",
-                             ["seed=9", "stations.s1.servers=5", "duration=1d"])
+    scenario = load_scenario(
+        ROOT / "scenarios/validation/mm4.yaml",
+        ["seed=9", "stations.s1.servers=5", "duration=1d"],
+    )
     assert scenario.seed == 9
     assert scenario.model.stations["s1"].servers == 5
     assert scenario.model.duration == 86400
     with pytest.raises(ScenarioError) as caught:
-        load_scenario(ROOT / "scenarios/validation/mm4.yaml",
-                      ["stations.s1.servers=lots"])
+        load_scenario(
+            ROOT / "scenarios/validation/mm4.yaml", ["stations.s1.servers=lots"]
+        )
     assert caught.value.lines()[0].startswith(
-        "--set stations.s1.servers=lots: stations.s1.servers:")
+        "--set stations.s1.servers=lots: stations.s1.servers:"
+    )
     with pytest.raises(ScenarioError, match="expected path.to.key=VALUE"):
         load_scenario(ROOT / "scenarios/validation/mm4.yaml", ["oops"])
     with pytest.raises(ScenarioError, match="no such place"):
@@ -61,7 +67,8 @@ def test_overrides_apply_and_are_located():
         load_scenario(ROOT / "scenarios/validation/mm4.yaml", ["stations.s1.speed=2"])
     assert caught.value.lines() == [
         "--set stations.s1.speed=2: stations.s1.speed: unknown key "
-        "(allowed: next, servers, service)"]
+        "(allowed: next, servers, service)"
+    ]
 
 
 def test_resolved_yaml_fills_defaults_and_round_trips():

@@ -23,21 +23,32 @@ def erlang_c(c, a):
 
 def mmc(lam, mean, c):
     wait = erlang_c(c, lam * mean) * mean / (c - lam * mean)
-    return {"utilization": lam * mean / c, "wait.mean": wait,
-            "response.mean": wait + mean, "throughput": lam}
+    return {
+        "utilization": lam * mean / c,
+        "wait.mean": wait,
+        "response.mean": wait + mean,
+        "throughput": lam,
+    }
 
 
 def mg1(lam, mean, second):
     wait = lam * second / (2 * (1 - lam * mean))
-    return {"utilization": lam * mean, "wait.mean": wait,
-            "response.mean": wait + mean, "throughput": lam}
+    return {
+        "utilization": lam * mean,
+        "wait.mean": wait,
+        "response.mean": wait + mean,
+        "throughput": lam,
+    }
 
 
 def jackson():
     l1 = 1.5 / (1 - 0.6 * 0.2)
     rates = {"s1": l1, "s2": 0.6 * l1, "s3": 0.4 * l1}
-    stations = {"s1": mmc(rates["s1"], 0.8, 2), "s2": mmc(rates["s2"], 0.5, 1),
-                "s3": mmc(rates["s3"], 1.0, 1)}
+    stations = {
+        "s1": mmc(rates["s1"], 0.8, 2),
+        "s2": mmc(rates["s2"], 0.5, 1),
+        "s3": mmc(rates["s3"], 1.0, 1),
+    }
     in_system = sum(rates[name] * stations[name]["response.mean"] for name in rates)
     return stations, in_system / 1.5
 
@@ -58,9 +69,11 @@ def test_simulation_matches_theory(name, tmp_path):
     stations, network = CASES[name]
     scenario = load_scenario(ROOT / f"{name}.yaml")
     summary = run_scenario(scenario, tmp_path / name, quiet=True).summary
-    checks = [(f"station.{station}.{metric}", value)
-              for station, metrics in stations.items()
-              for metric, value in metrics.items()]
+    checks = [
+        (f"station.{station}.{metric}", value)
+        for station, metrics in stations.items()
+        for metric, value in metrics.items()
+    ]
     checks.append(("jobs.response.mean", network))
     for metric, theory in checks:
         mean, half = summary[metric], summary[f"{metric}.ci95"]

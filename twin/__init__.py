@@ -1,3 +1,3 @@
-"""mailtwin: a discrete-event capacity simulator and digital twin of a campus mail system."""
+"""mailtwin: a discrete-event capacity simulator and digital twin of campus mail."""
 
 __version__ = "0.1.0"

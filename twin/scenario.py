@@ -15,8 +15,8 @@ Overrides given on the command line are located as ``--set`` instead of a line.
 from __future__ import annotations
 
 import difflib
-import re
 import hashlib
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -126,8 +126,9 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers
-            if tag != "tag:yaml.org,2002:bool"]
+    first: [
+        (tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(

@@ -83,15 +83,27 @@ DATA, end of data (QUIT is not waited for)."""
 
 def _handover_work(size: int) -> Work:
     """CPU of one side of an SMTP hand-over of *size* bytes between our hosts."""
-    return Work(cpu={"smtp.session": 1, "smtp.command": DIALOGUE_COMMANDS + 1,
-                     "smtp.byte": size})
+    return Work(
+        cpu={
+            "smtp.session": 1,
+            "smtp.command": DIALOGUE_COMMANDS + 1,
+            "smtp.byte": size,
+        }
+    )
 
 
 class _Record:
     """What happened to one message, for its row in jobs.parquet."""
 
-    __slots__ = ("spec", "outcome", "attempts", "accepted", "latency", "times",
-                 "departure")
+    __slots__ = (
+        "spec",
+        "outcome",
+        "attempts",
+        "accepted",
+        "latency",
+        "times",
+        "departure",
+    )
 
     def __init__(self, spec: MessageSpec) -> None:
         self.spec = spec
@@ -114,42 +126,69 @@ class _Record:
     def row(self) -> tuple:
         spec = self.spec
         response = self.departure - spec.arrival_s
-        return (spec.msg_id, spec.kind, spec.aim, spec.is_spam, spec.arrival_s,
-                self.departure, response, self.outcome, self.attempts,
-                len(spec.recipients), self.accepted, spec.size_bytes, self.latency,
-                *self.times)
+        return (
+            spec.msg_id,
+            spec.kind,
+            spec.aim,
+            spec.is_spam,
+            spec.arrival_s,
+            self.departure,
+            response,
+            self.outcome,
+            self.attempts,
+            len(spec.recipients),
+            self.accepted,
+            spec.size_bytes,
+            self.latency,
+            *self.times,
+        )
 
 
 class MailModel:
     """A ``MailScenario`` built in *env*, its stores and tables in *folder*."""
 
-    def __init__(self, env: simpy.Environment, scenario: MailScenario,
-                 streams: Streams, jobs: TableWriter | NullWriter,
-                 folder: Path) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        scenario: MailScenario,
+        streams: Streams,
+        jobs: TableWriter | NullWriter,
+        folder: Path,
+    ) -> None:
         self.env = env
         self.scenario = scenario
         self.jobs = jobs
         self.folder = folder
         self.streams = streams
         self.stages = build_stages(scenario, streams, folder)
-        self.hosts = {name: Host(env, name, load_profile(spec.hardware))
-                      for name, spec in scenario.hosts.items()}
+        self.hosts = {
+            name: Host(env, name, load_profile(spec.hardware))
+            for name, spec in scenario.hosts.items()
+        }
         pipeline = scenario.pipeline
         self.mx_host = pipeline.smtp.on
         self.box_host = pipeline.deliver.on
         self.submit_host = submission_host(scenario)
         self.directory_host = scenario.directory.on
-        self.queue_array = {name: self._array(name, pipeline.smtp.queue_array
-                                              if name == self.mx_host else None,
-                                              first=True)
-                            for name in self.stages.queues}
+        self.queue_array = {
+            name: self._array(
+                name,
+                pipeline.smtp.queue_array if name == self.mx_host else None,
+                first=True,
+            )
+            for name in self.stages.queues
+        }
         self.box_array = self._array(self.box_host, pipeline.deliver.array, first=False)
         grey = pipeline.greylist
-        self.spamd = (Servers(env, grey.max_connections, f"{grey.on}.spamd")
-                      if self.stages.greylist is not None else None)
+        self.spamd = (
+            Servers(env, grey.max_connections, f"{grey.on}.spamd")
+            if self.stages.greylist is not None
+            else None
+        )
         self.smtpd = Servers(env, pipeline.smtp.processes, f"{self.mx_host}.smtpd")
-        self.submitd = Servers(env, scenario.submission.processes,
-                               f"{self.submit_host}.submission")
+        self.submitd = Servers(
+            env, scenario.submission.processes, f"{self.submit_host}.submission"
+        )
         self.local = Servers(env, LOCAL_AGENTS, f"{self.box_host}.local")
         self.relay = Servers(env, RELAY_AGENTS, f"{self.mx_host}.relay")
         self.smtp_out = Servers(env, SMTP_AGENTS, f"{self.submit_host}.smtp")
@@ -157,8 +196,9 @@ class MailModel:
         self.tls_rng = streams("smtp.tls")
         self.remote_rng = streams("queue.remote")
         self.counters = MailCounters()
-        self.clock = BatchClock(scenario.warmup, scenario.duration,
-                                scenario.output.batches)
+        self.clock = BatchClock(
+            scenario.warmup, scenario.duration, scenario.output.batches
+        )
         self.latencies = Latencies(self.clock)
         self.live: dict[int, _Record] = {}
         self.in_queue = {name: 0 for name in self.stages.queues}
@@ -181,8 +221,14 @@ class MailModel:
         found: list[tuple[str, object]] = []
         for host in self.hosts.values():
             found.extend(host.monitors())
-        pools = [self.spamd, self.smtpd, self.submitd, self.local, self.relay,
-                 self.smtp_out]
+        pools = [
+            self.spamd,
+            self.smtpd,
+            self.submitd,
+            self.local,
+            self.relay,
+            self.smtp_out,
+        ]
         found.extend((pool.name, pool) for pool in pools if pool is not None)
         return found
 
@@ -198,8 +244,12 @@ class MailModel:
 
     def _source(self):
         env = self.env
-        specs = generate(traffic_settings(self.scenario), self.stages.population,
-                         self.scenario.duration, self.streams)
+        specs = generate(
+            traffic_settings(self.scenario),
+            self.stages.population,
+            self.scenario.duration,
+            self.streams,
+        )
         counters = self.counters
         for spec in specs:
             delay = spec.arrival_s - env.now
@@ -236,8 +286,11 @@ class MailModel:
             if self.stages.greylist is not None:
                 verdict = yield from self._greylist(record)
                 if verdict is GreylistDecision.DEFERRED:
-                    again = (spec.retry.next_attempt(record.attempts, env.now)
-                             if spec.retry is not None else None)
+                    again = (
+                        spec.retry.next_attempt(record.attempts, env.now)
+                        if spec.retry is not None
+                        else None
+                    )
                     if again is None or again >= self.scenario.duration:
                         if again is None:
                             counters.abandoned += 1
@@ -280,8 +333,9 @@ class MailModel:
         grey = self.stages.greylist
         host = self.hosts[self.scenario.pipeline.greylist.on]
         queued = env.now
-        first = grey.check(spec.client_ip, spec.helo, spec.sender, spec.recipients[0],
-                           env.now)
+        first = grey.check(
+            spec.client_ip, spec.helo, spec.sender, spec.recipients[0], env.now
+        )
         work = first.work
         decision = first.decision
         counters = self.counters
@@ -296,8 +350,9 @@ class MailModel:
             return decision
         stutter = first.stutter_s
         for recipient in spec.recipients[1:]:
-            other = grey.check(spec.client_ip, spec.helo, spec.sender, recipient,
-                               env.now)
+            other = grey.check(
+                spec.client_ip, spec.helo, spec.sender, recipient, env.now
+            )
             work = work + other.work
             if other.decision is GreylistDecision.TRAPPED:
                 decision = GreylistDecision.TRAPPED
@@ -341,8 +396,16 @@ class MailModel:
         message = render(spec, self.stages.population, self.render_rng)
         queue_id = f"M{spec.msg_id:08X}"
         result: SmtpResult = server.transact(
-            spec.client_ip, spec.helo, spec.sender, spec.recipients, message,
-            auth=spec.auth, tls=tls, now=env.now, queue_id=queue_id)
+            spec.client_ip,
+            spec.helo,
+            spec.sender,
+            spec.recipients,
+            message,
+            auth=spec.auth,
+            tls=tls,
+            now=env.now,
+            queue_id=queue_id,
+        )
         self._count_dialogue(result)
         round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)
         talk = side.client_rtt * round_trips + result.error_sleep_s
@@ -357,8 +420,13 @@ class MailModel:
         accepted = result.data_reply is not None and result.data_reply.startswith("250")
         if accepted:
             queue = self.stages.queues[host_name]
-            entry = queue.enqueue(result.queue_id, result.message, env.now,
-                                  spec.sender, tuple(result.accepted_recipients))
+            entry = queue.enqueue(
+                result.queue_id,
+                result.message,
+                env.now,
+                spec.sender,
+                tuple(result.accepted_recipients),
+            )
             self._queued(host_name, +1)
             yield from host.execute(entry.work, self.queue_array[host_name])
         pool.release()
@@ -405,8 +473,9 @@ class MailModel:
             yield from self._deliver_local(record, user, data)
         bounced = False
         if remote:
-            bounced = yield from self._deliver_remote(record, queue_id, data, holder,
-                                                      len(remote))
+            bounced = yield from self._deliver_remote(
+                record, queue_id, data, holder, len(remote)
+            )
         if not bounced:
             queue = self.stages.queues[holder]
             work = queue.delivered(queue_id, self.env.now)
@@ -432,11 +501,13 @@ class MailModel:
         sender_host = self.hosts[source]
         target = self.hosts[self.box_host]
         side = _handover_work(size)
-        yield from sender_host.execute(Work(cpu=side.cpu, net_bytes=size,
-                                            net_round_trips=DIALOGUE_COMMANDS))
+        yield from sender_host.execute(
+            Work(cpu=side.cpu, net_bytes=size, net_round_trips=DIALOGUE_COMMANDS)
+        )
         yield from target.execute(side)
         entry = self.stages.queues[self.box_host].enqueue(
-            queue_id, data, env.now, record.spec.sender, record.spec.recipients)
+            queue_id, data, env.now, record.spec.sender, record.spec.recipients
+        )
         self._queued(self.box_host, +1)
         yield from target.execute(entry.work, self.queue_array[self.box_host])
         done = self.stages.queues[source].delivered(queue_id, env.now)
@@ -462,8 +533,14 @@ class MailModel:
         self.counters.deliveries_local += 1
         record.visit(DELIVER, queued, start, env.now)
 
-    def _deliver_remote(self, record: _Record, queue_id: str, data: bytes,
-                        holder: str, destinations: int):
+    def _deliver_remote(
+        self,
+        record: _Record,
+        queue_id: str,
+        data: bytes,
+        holder: str,
+        destinations: int,
+    ):
         """Send to outside domains with Postfix backoff; True when bounced."""
         env = self.env
         queue_settings = self.scenario.queue
@@ -480,11 +557,13 @@ class MailModel:
                 yield grant
             start = env.now
             talk = queue_settings.remote_rtt * (DIALOGUE_COMMANDS + destinations)
-            yield from host.execute(Work(cpu=_handover_work(size).cpu, net_bytes=size,
-                                         net_round_trips=0))
+            yield from host.execute(
+                Work(cpu=_handover_work(size).cpu, net_bytes=size, net_round_trips=0)
+            )
             yield env.timeout(talk + size / queue_settings.remote_bandwidth)
-            failed = unreachable or (self.remote_rng.random()
-                                     < queue_settings.remote_tempfail_share)
+            failed = unreachable or (
+                self.remote_rng.random() < queue_settings.remote_tempfail_share
+            )
             self.smtp_out.release()
             record.visit(REMOTE, queued, start, env.now)
             if not failed:
@@ -497,7 +576,9 @@ class MailModel:
                 yield from host.execute(bounce.work, self.queue_array[holder])
                 sender = record.spec.sender
                 user, _, domain = sender.partition("@")
-                if domain == self.scenario.domain and self.stages.population.is_user(user):
+                if domain == self.scenario.domain and self.stages.population.is_user(
+                    user
+                ):
                     yield from self._deliver_local(record, user, bounce.message)
                 return True
             deferral = queue.deferred(queue_id, env.now, attempts)
@@ -544,6 +625,7 @@ class MailModel:
         if self.stages.greylist is not None:
             (self.folder / "greylist").mkdir(exist_ok=True)
             (self.folder / "greylist" / "spamdb.txt").write_text(
-                self.stages.greylist.dump())
+                self.stages.greylist.dump()
+            )
         assert lost == 0, f"messages not conserved: {lost} accepted messages lost"
         return summary

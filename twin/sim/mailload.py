@@ -63,8 +63,10 @@ def estimate_mail(model: MailScenario) -> Estimate:
     settings = traffic_settings(model)
     streams = Streams(model.seed)
     env = simpy.Environment()
-    hosts = {name: Host(env, name, load_profile(spec.hardware))
-             for name, spec in model.hosts.items()}
+    hosts = {
+        name: Host(env, name, load_profile(spec.hardware))
+        for name, spec in model.hosts.items()
+    }
     pipeline = model.pipeline
     mx, box, submit = pipeline.smtp.on, pipeline.deliver.on, submission_host(model)
     queue_array = {name: list(host.arrays)[0] for name, host in hosts.items()}
@@ -90,13 +92,19 @@ def estimate_mail(model: MailScenario) -> Estimate:
             inbound = kind != "outbound"
             if inbound and grey is not None:
                 attempts, gets_in = _attempts(spec, grey_spec.passtime, 60.0)
-                check = grey.check(spec.client_ip, spec.helo, spec.sender,
-                                   spec.recipients[0], spec.arrival_s)
+                check = grey.check(
+                    spec.client_ip,
+                    spec.helo,
+                    spec.sender,
+                    spec.recipients[0],
+                    spec.arrival_s,
+                )
                 for _ in range(attempts):
                     charge(kind, grey_spec.on, check.work)
                 if check.decision is not GreylistDecision.PASSED:
                     hold = check.stutter_s + pipeline.smtp.client_rtt * (
-                        DIALOGUE_COMMANDS + len(spec.recipients))
+                        DIALOGUE_COMMANDS + len(spec.recipients)
+                    )
                     demand[kind][f"{grey_spec.on}.spamd"] += hold * (attempts - 1 or 1)
                 if not gets_in:
                     continue
@@ -104,10 +112,16 @@ def estimate_mail(model: MailScenario) -> Estimate:
             at = mx if inbound else submit
             side = pipeline.smtp if inbound else model.submission
             message = render(spec, stages.population, rng)
-            result = server.transact(spec.client_ip, spec.helo, spec.sender,
-                                     spec.recipients, message, auth=spec.auth,
-                                     now=spec.arrival_s,
-                                     queue_id=f"E{spec.msg_id:08X}")
+            result = server.transact(
+                spec.client_ip,
+                spec.helo,
+                spec.sender,
+                spec.recipients,
+                message,
+                auth=spec.auth,
+                now=spec.arrival_s,
+                queue_id=f"E{spec.msg_id:08X}",
+            )
             talk = side.client_rtt * (DIALOGUE_COMMANDS + len(spec.recipients))
             accepted = bool(result.data_reply and result.data_reply.startswith("250"))
             if accepted:
@@ -117,22 +131,31 @@ def estimate_mail(model: MailScenario) -> Estimate:
             charge(kind, at, result.work, queue_array[at])
             if not accepted:
                 continue
-            entry = stages.queues[at].enqueue(result.queue_id, result.message,
-                                              spec.arrival_s)
+            entry = stages.queues[at].enqueue(
+                result.queue_id, result.message, spec.arrival_s
+            )
             charge(kind, at, entry.work, queue_array[at])
-            users = [o.local_user for o in result.recipients
-                     if o.status is RcptStatus.ACCEPTED and o.local_user]
+            users = [
+                o.local_user
+                for o in result.recipients
+                if o.status is RcptStatus.ACCEPTED and o.local_user
+            ]
             for index, user in enumerate(users):
                 if pipeline.deliver.format == "maildir":
-                    done = stages.store.deliver(user, result.message, spec.arrival_s,
-                                                f"E{spec.msg_id}x{index}")
+                    done = stages.store.deliver(
+                        user, result.message, spec.arrival_s, f"E{spec.msg_id}x{index}"
+                    )
                 else:
-                    done = stages.store.deliver(user, result.message, spec.arrival_s,
-                                                spec.sender)
+                    done = stages.store.deliver(
+                        user, result.message, spec.arrival_s, spec.sender
+                    )
                 charge(kind, box, done.work, box_array)
-            charge(kind, at, stages.queues[at].delivered(result.queue_id,
-                                                         spec.arrival_s),
-                   queue_array[at])
+            charge(
+                kind,
+                at,
+                stages.queues[at].delivered(result.queue_id, spec.arrival_s),
+                queue_array[at],
+            )
     capacity = _capacities(hosts, model)
     usage: dict[str, float] = defaultdict(float)
     for kind, resources in demand.items():
@@ -141,8 +164,10 @@ def estimate_mail(model: MailScenario) -> Estimate:
         rate = settings.expected_count(kind, model.duration) / model.duration
         for resource, seconds in resources.items():
             usage[resource] += rate * seconds / sampled[kind]
-    result = Estimate(f"{model.name}: operational-law utilisation (U = X * D)",
-                      ["resource", "utilization", "servers"])
+    result = Estimate(
+        f"{model.name}: operational-law utilisation (U = X * D)",
+        ["resource", "utilization", "servers"],
+    )
     for resource in sorted(usage):
         servers = capacity.get(resource, 1.0)
         value = usage[resource] / servers
@@ -151,7 +176,8 @@ def estimate_mail(model: MailScenario) -> Estimate:
         if value >= 1:
             result.warnings.append(
                 f"{resource}: utilisation {value:.3g} >= 1, its queue grows without "
-                "bound (add capacity or lower the load)")
+                "bound (add capacity or lower the load)"
+            )
     return result
 
 

@@ -150,8 +150,11 @@ def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailSta
         greylist = Greylist(greylist_settings(model, population))
     mx = SmtpServer(smtp_settings(model, submission=False), directory)
     submission = SmtpServer(smtp_settings(model, submission=True), directory)
-    queue_hosts = {model.pipeline.smtp.on, model.pipeline.deliver.on,
-                   submission_host(model)}
+    queue_hosts = {
+        model.pipeline.smtp.on,
+        model.pipeline.deliver.on,
+        submission_host(model),
+    }
     queues = {
         host: QueueManager(folder / "queue" / host, queue_settings(model, host))
         for host in sorted(queue_hosts)
@@ -161,12 +164,19 @@ def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailSta
     deliver = model.pipeline.deliver
     (store_root / ".format").write_text(deliver.format + "\n")
     if deliver.format == "maildir":
-        store = MaildirStore(store_root, MaildirSettings(
-            hostname=f"{deliver.on}.{model.domain}", epoch_offset_s=EPOCH_S,
-            host_fsync=deliver.host_fsync))
+        store = MaildirStore(
+            store_root,
+            MaildirSettings(
+                hostname=f"{deliver.on}.{model.domain}",
+                epoch_offset_s=EPOCH_S,
+                host_fsync=deliver.host_fsync,
+            ),
+        )
     else:
-        store = MboxStore(store_root, MboxSettings(epoch_offset_s=EPOCH_S,
-                                                   host_fsync=deliver.host_fsync))
+        store = MboxStore(
+            store_root,
+            MboxSettings(epoch_offset_s=EPOCH_S, host_fsync=deliver.host_fsync),
+        )
     return MailStages(population, greylist, mx, submission, queues, store, store_root)
 
 

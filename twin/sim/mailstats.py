@@ -105,17 +105,24 @@ class Latencies:
     def metrics(self, prefix: str) -> dict[str, float]:
         values = np.frombuffer(self.values, dtype=float) if self.values else None
         mean, half = self.tally.mean_ci()
-        out = {f"{prefix}.mean": mean, f"{prefix}.mean.ci95": half,
-               f"{prefix}.count": float(len(self.values))}
+        out = {
+            f"{prefix}.mean": mean,
+            f"{prefix}.mean.ci95": half,
+            f"{prefix}.count": float(len(self.values)),
+        }
         for label, q in (("p50", 50), ("p95", 95), ("p99", 99)):
-            out[f"{prefix}.{label}"] = (float(np.percentile(values, q))
-                                        if values is not None else float("nan"))
-        out[f"{prefix}.max"] = float(values.max()) if values is not None else float("nan")
+            out[f"{prefix}.{label}"] = (
+                float(np.percentile(values, q)) if values is not None else float("nan")
+            )
+        out[f"{prefix}.max"] = (
+            float(values.max()) if values is not None else float("nan")
+        )
         return out
 
 
-def utilisation(marks: dict[str, tuple[float, int]], monitors, span: float
-                ) -> dict[str, float]:
+def utilisation(
+    marks: dict[str, tuple[float, int]], monitors, span: float
+) -> dict[str, float]:
     """``util.<resource>`` over [warm-up, end] from busy-area marks."""
     out = {}
     for name, resource in monitors:

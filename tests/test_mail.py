@@ -1,0 +1,205 @@
+"""The mail engine end to end: real stores, conservation, relay control, determinism.
+
+Short runs (hours, a few hundred users) of the two ECE scenarios; the week
+itself is measured by benchmarks/mail_week.py.
+"""
+
+import email
+import imaplib
+import json
+import mailbox
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from twin.access.server import start
+from twin.scenario import load_scenario
+from twin.sim.run import run_scenario
+from twin.stages.directory import read_credentials_csv
+
+ROOT = Path(__file__).parent.parent / "scenarios"
+SHORT = [
+    "duration=8h",
+    "warmup=1h",
+    "traffic.users.inboxes=300",
+    "output.sample_interval=10m",
+    "output.batches=10",
+]
+MESSAGE_ID = re.compile(rb"^Message-ID: <\d+\.(\d+)\.", re.MULTILINE | re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def dell(tmp_path_factory):
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
+    return run_scenario(scenario, tmp_path_factory.mktemp("dell") / "run", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def sun(tmp_path_factory):
+    scenario = load_scenario(ROOT / "ece-2004-sun.yaml", SHORT)
+    return run_scenario(scenario, tmp_path_factory.mktemp("sun") / "run", quiet=True)
+
+
+def delivered_ids(messages) -> Counter:
+    ids = Counter()
+    for message in messages:
+        match = MESSAGE_ID.search(message)
+        assert match, message[:300]
+        ids[int(match.group(1))] += 1
+    return ids
+
+
+def expected_ids(folder: Path) -> Counter:
+    """msg_id -> local deliveries, from the jobs table and the smtp outcomes."""
+    jobs = pd.read_parquet(folder / "jobs.parquet")
+    done = jobs[jobs.outcome.isin(["delivered", "bounced"])]
+    return Counter(
+        {
+            int(row.job_id): int(row["deliver.visits"])
+            for _, row in done.iterrows()
+            if row["deliver.visits"] > 0
+        }
+    )
+
+
+def test_dell_maildir_holds_every_delivery_once(dell):
+    summary = dell.summary
+    assert summary["messages.lost"] == 0
+    assert summary["messages.accepted"] > 100
+    store = dell.path / "store"
+    messages = []
+    for user_dir in sorted(p for p in store.iterdir() if p.is_dir()):
+        box = mailbox.Maildir(user_dir / "Maildir", factory=None, create=False)
+        messages.extend(box.get_bytes(key) for key in box.keys())
+    assert len(messages) == summary["deliveries.local"]
+    assert delivered_ids(messages) == expected_ids(dell.path)
+    for raw in messages[:50]:
+        parsed = email.message_from_bytes(raw)
+        assert parsed["Received"] and "mail.ece.example.edu" in parsed["Received"]
+        assert not parsed.defects
+
+
+def test_sun_mbox_holds_every_delivery_once(sun):
+    summary = sun.summary
+    assert summary["messages.lost"] == 0
+    store = sun.path / "store"
+    messages = []
+    for spool in sorted(
+        p for p in store.iterdir() if p.is_file() and not p.name.startswith(".")
+    ):
+        box = mailbox.mbox(spool, create=False)
+        messages.extend(box.get_bytes(key) for key in box.keys())
+    assert len(messages) == summary["deliveries.local"]
+    assert delivered_ids(messages) == expected_ids(sun.path)
+
+
+def test_seed_counts_add_up(dell):
+    s = dell.summary
+    assert s["messages.offered"] == (
+        s["messages.inbound.offered"] + s["messages.outbound.offered"]
+    )
+    assert s["messages.accepted"] == (
+        s["messages.inbound.accepted"] + s["messages.outbound.accepted"]
+    )
+    assert s["messages.accepted"] == (
+        s["messages.delivered"] + s["messages.bounced"] + s["messages.queued"]
+    )
+    finished = (
+        s["messages.accepted"]
+        + s["messages.rejected"]
+        + s["messages.abandoned"]
+        - s["messages.queued"]
+    )
+    jobs = pd.read_parquet(dell.path / "jobs.parquet")
+    assert len(jobs) == s["messages.offered"]
+    assert (jobs.outcome != "in_progress").sum() == finished
+    assert s["greylist.deferred"] > 0
+    assert (
+        s["latency.delivery.p50"]
+        <= s["latency.delivery.p95"]
+        <= s["latency.delivery.p99"]
+    )
+
+
+def test_nobody_relays_without_authentication(dell, sun):
+    for run in (dell, sun):
+        jobs = pd.read_parquet(run.path / "jobs.parquet")
+        relays = jobs[jobs.aim == "relay"]
+        assert len(relays) > 0
+        assert not (relays["remote.visits"] > 0).any()
+        assert (relays.outcome != "delivered").all()
+        assert run.summary["relay.denied"] > 0
+
+
+def test_greylisting_keeps_spam_out(dell, sun):
+    """Without spamd (the Sun) far more of the offered spam is accepted."""
+    dell_share = (
+        dell.summary["messages.inbound.spam_accepted"]
+        / dell.summary["messages.inbound.spam_offered"]
+    )
+    sun_share = (
+        sun.summary["messages.inbound.spam_accepted"]
+        / sun.summary["messages.inbound.spam_offered"]
+    )
+    assert sun_share > 0.8
+    assert dell_share < 0.5 * sun_share
+    assert sun.summary["greylist.deferred"] == 0
+    # the two scenarios share seed and workload: the same mail was offered
+    assert dell.summary["messages.offered"] == sun.summary["messages.offered"]
+
+
+def test_same_seed_same_results(dell, tmp_path):
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
+    again = run_scenario(scenario, tmp_path / "again", quiet=True)
+    for name in ("summary.json", "jobs.parquet", "resources.parquet"):
+        assert (dell.path / name).read_bytes() == (again.path / name).read_bytes(), name
+
+
+def test_run_folder_can_be_served_over_imap(dell):
+    user, password = next(
+        (u, p)
+        for u, p in read_credentials_csv(dell.path / "credentials.csv")
+        if (dell.path / "store" / u / "Maildir").is_dir()
+        and any((dell.path / "store" / u / "Maildir" / "new").iterdir())
+    )
+    server = start("imap", dell.path)
+    try:
+        host, port = server.address
+        client = imaplib.IMAP4(host, port, timeout=10)
+        client.login(user, password)
+        status, data = client.select("INBOX", readonly=True)
+        assert status == "OK" and int(data[0]) > 0
+        status, fetched = client.fetch("1", "(BODY.PEEK[])")
+        assert status == "OK"
+        body = fetched[0][1]
+        box = mailbox.Maildir(
+            dell.path / "store" / user / "Maildir", factory=None, create=False
+        )
+        # IMAP sends lines with CRLF; the maildir file holds them with LF
+        assert body in [box.get_bytes(k).replace(b"\n", b"\r\n") for k in box.keys()]
+        client.logout()
+    finally:
+        server.close()
+    assert threading.active_count() < 50
+
+
+def test_resources_and_utilisation_are_reported(dell):
+    s = dell.summary
+    for name in (
+        "util.gateway.cpu",
+        "util.mail.cpu",
+        "util.mail.users",
+        "util.spamd.cpu",
+        "queue.gateway.smtpd.max",
+        "queue.mail.users.max",
+    ):
+        assert name in s, name
+        assert s[name] >= 0
+    resources = pd.read_parquet(dell.path / "resources.parquet")
+    assert {"mail.users", "gateway.cpu", "spamd.spamd"} <= set(resources.resource)
+    manifest = json.loads((dell.path / "manifest.json").read_text())
+    assert manifest["kind"] == "mail" and manifest["status"] == "complete"

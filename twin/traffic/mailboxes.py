@@ -1,0 +1,286 @@
+"""The mailboxes as they stand at the start of the week, written as real files.
+
+``populate(store_root, fmt, population, settings, rng)`` fills a mail store
+with each user's kept mail, drawn from the user model
+(``twin.traffic.users``: heavy-tailed counts and sizes, the unread share, POP3
+users who delete holding only waiting mail), in the layout the delivery stages
+and the access servers use:
+
+- ``"maildir"``: ``<user>/Maildir/{cur,new,tmp}`` (``twin.stages.maildir``),
+  every kept message a file in ``cur/`` named ``<time>.I<n>.<host>:2,S`` when
+  read and ``...:2,`` when not (an IMAP server has seen them all, so ``new/``
+  is empty); ``<time>`` runs over the last ``history_days`` before the
+  simulation epoch, increasing with ``n``. With ``index=True`` (the default)
+  the Cyrus index and cache of each INBOX are then built eagerly through
+  ``CyrusBackend.open`` (a reconstruct, reading every message once), so no
+  session of the simulated week pays for it; with ``index=False`` the backend
+  rebuilds it lazily at the first open.
+- ``"mbox"``: the spool file ``<user>`` (``twin.stages.mbox``), messages in
+  time order after ``From `` lines, each carrying the headers UW IMAP leaves
+  (``Status: RO`` read / ``O`` unread, ``X-UID``, and ``X-IMAPbase`` in the
+  first), so UW's first open finds nothing to renumber or rewrite.
+
+Either way UIDs are 1..n in time order, which is what ``known_messages`` tells
+a client that has already seen them (``twin.traffic.client.ClientState``).
+
+Messages are real and readable by ``mailbox.Maildir`` / ``mailbox.mbox``: a
+varied header (From, To, Subject, Date, Message-ID, ...) and a body cut from
+a shared corpus of text lines; messages over ``ATTACHMENT_BYTES`` are
+multipart/mixed with a base64 attachment cut from a shared base64 corpus.
+Each message is exactly its drawn size (LF line ends, as local delivery
+writes them). ``settings.mailbox_scale`` multiplies the counts (stochastic
+rounding) to shrink the store for tests.
+
+Randomness comes only from *rng* (profiles, when not given, then a fixed
+number of draws per user). Raises ``ValueError`` for an unknown format or
+profiles that do not match the population.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from twin.access.cyrusstore import CyrusBackend
+from twin.stages.maildir import SIMULATION_EPOCH_S, MaildirSettings, maildir_path
+from twin.stages.mbox import mbox_path
+from twin.traffic.population import Population
+from twin.traffic.users import DAY_S, ReadingSettings, UserProfiles, draw_profiles
+
+FORMATS = ("maildir", "mbox")
+ATTACHMENT_BYTES = 16_384  # assumption: larger kept mail carries an attachment
+_TEXT_CORPUS_BYTES = 1 << 16
+_BOUNDARY = b"=_twin_part_0"
+_WORDS = (
+    b"the lab report for experiment four is due on monday please bring your "
+    b"notes to the group meeting we will review the simulation results and "
+    b"discuss the schedule for the thesis chapter the seminar on low power "
+    b"design moved to room two ten thanks for the quick reply about the "
+    b"cluster account grading of the midterm is finished the board checkout "
+    b"sheet is on the door of lab b regards"
+).split()
+_SUBJECTS = (
+    b"lab 4 grading", b"Re: homework question", b"seminar on Thursday",
+    b"faculty meeting moved", b"Re: thesis draft", b"qualifying exam schedule",
+    b"Re: simulation results", b"group meeting tomorrow", b"Re: paper review",
+    b"course evaluations due", b"Re: cluster account", b"printer fixed",
+)
+_SENDERS = (b"ann", b"raj", b"wei", b"maria", b"tom", b"kate", b"omar", b"lisa",
+            b"hans", b"yuki", b"dan", b"nina")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep",
+           b"Oct", b"Nov", b"Dec")
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStats:
+    """What ``populate`` wrote.
+
+    ``message_bytes`` is the sum of message sizes (what ``mailbox`` returns
+    for each message); ``file_bytes`` what was written to disk (mbox adds the
+    ``From `` lines and blank separators). ``known_messages[i]`` is how many
+    of user i's messages their client has already seen (all, except the mail
+    waiting for a POP3 user who deletes).
+    """
+
+    format: str
+    users: int
+    messages: int
+    unread: int
+    message_bytes: int
+    file_bytes: int
+    largest_mailbox_bytes: int
+    per_user_messages: tuple[int, ...]
+    per_user_bytes: tuple[int, ...]
+    known_messages: tuple[int, ...]
+    indexed: bool
+
+
+@lru_cache(maxsize=1)
+def _text_corpus() -> bytes:
+    """Lines of words (at most 72 columns, LF), no line starting with "From "."""
+    lines, line, index = [], [], 0
+    size = 0
+    while size < _TEXT_CORPUS_BYTES:
+        word = _WORDS[(index * 7 + index // len(_WORDS)) % len(_WORDS)]
+        index += 1
+        if sum(len(w) + 1 for w in line) + len(word) > 72:
+            text = b" ".join(line) + b"\n"
+            lines.append(text)
+            size += len(text)
+            line = []
+        line.append(word)
+    return b"".join(lines)
+
+
+_BASE64_CACHE: list[bytes] = [b""]
+
+
+def _base64_corpus(size: int) -> bytes:
+    """At least *size* bytes of base64 lines (76 columns, LF), built once."""
+    if len(_BASE64_CACHE[0]) < size:
+        raw_size = max(size, 1 << 20) * 3 // 4 + 3
+        raw = np.random.default_rng(2007).integers(0, 256, raw_size, dtype=np.uint8)
+        _BASE64_CACHE[0] = base64.encodebytes(raw.tobytes())
+    return _BASE64_CACHE[0]
+
+
+def _date(unix: int) -> bytes:
+    t = time.gmtime(unix)
+    return b"%s, %d %s %04d %02d:%02d:%02d +0000" % (
+        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour,
+        t.tm_min, t.tm_sec)
+
+
+def _message(user: bytes, domain: bytes, k: int, unix: int, size: int,
+             extra: bytes) -> list[bytes]:
+    """Pieces of one message of exactly *size* bytes (LF, ends with LF)."""
+    sender = _SENDERS[k % len(_SENDERS)]
+    multipart = size > ATTACHMENT_BYTES
+    ctype = (b"multipart/mixed; boundary=\"" + _BOUNDARY + b"\"" if multipart
+             else b"text/plain; charset=us-ascii")
+    date = _date(unix)
+    header = (
+        b"Received: from mx.example.org by mail." + domain + b" with ESMTP id I%d"
+        b"; " % k + date + b"\n"
+        b"From: " + sender + b" <" + sender + b"@example.org>\n"
+        b"To: " + user + b"@" + domain + b"\n"
+        b"Subject: " + _SUBJECTS[(k * 5) % len(_SUBJECTS)] + b" (%d)\n" % k
+        + b"Date: " + date + b"\n"
+        b"Message-ID: <%d.I%d." % (unix, k) + user + b"@example.org>\n"
+        b"MIME-Version: 1.0\n"
+        b"Content-Type: " + ctype + b"\n" + extra + b"\n"
+    )
+    room = size - len(header)
+    text = _text_corpus()
+    if not multipart:
+        length = max(room - 1, 0)
+        start = (k * 7919) % (len(text) - length) if length < len(text) else 0
+        return [header, text[start : start + length], b"\n"]
+    intro = (b"--" + _BOUNDARY + b"\nContent-Type: text/plain; charset=us-ascii\n\n"
+             + text[:400] + b"\n--" + _BOUNDARY
+             + b"\nContent-Type: application/octet-stream; name=\"data%d.bin\"\n" % k
+             + b"Content-Transfer-Encoding: base64\n\n")
+    closing = b"\n--" + _BOUNDARY + b"--\n"
+    length = room - len(intro) - len(closing)
+    return [header, intro, _base64_corpus(length)[:length], closing]
+
+
+def _sizes(settings: ReadingSettings, median: float, count: int,
+           rng: np.random.Generator) -> np.ndarray:
+    raw = median * np.exp(rng.normal(0.0, settings.message_size_sigma, count))
+    return np.clip(np.rint(raw), settings.min_size_bytes,
+                   settings.max_size_bytes).astype(np.int64)
+
+
+def populate(store_root: str | Path, fmt: str, population: Population,
+             settings: ReadingSettings, rng: np.random.Generator,
+             profiles: UserProfiles | None = None, index: bool = True,
+             maildir_settings: MaildirSettings | None = None) -> MailboxStats:
+    """Write every user's mailbox under *store_root* (created if missing)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
+    if profiles is None:
+        profiles = draw_profiles(settings, population, rng)
+    elif len(profiles.imap) != len(population):
+        raise ValueError(
+            f"profiles cover {len(profiles.imap)} users, population has "
+            f"{len(population)}"
+        )
+    root = Path(store_root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".format").write_text(fmt + "\n", encoding="ascii")
+    md = maildir_settings or MaildirSettings()
+    epoch = md.epoch_offset_s if fmt == "maildir" else SIMULATION_EPOCH_S
+    host = md.hostname.replace("/", "\\057").replace(":", "\\072")
+    domain = population.local_domain.encode()
+    n_users = len(population)
+    scaled = profiles.mailbox_messages * settings.mailbox_scale
+    counts = np.floor(scaled + rng.random(n_users)).astype(np.int64)
+    history_s = settings.history_days * DAY_S
+    per_messages, per_bytes, known = [], [], []
+    unread_total = message_total = file_total = 0
+    for user_index, user in enumerate(population.usernames):
+        count = int(counts[user_index])
+        sizes = _sizes(settings, float(profiles.size_median_bytes[user_index]), count,
+                       rng)
+        ages = np.sort(rng.random(count))[::-1] * history_s
+        stamps = (epoch - 60 - ages).astype(np.int64).tolist()
+        waiting = not profiles.imap[user_index] and not profiles.keep_on_server[
+            user_index]
+        unread_count = count if waiting else min(
+            count, int(math.floor(count * settings.unread_share + rng.random())))
+        seen_upto = count - unread_count
+        args = (root, user, domain, sizes.tolist(), stamps, seen_upto)
+        if fmt == "maildir":
+            written = _write_maildir(*args, host)
+        else:
+            written = _write_mbox(*args)
+        per_messages.append(count)
+        per_bytes.append(int(sizes.sum()))
+        known.append(0 if waiting else count)
+        unread_total += unread_count
+        message_total += per_bytes[-1]
+        file_total += written
+    indexed = False
+    if fmt == "maildir" and index:
+        backend = CyrusBackend(root)
+        for user in population.usernames:
+            mailbox, _ = backend.open(user, "INBOX", False, float(epoch))
+            mailbox.close()
+        indexed = True
+    return MailboxStats(fmt, n_users, int(counts.sum()), unread_total, message_total,
+                        file_total, max(per_bytes, default=0), tuple(per_messages),
+                        tuple(per_bytes), tuple(known), indexed)
+
+
+def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
+                   stamps: list[int], seen_upto: int, host: str) -> int:
+    inbox = maildir_path(root, user)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
+    cur = str(inbox / "cur")
+    name = user.encode()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    total = 0
+    for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
+        info = ":2,S" if k <= seen_upto else ":2,"
+        path = f"{cur}/{stamp}.I{k:07d}.{host}{info}"
+        fd = os.open(path, flags, 0o600)
+        try:
+            wrote = os.writev(fd, _message(name, domain, k, stamp, size, b""))
+        finally:
+            os.close(fd)
+        if wrote != size:
+            raise AssertionError(f"wrote {wrote} of {size} bytes to {path}")
+        total += size
+    return total
+
+
+def _write_mbox(root: Path, user: str, domain: bytes, sizes: list[int],
+                stamps: list[int], seen_upto: int) -> int:
+    path = mbox_path(root, user)
+    name = user.encode()
+    total = 0
+    with open(path, "wb") as out:
+        for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
+            status = b"Status: RO\n" if k <= seen_upto else b"Status: O\n"
+            extra = status + b"X-UID: %d\n" % k
+            if k == 1:
+                extra = b"X-IMAPbase: %d %d\n" % (stamps[0], len(sizes)) + extra
+            pieces = _message(name, domain, k, stamp, size, extra)
+            from_line = b"From %s@example.org  %s\n" % (
+                _SENDERS[k % len(_SENDERS)], time.asctime(time.gmtime(stamp)).encode())
+            out.write(from_line)
+            for piece in pieces:
+                out.write(piece)
+            out.write(b"\n")
+            total += len(from_line) + size + 1
+    return total
