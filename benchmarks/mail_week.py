@@ -1,0 +1,164 @@
+"""The ece-2007-dell week: wall time, messages and events per wall second.
+
+Runs the scenario's simulated week through every real stage and prints wall
+seconds, messages per wall second, SimPy events per wall second and peak
+memory, beside a bare SimPy model fed the same arrivals (the same workload
+specs, each taking an smtpd slot and a disk for fixed times) in the same
+process, so the ratio is comparable across noisy machines. With ``--scale K``
+it also runs K times the traffic (rates and users x K) and checks that the cost
+grows no faster than the traffic (targets: the week under 20 s and 1 GB; at
+10 x the traffic at most 10 x the time and under 2 GB).
+
+    python benchmarks/mail_week.py [--scenario ece-2007-dell] [--scale 10]
+        [--duration 7d]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import simpy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bare_simpy(scenario_name: str, overrides: list[str]) -> tuple[float, int]:
+    """Seconds for a bare SimPy model over the scenario's arrivals; messages."""
+    from twin.scenario import load_scenario
+    from twin.sim.mailsetup import population_settings, traffic_settings
+    from twin.sim.streams import Streams
+    from twin.traffic.population import Population
+    from twin.traffic.workload import generate
+
+    model = load_scenario(ROOT / "scenarios" / f"{scenario_name}.yaml", overrides).model
+    streams = Streams(model.seed)
+    population = Population(population_settings(model), streams("population"))
+    started = time.perf_counter()
+    specs = generate(traffic_settings(model), population, model.duration, streams)
+    env = simpy.Environment()
+    smtpd = simpy.Resource(env, capacity=100)
+    disk = simpy.Resource(env, capacity=14)
+
+    def message(env):
+        with smtpd.request() as slot:
+            yield slot
+            yield env.timeout(0.5)
+        with disk.request() as spindle:
+            yield spindle
+            yield env.timeout(0.008)
+
+    count = 0
+
+    def source(env):
+        nonlocal count
+        for spec in specs:
+            delay = spec.arrival_s - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            count += 1
+            env.process(message(env))
+
+    env.process(source(env))
+    env.run(until=model.duration)
+    return time.perf_counter() - started, count
+
+
+def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:
+    """Run the scenario in a child process; its manifest, summary and peak MB."""
+    code = (
+        "import json, resource, sys\n"
+        "from twin.cli import main\n"
+        f"args = ['run', {scenario_name!r}, '--out', {str(out)!r}, '--quiet',"
+        " '--force']\n"
+        f"for item in {overrides!r}: args += ['--set', item]\n"
+        "code = main(args)\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps({'peak_mb': peak}))\n"
+        "sys.exit(code)\n"
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"twin run failed:\n{done.stderr}")
+    peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    return {"wall": wall, "peak_mb": peak, "manifest": manifest, "summary": summary}
+
+
+def report(label: str, result: dict, bare: float) -> None:
+    summary = result["summary"]
+    manifest = result["manifest"]
+    offered = summary["messages.offered"]
+    seconds = manifest["wall_seconds"]
+    print(f"{label}")
+    print(
+        f"  twin run      : {seconds:7.1f} s wall (process {result['wall']:.1f} s), "
+        f"peak {result['peak_mb']:.0f} MB"
+    )
+    print(
+        f"  messages      : {offered:,.0f} offered, "
+        f"{summary['messages.accepted']:,.0f} accepted, "
+        f"{offered / seconds:,.0f} offered per wall second"
+    )
+    print(
+        f"  SimPy events  : {manifest['events']:,} "
+        f"({manifest['events'] / seconds:,.0f} per wall second)"
+    )
+    print(
+        f"  bare SimPy    : {bare:7.1f} s on the same arrivals; "
+        f"twin/bare {seconds / bare:.1f}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="ece-2007-dell")
+    parser.add_argument("--duration", default="7d")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=0,
+        help="also run this many times the traffic (e.g. 10)",
+    )
+    args = parser.parse_args()
+    base = [f"duration={args.duration}"]
+    with tempfile.TemporaryDirectory(
+        dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
+    ) as tmp:
+        bare, _ = bare_simpy(args.scenario, base)
+        one = twin_run(args.scenario, base, Path(tmp) / "x1")
+        report(f"{args.scenario}, {args.duration}, traffic x1", one, bare)
+        print("  targets: week < 20 s wall, < 1 GB peak")
+        if args.scale:
+            k = args.scale
+            inbound = one["summary"]
+            scaled = base + [
+                f"traffic.inbound.legit={31000 * k}/week",
+                f"traffic.inbound.spam={76000 * k}/week",
+                f"traffic.outbound.rate={11000 * k}/week",
+                f"traffic.users.inboxes={int(1400 * k)}",
+            ]
+            bare_k, _ = bare_simpy(args.scenario, scaled)
+            many = twin_run(args.scenario, scaled, Path(tmp) / f"x{k:g}")
+            report(f"{args.scenario}, {args.duration}, traffic x{k:g}", many, bare_k)
+            ratio = many["manifest"]["wall_seconds"] / one["manifest"]["wall_seconds"]
+            growth = many["summary"]["messages.offered"] / inbound["messages.offered"]
+            print(
+                f"  cost x{ratio:.1f} for traffic x{growth:.1f} "
+                f"(target: cost no more than traffic; peak < 2 GB)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
