@@ -40,8 +40,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from twin.stages.ocr.engine import default_recogniser, read_mask, scansets  # noqa: E402
+from twin.stages.ocr.engine import read_mask  # noqa: E402
+from twin.stages.ocr.glyphs import default_recogniser  # noqa: E402
 from twin.stages.ocr.imagespam import spam_image  # noqa: E402
+from twin.stages.ocr.masks import scansets  # noqa: E402
 from twin.stages.ocr.words import load_word_list, match_words  # noqa: E402
 
 TRICK_SETS = (("plain",), ("noise",), ("shapes",), ("rotate",), ("noise", "shapes"))

@@ -98,7 +98,7 @@ def test_corrupt_gif_with_wrong_content_type(plugin):
     )
     assert result.score == pytest.approx(4.0 + result.hits[2][1])
     cpu = result.work.cpu
-    assert (cpu["ocr.frame"], cpu["ocr.pixel"], cpu["ocr.glyph"]) == (1, 549 * 327, 476)
+    assert (cpu["ocr.frame"], cpu["ocr.pixel"], cpu["ocr.glyph"]) == (1, 549 * 327, 483)
 
 
 def test_animated_gif_counts_every_frame(plugin):

@@ -11,7 +11,7 @@ logos (shapes and a short name). Every message is real MIME bytes with fixed
 boundaries and headers, so the same generator state gives the same bytes.
 
 All randomness comes from the ``numpy.random.Generator`` passed in. Fonts
-are those of ``engine.template_fonts`` (Pillow's default, DejaVu when
+are those of ``glyphs.template_fonts`` (Pillow's default, DejaVu when
 installed). Raises ValueError for an unknown trick.
 """
 
@@ -26,7 +26,7 @@ from email.mime.text import MIMEText
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from twin.stages.ocr.engine import FONT_DIRS, TEMPLATE_FONTS
+from twin.stages.ocr.glyphs import FONT_DIRS, TEMPLATE_FONTS
 
 TRICKS = (
     "plain",

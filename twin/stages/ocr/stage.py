@@ -9,7 +9,7 @@ FUZZY_OCR_WRONG_CTYPE), images outside the size limits are skipped, the image
 is decoded (a decoding error scores FUZZY_OCR_CORRUPT_IMG and what was decoded
 is still read), optionally looked up by hash (a known spam image scores
 FUZZY_OCR_KNOWN_HASH with its remembered score, without OCR), and read by the
-scansets of ``engine.scansets`` in turn. For each word of the word list the
+scansets of ``masks.scansets`` in turn. For each word of the word list the
 number of lines it matches is the largest any scanset read; scanning stops
 once the words found reach ``counts_required`` (FuzzyOCR's minimal scanset).
 FUZZY_OCR scores ``base + (count - counts_required) * add`` for the image with
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from twin.stages.ocr.engine import read_mask, scansets
+from twin.stages.ocr.engine import read_mask
 from twin.stages.ocr.hashdb import EXPIRY_S, HashDb, image_key
 from twin.stages.ocr.images import (
     decode,
@@ -49,6 +49,7 @@ from twin.stages.ocr.images import (
     sniff_format,
     wrong_content_type,
 )
+from twin.stages.ocr.masks import scansets
 from twin.stages.ocr.words import Word, fuzzy_score, load_word_list, match_words
 from twin.stages.work import Work
 

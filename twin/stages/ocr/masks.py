@@ -1,0 +1,208 @@
+"""Text masks for the OCR engine: binarise, clean, level.
+
+Twins the image preparation of FuzzyOCR's scansets (FACTS.md "FuzzyOCR": the
+image is converted and pre-processed, then read by gocr/ocrad in several
+passes). ``scansets`` yields binary text masks of an RGB image, most
+promising first: Otsu on luminance with the text on the side away from the
+border colour, the opposite polarity, then "decolorize" layers (the pixels
+of one dominant colour after a median-cut quantisation to 8 colours, for
+text drawn in one colour over a busy picture). ``clean_mask`` drops isolated
+pixels, rules and frames (ink runs longer than a line is tall or a rule is
+long) and filled shapes (ink within an 11 x 11 fully inked square);
+``deskew`` levels text skewed by up to 3 degrees. All vectorised: cumulative
+sums along one axis, no per-pixel Python.
+
+Raises nothing; an empty image gives empty masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+MAX_LINE_HEIGHT_PX = 90
+"""Lines outside 5..90 px are not text (too small to read, or a picture)."""
+
+
+RULE_LENGTH_PX = 120
+"""Horizontal ink runs longer than this are rules or underlines, not glyphs."""
+
+
+THICK_RADIUS_PX = 5
+"""A pixel whose whole 11 x 11 square is ink lies inside a filled shape."""
+
+
+SKEW_ANGLES_DEG = tuple(sorted((a / 2 for a in range(-6, 7)), key=abs))
+"""Skew angles tried by ``deskew``: -3..3 degrees in half-degree steps, level first
+(a tilt must beat it to be used)."""
+
+
+def otsu_threshold(gray: np.ndarray) -> int:
+    """Otsu's threshold of an 8-bit image: pixels > threshold are the bright class."""
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 127
+    levels = np.arange(256, dtype=np.float64)
+    weight_dark = np.cumsum(hist)
+    mass_dark = np.cumsum(hist * levels)
+    weight_bright = total - weight_dark
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_dark = mass_dark / weight_dark
+        mean_bright = (mass_dark[-1] - mass_dark) / weight_bright
+        between = weight_dark * weight_bright * (mean_dark - mean_bright) ** 2
+    between = np.nan_to_num(between, nan=-1.0)
+    return int(np.argmax(between[:255]))
+
+
+def _window_all(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Starts of the windows of ``length`` pixels along ``axis`` that are all ink."""
+    size = mask.shape[axis]
+    if size < length:
+        shape = list(mask.shape)
+        shape[axis] = 0
+        return np.zeros(shape, dtype=bool)
+    count = np.zeros(
+        (size + 1, mask.shape[1]) if axis == 0 else (mask.shape[0], size + 1),
+        dtype=np.int32,
+    )
+    if axis == 0:
+        np.cumsum(mask, axis=0, out=count[1:])
+        return (count[length:] - count[:-length]) == length
+    np.cumsum(mask, axis=1, out=count[:, 1:])
+    return (count[:, length:] - count[:, :-length]) == length
+
+
+def _cover(starts: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Pixels covered by windows of ``length`` beginning at ``starts`` (dilation)."""
+    if axis == 1:
+        return _cover(starts.T, length, 0).T
+    windows = starts.shape[0]
+    size = windows + length - 1
+    count = np.zeros((size + 1, starts.shape[1]), dtype=np.int32)
+    np.cumsum(starts, axis=0, out=count[1 : windows + 1])
+    count[windows + 1 :] = count[windows]
+    index = np.arange(size)
+    low = np.maximum(index + 1 - length, 0)
+    return (count[index + 1] - count[low]) > 0
+
+
+def _long_runs(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Pixels in runs of ink longer than ``length`` along ``axis``."""
+    found = np.zeros_like(mask)
+    lines = np.flatnonzero(mask.sum(axis=axis) > length)
+    if len(lines) == 0:
+        return found
+    part = mask[:, lines] if axis == 0 else mask[lines, :]
+    starts = _window_all(part, length + 1, axis)
+    if not starts.any():
+        return found
+    covered = _cover(starts, length + 1, axis)
+    if axis == 0:
+        found[:, lines] = covered
+    else:
+        found[lines, :] = covered
+    return found
+
+
+def _has_neighbour(mask: np.ndarray) -> np.ndarray:
+    """Ink pixels with at least one ink pixel among their 8 neighbours."""
+    padded = np.pad(mask, 1)
+    rows, cols = mask.shape
+    near = np.zeros_like(mask)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                near |= padded[dy : dy + rows, dx : dx + cols]
+    return mask & near
+
+
+def _thick(mask: np.ndarray) -> np.ndarray:
+    """Pixels of filled shapes: within reach of a fully inked square."""
+    side = 2 * THICK_RADIUS_PX + 1
+    across = _window_all(mask, side, 1)
+    if not across.any():
+        return np.zeros_like(mask)
+    core = _window_all(across, side, 0)
+    if not core.any():
+        return np.zeros_like(mask)
+    return _cover(_cover(core, side, 0), side, 1)
+
+
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """Drop isolated pixels, rules and frames, and filled shapes."""
+    kept = _has_neighbour(mask)
+    kept &= ~_long_runs(kept, MAX_LINE_HEIGHT_PX, 0)
+    kept &= ~_long_runs(kept, RULE_LENGTH_PX, 1)
+    return kept & ~_thick(kept)
+
+
+def deskew(mask: np.ndarray) -> np.ndarray:
+    """Shear the mask so that text lines run level (skew up to 3 degrees).
+
+    The angle is the one whose row projection of the ink is most peaked (the
+    largest sum of squared row counts), tried in half-degree steps.
+    """
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 50:
+        return mask
+    centred = xs - mask.shape[1] // 2
+    best_angle, best_peak = 0.0, -1.0
+    shifts = {}
+    for angle in SKEW_ANGLES_DEG:
+        shift = np.round(centred * np.tan(np.radians(angle))).astype(np.int64)
+        rows = ys - shift
+        counts = np.bincount(rows - rows.min())
+        peak = float((counts.astype(np.float64) ** 2).sum())
+        shifts[angle] = rows
+        if peak > best_peak * 1.0001:
+            best_angle, best_peak = angle, peak
+    if best_angle == 0.0:
+        return mask
+    rows = shifts[best_angle]
+    rows = rows - rows.min()
+    sheared = np.zeros((int(rows.max()) + 1, mask.shape[1]), dtype=bool)
+    sheared[rows, xs] = True
+    return sheared
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an RGB array, 8 bit."""
+    weights = np.array([299, 587, 114], dtype=np.uint32)
+    return ((rgb.astype(np.uint32) @ weights) // 1000).astype(np.uint8)
+
+
+def scansets(rgb: np.ndarray, colour_layers: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Binary text masks of an RGB image, most promising first.
+
+    ``otsu``: the Otsu class away from the border's typical brightness;
+    ``otsu-inverse``: the other class; ``colour-N``: the pixels of the N-th most
+    frequent colour after median-cut quantisation to 8 colours, the most
+    frequent (background) one left out.
+    """
+    gray = luminance(rgb)
+    threshold = otsu_threshold(gray)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    dark_background = np.median(border) <= threshold
+    bright = gray > threshold
+    yield "otsu", bright if dark_background else ~bright
+    yield "otsu-inverse", ~bright if dark_background else bright
+    if colour_layers <= 0:
+        return
+    quantised = Image.fromarray(rgb).quantize(
+        colors=8, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
+    indices = np.asarray(quantised)
+    counts = np.bincount(indices.ravel(), minlength=8)
+    order = np.argsort(-counts, kind="stable")
+    share = counts / indices.size
+    yielded = 0
+    for rank, colour in enumerate(order[1:], start=1):
+        if yielded >= colour_layers:
+            break
+        if not 0.003 <= share[colour] <= 0.5:
+            continue
+        yielded += 1
+        yield f"colour-{rank}", indices == colour
