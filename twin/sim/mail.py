@@ -416,11 +416,10 @@ class MailModel:
         if self.directory_host != host_name and result.directory_work.cpu:
             yield from self.hosts[self.directory_host].execute(result.directory_work)
             work = work - result.directory_work
-        yield from host.execute(work, self.queue_array[host_name])
         accepted = result.data_reply is not None and result.data_reply.startswith("250")
         if accepted:
-            queue = self.stages.queues[host_name]
-            entry = queue.enqueue(
+            # cleanup writes the queue file before smtpd answers 250: one step
+            entry = self.stages.queues[host_name].enqueue(
                 result.queue_id,
                 result.message,
                 env.now,
@@ -428,7 +427,8 @@ class MailModel:
                 tuple(result.accepted_recipients),
             )
             self._queued(host_name, +1)
-            yield from host.execute(entry.work, self.queue_array[host_name])
+            work = work + entry.work
+        yield from host.execute(work, self.queue_array[host_name])
         pool.release()
         record.visit(SMTP, queued, start, env.now)
         if not accepted:
