@@ -74,7 +74,10 @@ HEADER_FIELDS = (b"From To Cc Subject Date Message-ID Priority X-Priority "
                  b"References Newsgroups In-Reply-To Content-Type")
 """What Thunderbird 2 asks for when it downloads new headers."""
 
-_FLAGS = re.compile(rb"\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)")
+# A FETCH (UID FLAGS) line of a message neither \Seen nor \Deleted: the scan
+# stays in C and Python sees only the (few) unread UIDs.
+_UNREAD = re.compile(
+    rb"\* \d+ FETCH \(UID (\d+) FLAGS \((?![^)]*\\(?:Seen|Deleted))[^)]*\)\)")
 _EXISTS = re.compile(rb"\* (\d+) EXISTS")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
@@ -318,8 +321,8 @@ class ImapClient(_Script):
                                      b"UID FETCH %d:%d (UID FLAGS)" % (first, last))
             if not ok:
                 return False
-            backlog = [int(uid) for uid, flags in _FLAGS.findall(reply)
-                       if b"\\Seen" not in flags and b"\\Deleted" not in flags]
+            if spec.backlog_share > 0:
+                backlog = [int(uid) for uid in _UNREAD.findall(reply)]
         fresh: list[int] = []
         if exists < 0 or uidnext > last + 1:
             ok, reply = self.command(

@@ -16,7 +16,7 @@ leaves the other fields' draws unchanged):
   ``twin.traffic.workload``, mean ~25 KB) with a per-user median factor
   (lognormal, sigma 0.5: some users keep attachments). The product is heavy
   tailed: a few users of 1,400 keep a gigabyte or more; the department total
-  is ~90 GB (assumption; the PE1750's 14 x 73 GB RAID 5 array held users and
+  is ~85 GB (assumption; the PE1750's 14 x 73 GB RAID 5 array held users and
   web). POP3 users who delete after download keep only the mail that arrived
   since their last download (Poisson, mean ``pop3_waiting_mean``).
 - protocol: IMAP with probability ``imap_share`` (0.8, DESIGN.md), else POP3;
