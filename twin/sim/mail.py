@@ -204,6 +204,8 @@ class MailModel:
         self.in_queue = {name: 0 for name in self.stages.queues}
         self.in_queue_max = dict(self.in_queue)
         self.warm_marks: dict[str, tuple[float, int]] = {}
+        self.cpu_seconds: dict[tuple[str, str], float] = {}
+        """CPU seconds (full speed) by (host, stage), over the whole run."""
 
     # -- construction --------------------------------------------------------
 
@@ -331,7 +333,7 @@ class MailModel:
         env = self.env
         spec = record.spec
         grey = self.stages.greylist
-        host = self.hosts[self.scenario.pipeline.greylist.on]
+        grey_host = self.scenario.pipeline.greylist.on
         queued = env.now
         first = grey.check(
             spec.client_ip, spec.helo, spec.sender, spec.recipients[0], env.now
@@ -341,7 +343,7 @@ class MailModel:
         counters = self.counters
         if decision in (GreylistDecision.PASSED, GreylistDecision.WHITELISTED):
             # pf sends a passed client straight to the MTA; spamd holds nothing.
-            yield from host.execute(work)
+            yield from self._run("greylist", grey_host, work)
             if decision is GreylistDecision.PASSED:
                 counters.greylist_passed += 1
             else:
@@ -360,7 +362,7 @@ class MailModel:
         if grant is not None:
             yield grant
         start = env.now
-        yield from host.execute(work)
+        yield from self._run("greylist", grey_host, work)
         rtt = self.scenario.pipeline.smtp.client_rtt
         yield env.timeout(stutter + rtt * (DIALOGUE_COMMANDS + len(spec.recipients)))
         self.spamd.release()
@@ -387,7 +389,6 @@ class MailModel:
             host_name = self.submit_host
             side = scenario.submission
             tls = side.tls and spec.offsite
-        host = self.hosts[host_name]
         queued = env.now
         grant = pool.acquire()
         if grant is not None:
@@ -414,7 +415,9 @@ class MailModel:
         yield env.timeout(talk)
         work = result.work
         if self.directory_host != host_name and result.directory_work.cpu:
-            yield from self.hosts[self.directory_host].execute(result.directory_work)
+            yield from self._run(
+                "directory", self.directory_host, result.directory_work
+            )
             work = work - result.directory_work
         accepted = result.data_reply is not None and result.data_reply.startswith("250")
         if accepted:
@@ -428,7 +431,7 @@ class MailModel:
             )
             self._queued(host_name, +1)
             work = work + entry.work
-        yield from host.execute(work, self.queue_array[host_name])
+        yield from self._run("smtp", host_name, work, self.queue_array[host_name])
         pool.release()
         record.visit(SMTP, queued, start, env.now)
         if not accepted:
@@ -452,6 +455,15 @@ class MailModel:
         self.in_queue[host] = count
         if count > self.in_queue_max[host]:
             self.in_queue_max[host] = count
+
+    def _run(self, stage: str, host: str, work: Work, array: str | None = None):
+        """Spend *work* of *stage* on *host*, counting its CPU seconds."""
+        target = self.hosts[host]
+        key = (host, stage)
+        self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + target.cpu_seconds(
+            work
+        )
+        yield from target.execute(work, array)
 
     def _after_acceptance(self, record: _Record, result: SmtpResult, at: str):
         """Deliver an accepted message locally and remotely; finish its record."""
@@ -480,7 +492,7 @@ class MailModel:
             queue = self.stages.queues[holder]
             work = queue.delivered(queue_id, self.env.now)
             self._queued(holder, -1)
-            yield from self.hosts[holder].execute(work, self.queue_array[holder])
+            yield from self._run("queue", holder, work, self.queue_array[holder])
             self.counters.delivered += 1
             record.latency = self.env.now - record.spec.arrival_s
             self.latencies.add(record.spec.arrival_s, record.latency)
@@ -498,21 +510,23 @@ class MailModel:
             yield grant
         start = env.now
         size = len(data)
-        sender_host = self.hosts[source]
-        target = self.hosts[self.box_host]
         side = _handover_work(size)
-        yield from sender_host.execute(
-            Work(cpu=side.cpu, net_bytes=size, net_round_trips=DIALOGUE_COMMANDS)
+        yield from self._run(
+            "relay",
+            source,
+            Work(cpu=side.cpu, net_bytes=size, net_round_trips=DIALOGUE_COMMANDS),
         )
-        yield from target.execute(side)
+        yield from self._run("smtp", self.box_host, side)
         entry = self.stages.queues[self.box_host].enqueue(
             queue_id, data, env.now, record.spec.sender, record.spec.recipients
         )
         self._queued(self.box_host, +1)
-        yield from target.execute(entry.work, self.queue_array[self.box_host])
+        yield from self._run(
+            "queue", self.box_host, entry.work, self.queue_array[self.box_host]
+        )
         done = self.stages.queues[source].delivered(queue_id, env.now)
         self._queued(source, -1)
-        yield from sender_host.execute(done, self.queue_array[source])
+        yield from self._run("queue", source, done, self.queue_array[source])
         self.relay.release()
         record.visit(RELAY, queued, start, env.now)
 
@@ -528,7 +542,7 @@ class MailModel:
             done = store.deliver(user, data, env.now, f"M{record.spec.msg_id}")
         else:
             done = store.deliver(user, data, env.now, record.spec.sender)
-        yield from self.hosts[self.box_host].execute(done.work, self.box_array)
+        yield from self._run("deliver", self.box_host, done.work, self.box_array)
         self.local.release()
         self.counters.deliveries_local += 1
         record.visit(DELIVER, queued, start, env.now)
@@ -544,7 +558,6 @@ class MailModel:
         """Send to outside domains with Postfix backoff; True when bounced."""
         env = self.env
         queue_settings = self.scenario.queue
-        host = self.hosts[holder]
         queue = self.stages.queues[holder]
         unreachable = self.remote_rng.random() < queue_settings.remote_unreachable_share
         attempts = 0
@@ -557,8 +570,10 @@ class MailModel:
                 yield grant
             start = env.now
             talk = queue_settings.remote_rtt * (DIALOGUE_COMMANDS + destinations)
-            yield from host.execute(
-                Work(cpu=_handover_work(size).cpu, net_bytes=size, net_round_trips=0)
+            yield from self._run(
+                "relay",
+                holder,
+                Work(cpu=_handover_work(size).cpu, net_bytes=size, net_round_trips=0),
             )
             yield env.timeout(talk + size / queue_settings.remote_bandwidth)
             failed = unreachable or (
@@ -573,7 +588,9 @@ class MailModel:
             if queue.expired(queue_id, env.now):
                 bounce = queue.bounce(queue_id, env.now)
                 self._queued(holder, -1)
-                yield from host.execute(bounce.work, self.queue_array[holder])
+                yield from self._run(
+                    "queue", holder, bounce.work, self.queue_array[holder]
+                )
                 sender = record.spec.sender
                 user, _, domain = sender.partition("@")
                 if domain == self.scenario.domain and self.stages.population.is_user(
@@ -582,7 +599,9 @@ class MailModel:
                     yield from self._deliver_local(record, user, bounce.message)
                 return True
             deferral = queue.deferred(queue_id, env.now, attempts)
-            yield from host.execute(deferral.work, self.queue_array[holder])
+            yield from self._run(
+                "queue", holder, deferral.work, self.queue_array[holder]
+            )
             yield env.timeout(max(deferral.next_attempt_at - env.now, 0.0))
 
     # -- the end -------------------------------------------------------------
@@ -619,6 +638,8 @@ class MailModel:
                 summary[f"queue.{name}.max"] = float(most)
         for host, most in self.in_queue_max.items():
             summary[f"queue.{host}.mailq.max"] = float(most)
+        for (host_name, stage), seconds in sorted(self.cpu_seconds.items()):
+            summary[f"cpu.{host_name}.{stage}.seconds"] = seconds
         for name, host in self.hosts.items():
             cache = host.page_cache
             summary[f"cache.{name}.hit_rate"] = float(cache.read_hit_rate)
