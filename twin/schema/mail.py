@@ -31,6 +31,7 @@ checked by ``mail_references`` so each problem is reported at its own line.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
@@ -112,6 +113,44 @@ class SubmissionSpec(Strict):
     client_bandwidth: Bandwidth = 256 * 1024.0  # assumption: 2 Mbit/s
 
 
+class AntivirusSpec(Strict):
+    """ClamAV-compatible scanning of every accepted message (clamd)."""
+
+    on: str
+    enabled: bool = True
+    signatures: str | None = None
+    """Folder of .hdb/.hsb/.ndb files (default: the project's small set)."""
+    database_size: Size = 12_000_000.0
+    """Size of the definitions clamd reloads each refresh (assumption: 2007)."""
+    refresh_interval: PositiveDuration = 3600.0  # hourly updates (FACTS.md)
+
+
+class SpamFilterSpec(Strict):
+    """SpamAssassin on the gateway (spamd), tagging spam above a threshold."""
+
+    on: str
+    enabled: bool = True
+    rules: str | None = None
+    """Folder of SpamAssassin .cf files (default: the shipped 4.0.1 rules)."""
+    required_score: float = 5.0  # SpamAssassin default (FACTS.md)
+    subject_tag: str = "***SPAM***"  # what the ECE gateway used (DESIGN.md)
+    bayes: bool = True
+    awl: bool = True
+    autolearn: bool = True
+    max_message_size: Size = 512_000.0  # spamc -s default
+
+
+class OcrSpec(Strict):
+    """FuzzyOCR: OCR of attached images, after the spam filter."""
+
+    on: str
+    enabled: bool = True
+    hash_db: bool = False
+    max_images: int = Field(default=5, ge=0)  # FuzzyOCR per-message image cap
+    timeout: PositiveDuration = 10.0  # FuzzyOCR timeout (FACTS.md)
+    autodisable_score: float = 10.0  # FACTS.md
+
+
 class DeliverSpec(Strict):
     """Local delivery into the users' mailboxes."""
 
@@ -149,6 +188,12 @@ class Pipeline(Strict):
 
     greylist: GreylistSpec | None = None
     smtp: SmtpSpec
+    antivirus: AntivirusSpec | None = None
+    spamfilter: SpamFilterSpec | None = None
+    ocr: OcrSpec | None = None
+    filter_children: int = Field(default=6, ge=1)
+    """amavisd-new children running the content filters on their host
+    (FACTS.md: 2-3 per CPU, past ~10 no gain)."""
     deliver: DeliverSpec
 
 
@@ -176,6 +221,9 @@ class InboundTraffic(Strict):
     spam_dictionary_share: Probability = 0.03
     spam_greytrap_share: Probability = 0.01
     spam_relay_share: Probability = 0.01
+    virus_share: Probability = 0.005
+    """Share of inbound spam carrying a virus in a zip attachment (assumption:
+    under 1 % of 2007 mail was viral)."""
 
 
 class OutboundTraffic(Strict):
@@ -267,6 +315,34 @@ def mail_references(model: MailScenario, locator) -> list:
         placed(("pipeline", "greylist"), pipeline.greylist.on)
     placed(("pipeline", "smtp"), pipeline.smtp.on, pipeline.smtp.queue_array)
     placed(("pipeline", "deliver"), pipeline.deliver.on, pipeline.deliver.array)
+    for name in ("antivirus", "spamfilter", "ocr"):
+        stage = getattr(pipeline, name)
+        if stage is not None:
+            placed(("pipeline", name), stage.on)
+    filters = {
+        getattr(pipeline, n).on
+        for n in ("antivirus", "spamfilter", "ocr")
+        if getattr(pipeline, n) is not None
+    }
+    if len(filters) > 1:
+        problems.append(
+            locator.problem(
+                ("pipeline",),
+                f"content filters run on {', '.join(sorted(filters))} "
+                "(put antivirus, spamfilter and ocr on one host, as amavisd runs them)",
+            )
+        )
+    for name, folder in (("antivirus", "signatures"), ("spamfilter", "rules")):
+        stage = getattr(pipeline, name)
+        value = getattr(stage, folder, None) if stage is not None else None
+        if value is not None and not Path(value).is_dir():
+            problems.append(
+                locator.problem(
+                    ("pipeline", name, folder),
+                    f"no such folder {value!r} "
+                    "(give a folder of rule or signature files, or leave it out)",
+                )
+            )
     placed(("submission",), model.submission.on)
     placed(("directory",), model.directory.on)
     mix = model.traffic.inbound.legit_retry_mix

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,11 +48,12 @@ from twin.sim.streams import Streams
 from twin.stages.greylist import GreylistDecision
 from twin.stages.smtp import RcptStatus, SmtpResult
 from twin.stages.work import Work
+from twin.traffic.infect import infect
 from twin.traffic.message import render
 from twin.traffic.workload import MessageSpec, generate
 
-STATIONS = ("greylist", "smtp", "relay", "deliver", "remote")
-GREYLIST, SMTP, RELAY, DELIVER, REMOTE = range(len(STATIONS))
+STATIONS = ("greylist", "smtp", "filter", "relay", "deliver", "remote")
+GREYLIST, SMTP, FILTER, RELAY, DELIVER, REMOTE = range(len(STATIONS))
 
 JOB_COLUMNS = (
     ("job_id", pa.int64()),
@@ -67,6 +69,8 @@ JOB_COLUMNS = (
     ("accepted_recipients", pa.int32()),
     ("size_bytes", pa.int64()),
     ("latency", pa.float64()),
+    ("virus", pa.bool_()),
+    ("filter_verdict", pa.string()),
 )
 
 LOCAL_AGENTS = 20
@@ -96,6 +100,8 @@ class _Record:
     """What happened to one message, for its row in jobs.parquet."""
 
     __slots__ = (
+        "virus",
+        "verdict",
         "spec",
         "outcome",
         "attempts",
@@ -107,6 +113,8 @@ class _Record:
 
     def __init__(self, spec: MessageSpec) -> None:
         self.spec = spec
+        self.virus = False
+        self.verdict = ""
         self.outcome = "in_progress"
         self.attempts = 0
         self.accepted = 0
@@ -140,6 +148,8 @@ class _Record:
             self.accepted,
             spec.size_bytes,
             self.latency,
+            self.virus,
+            self.verdict,
             *self.times,
         )
 
@@ -192,6 +202,17 @@ class MailModel:
         self.local = Servers(env, LOCAL_AGENTS, f"{self.box_host}.local")
         self.relay = Servers(env, RELAY_AGENTS, f"{self.mx_host}.relay")
         self.smtp_out = Servers(env, SMTP_AGENTS, f"{self.submit_host}.smtp")
+        filters = [
+            stage
+            for stage in (pipeline.antivirus, pipeline.spamfilter, pipeline.ocr)
+            if stage is not None and stage.enabled
+        ]
+        self.filter_host = filters[0].on if filters else None
+        self.filters = (
+            Servers(env, pipeline.filter_children, f"{self.filter_host}.amavisd")
+            if self.filter_host
+            else None
+        )
         self.render_rng = streams("traffic.render")
         self.tls_rng = streams("smtp.tls")
         self.remote_rng = streams("queue.remote")
@@ -224,6 +245,7 @@ class MailModel:
         for host in self.hosts.values():
             found.extend(host.monitors())
         pools = [
+            self.filters,
             self.spamd,
             self.smtpd,
             self.submitd,
@@ -236,6 +258,8 @@ class MailModel:
 
     def start(self) -> None:
         self.env.process(self._source())
+        if self.stages.scanner is not None:
+            self.env.process(self._refresh_signatures())
         self.env.process(self._mark_warmup())
 
     def _mark_warmup(self):
@@ -315,7 +339,12 @@ class MailModel:
             counters.inbound_spam_accepted += 1
         else:
             counters.inbound_ham_accepted += 1
-        yield from self._after_acceptance(record, result, self.mx_host)
+        data = result.message
+        if self.filter_host is not None:
+            data = yield from self._content_filter(record, result)
+            if data is None:
+                return
+        yield from self._after_acceptance(record, result, self.mx_host, data)
 
     def _outbound(self, record: _Record):
         record.attempts = 1
@@ -395,6 +424,9 @@ class MailModel:
             yield grant
         start = env.now
         message = render(spec, self.stages.population, self.render_rng)
+        if inbound and self._viral(spec):
+            message = infect(message)
+            record.virus = True
         queue_id = f"M{spec.msg_id:08X}"
         result: SmtpResult = server.transact(
             spec.client_ip,
@@ -440,6 +472,89 @@ class MailModel:
         record.accepted = len(result.accepted_recipients)
         return result
 
+    def _viral(self, spec: MessageSpec) -> bool:
+        """Whether inbound spam *spec* carries a virus (a draw keyed by its id)."""
+        share = self.scenario.traffic.inbound.virus_share
+        if not spec.is_spam or share <= 0:
+            return False
+        key = f"{self.scenario.seed}:virus:{spec.msg_id}".encode()
+        return zlib.crc32(key) / 2**32 < share
+
+    def _content_filter(self, record: _Record, result: SmtpResult):
+        """amavisd: scan, score and OCR a queued message; its new bytes or None."""
+        env = self.env
+        stages = self.stages
+        counters = self.counters
+        host = self.filter_host
+        spec = record.spec
+        queued = env.now
+        grant = self.filters.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        data = result.message
+        if host != self.mx_host:
+            yield from self._run("relay", self.mx_host, Work(net_bytes=len(data)))
+        if stages.scanner is not None:
+            scan = stages.scanner.scan(data, env.now)
+            counters.virus_scanned += 1
+            yield from self._run("antivirus", host, scan.work)
+            if scan.decision.name == "INFECTED":
+                counters.virus_blocked += 1
+                done = stages.queues[self.mx_host].delivered(result.queue_id, env.now)
+                self._queued(self.mx_host, -1)
+                yield from self._run(
+                    "queue", self.mx_host, done, self.queue_array[self.mx_host]
+                )
+                self.filters.release()
+                record.visit(FILTER, queued, start, env.now)
+                record.verdict = "virus"
+                self._finish(record, "blocked")
+                return None
+        score = 0.0
+        tagged = False
+        if stages.spamfilter is not None:
+            checked = stages.spamfilter.check(
+                data, env.now, spec.sender, spec.client_ip
+            )
+            yield from self._run("spamfilter", host, checked.work)
+            score = checked.score
+            tagged = checked.decision.name == "SPAM"
+            data = checked.message
+        if stages.ocr is not None:
+            read = stages.ocr.check(data, env.now, score)
+            yield from self._run("ocr", host, read.work)
+            counters.ocr_images += read.work.cpu.get("ocr.image", 0)
+            if any(hit[0] == "FUZZY_OCR_KNOWN_HASH" for hit in read.hits):
+                counters.ocr_hash_hits += 1
+            if read.decision.name == "SPAM":
+                counters.ocr_flagged += 1
+                score += read.score
+                spamfilter = self.scenario.pipeline.spamfilter
+                required = spamfilter.required_score if spamfilter else 5.0
+                tagged = tagged or score >= required
+        self.filters.release()
+        record.visit(FILTER, queued, start, env.now)
+        counters.filter_scanned += 1
+        if spec.is_spam:
+            counters.spam_tagged += tagged
+            counters.spam_missed += not tagged
+        else:
+            counters.ham_tagged += tagged
+            counters.ham_passed += not tagged
+        record.verdict = "spam" if tagged else "ham"
+        return data
+
+    def _refresh_signatures(self):
+        """freshclam and clamd's reload, every refresh interval."""
+        scanner = self.stages.scanner
+        interval = scanner.settings.refresh_interval_s
+        while True:
+            yield self.env.timeout(interval)
+            work = scanner.refresh(self.env.now)
+            array = self._array(self.filter_host, None, first=True)
+            yield from self._run("antivirus", self.filter_host, work, array)
+
     def _count_dialogue(self, result: SmtpResult) -> None:
         counters = self.counters
         counters.relay_denied += result.relay_denied
@@ -465,7 +580,9 @@ class MailModel:
         )
         yield from target.execute(work, array)
 
-    def _after_acceptance(self, record: _Record, result: SmtpResult, at: str):
+    def _after_acceptance(
+        self, record: _Record, result: SmtpResult, at: str, data: bytes | None = None
+    ):
         """Deliver an accepted message locally and remotely; finish its record."""
         local_users = []
         remote = []
@@ -475,7 +592,7 @@ class MailModel:
                     local_users.append(outcome.local_user)
                 else:
                     remote.append(outcome.resolved or outcome.address)
-        data = result.message
+        data = result.message if data is None else data
         queue_id = result.queue_id
         holder = at
         if local_users and at != self.box_host:
@@ -624,7 +741,13 @@ class MailModel:
             self.jobs.append(record.row())
         summary = counters.metrics()
         queued = self.queued_on_disk()
-        lost = counters.accepted - counters.delivered - counters.bounced - queued
+        lost = (
+            counters.accepted
+            - counters.delivered
+            - counters.bounced
+            - counters.virus_blocked
+            - queued
+        )
         summary["messages.queued"] = float(queued)
         summary["messages.in_progress"] = float(len(self.live))
         summary["messages.lost"] = float(lost)

@@ -122,6 +122,58 @@ def queue_settings(model: MailScenario, host: str) -> QueueSettings:
     )
 
 
+def content_filters(model: MailScenario):
+    """The scanner, spam filter and FuzzyOCR of *model*'s pipeline (or None)."""
+    pipeline = model.pipeline
+    scanner = spamfilter = ocr = None
+    av = pipeline.antivirus
+    if av is not None and av.enabled:
+        from twin.stages.antivirus.signatures import load_database
+        from twin.stages.antivirus.stage import Scanner, ScannerSettings
+
+        settings = ScannerSettings(
+            database_dir=av.signatures,
+            refresh_interval_s=av.refresh_interval,
+            database_size_bytes=int(av.database_size),
+        )
+        scanner = Scanner(settings, load_database(av.signatures))
+    sa = pipeline.spamfilter
+    if sa is not None and sa.enabled:
+        from twin.stages.spamassassin.awl import AutoWhitelist
+        from twin.stages.spamassassin.bayes import BayesDB
+        from twin.stages.spamassassin.commands import load_rules
+        from twin.stages.spamassassin.stage import SpamFilter, SpamFilterSettings
+
+        settings = SpamFilterSettings(
+            required_score=sa.required_score,
+            subject_tag=sa.subject_tag,
+            use_bayes=sa.bayes,
+            use_awl=sa.awl,
+            autolearn=sa.autolearn,
+            max_message_bytes=int(sa.max_message_size),
+        )
+        rules = load_rules(Path(sa.rules) if sa.rules else None)
+        spamfilter = SpamFilter(
+            settings,
+            rules,
+            BayesDB() if sa.bayes else None,
+            AutoWhitelist() if sa.awl else None,
+        )
+    spec = pipeline.ocr
+    if spec is not None and spec.enabled:
+        from twin.stages.ocr.stage import FuzzyOcr, OcrSettings
+
+        ocr = FuzzyOcr(
+            OcrSettings(
+                use_hash_db=spec.hash_db,
+                max_images=spec.max_images,
+                timeout_s=spec.timeout,
+                autodisable_score=spec.autodisable_score,
+            )
+        )
+    return scanner, spamfilter, ocr
+
+
 @dataclass
 class MailStages:
     """The real stage objects of one run."""
@@ -133,6 +185,9 @@ class MailStages:
     queues: dict[str, QueueManager]
     store: MaildirStore | MboxStore
     store_root: Path
+    scanner: object = None
+    spamfilter: object = None
+    ocr: object = None
 
 
 def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailStages:
@@ -177,7 +232,19 @@ def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailSta
             store_root,
             MboxSettings(epoch_offset_s=EPOCH_S, host_fsync=deliver.host_fsync),
         )
-    return MailStages(population, greylist, mx, submission, queues, store, store_root)
+    scanner, spamfilter, ocr = content_filters(model)
+    return MailStages(
+        population,
+        greylist,
+        mx,
+        submission,
+        queues,
+        store,
+        store_root,
+        scanner,
+        spamfilter,
+        ocr,
+    )
 
 
 def submission_host(model: MailScenario) -> str:

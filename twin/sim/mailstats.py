@@ -54,6 +54,16 @@ class MailCounters:
     unknown_users: int = 0
     auth_failed: int = 0
     auth_succeeded: int = 0
+    filter_scanned: int = 0
+    spam_tagged: int = 0
+    spam_missed: int = 0
+    ham_tagged: int = 0
+    ham_passed: int = 0
+    virus_scanned: int = 0
+    virus_blocked: int = 0
+    ocr_images: int = 0
+    ocr_hash_hits: int = 0
+    ocr_flagged: int = 0
 
     def metrics(self) -> dict[str, float]:
         """The counts under their summary.json names."""
@@ -84,8 +94,26 @@ class MailCounters:
             "unknown_users": "smtp.unknown_users",
             "auth_failed": "smtp.auth_failed",
             "auth_succeeded": "smtp.auth_succeeded",
+            "filter_scanned": "filter.scanned",
+            "spam_tagged": "filter.spam_tagged",
+            "spam_missed": "filter.spam_missed",
+            "ham_tagged": "filter.ham_tagged",
+            "ham_passed": "filter.ham_passed",
+            "virus_scanned": "virus.scanned",
+            "virus_blocked": "virus.blocked",
+            "ocr_images": "ocr.images",
+            "ocr_hash_hits": "ocr.hash_hits",
+            "ocr_flagged": "ocr.flagged",
         }
-        return {names[f.name]: float(getattr(self, f.name)) for f in fields(self)}
+        out = {names[f.name]: float(getattr(self, f.name)) for f in fields(self)}
+        out["messages.blocked"] = float(self.virus_blocked)
+        spam = self.spam_tagged + self.spam_missed
+        ham = self.ham_tagged + self.ham_passed
+        out["filter.catch_rate"] = self.spam_tagged / spam if spam else float("nan")
+        out["filter.false_positive_rate"] = (
+            self.ham_tagged / ham if ham else float("nan")
+        )
+        return out
 
 
 class Latencies:
