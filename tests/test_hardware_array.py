@@ -175,9 +175,9 @@ def test_raid1_reads_one_writes_both():
     array = make("raid1", 2)
     assert array.read_plan_at(0, 8192) == [[(0, 8192)]]
     assert array.write_plan_at(0, 8192) == [[(0, 8192), (1, 8192)]]
-    array.disks[0].spindle.busy = 1  # disk 0 busy: the read goes to its mirror
+    array.disks[0].free_at = 1.0  # disk 0 busy: the read goes to its mirror
     assert array.read_plan_at(0, 8192) == [[(1, 8192)]]
-    array.disks[0].spindle.busy = 0
+    array.disks[0].free_at = 0.0
     array.fail_disk(1)
     assert array.read_plan_at(0, 8192) == [[(0, 8192)]]
     assert array.write_plan_at(0, 8192) == [[(0, 8192)]]
@@ -248,21 +248,17 @@ def test_simulated_degraded_reads_halve_raid5_read_rate():
 def test_raid1_write_waits_for_both_disks():
     array = make("raid1", 2)
     env = array.env
-    array.disks[1].spindle.acquire()  # disk 1 is busy until we release it
+    assert array.disks[1].reserve(0.1, 0.0) == 0.1  # disk 1 is busy until 0.1
     done: list[float] = []
 
     def writer():
         yield from array.write("x", 4096)
         done.append(env.now)
 
-    def release_later():
-        yield env.timeout(0.1)
-        array.disks[1].spindle.release()
-
     env.process(writer())
-    env.process(release_later())
     env.run()
     assert done == [pytest.approx(0.1 + T)]
+    assert array.disks[1].queue_area == pytest.approx(0.1)  # the write waited
 
 
 def test_write_back_cache_acknowledges_fast_and_blocks_when_full():
@@ -280,7 +276,10 @@ def test_write_back_cache_acknowledges_fast_and_blocks_when_full():
     ack = CACHE_COMMAND_S + 4096 / CACHE_BUS_BYTES_PER_S
     # two fit at once; the third waits for the first destage (one disk I/O)
     assert acks == pytest.approx([ack, ack, ack + T + ack])
-    assert env.now == pytest.approx(ack + 3 * T)  # destages queue on the spindle
+    # destages queue on the spindle and cost no event: booked until ack + 3t
+    assert array.disks[0].free_at == pytest.approx(ack + 3 * T)
+    assert array.dirty_bytes == 8192 and array.disks[0].ios == 1
+    env.run(until=ack + 3 * T + 1e-9)
     assert array.disks[0].ios == 3
     assert array.dirty_bytes == 0
 
@@ -321,7 +320,12 @@ def test_write_behind_is_not_waited_for():
     array.write_behind("b", 4096)  # waits for room, off the critical path
     assert env.now == 0 and array.dirty_bytes == 4096
     env.run()
-    assert env.now == pytest.approx(2 * T) and array.dirty_bytes == 0
+    assert env.now == 0  # nobody waits: no event at all
+    assert array.disks[0].free_at == pytest.approx(2 * T)
+    env.run(until=1.5 * T)
+    assert array.dirty_bytes == 4096 and array.disks[0].ios == 1  # "b" destaging
+    env.run(until=2 * T + 1e-9)
+    assert array.dirty_bytes == 0
     assert array.writes == 2 and array.disks[0].ios == 2
 
 
@@ -369,3 +373,67 @@ def test_monitor_view_sums_the_disks():
     assert array.served == 4
     assert (array.busy, array.queue_length, array.capacity) == (0, 0, 4)
     assert array.queue_area == pytest.approx(0.0)
+
+
+def test_destages_and_write_behind_cost_no_event():
+    array = make("raid5", 4, cache=1 << 20)
+    env = array.env
+    for k in range(50):
+        array.write_behind(f"mail/{k}", 4096)
+    assert env.peek() == float("inf")  # nothing scheduled: all booked
+    ack = array.write_at("x", 4096, 0.0)
+    assert ack == pytest.approx(CACHE_COMMAND_S + 4096 / CACHE_BUS_BYTES_PER_S)
+    assert env.peek() == float("inf")
+    env.run(until=10.0)
+    assert array.served == 51 * 4 and array.dirty_bytes == 0
+
+
+def test_a_full_cache_grants_room_first_come_first_served():
+    array = make("single", 1, cache=8192)
+    array.write_behind("a", 8192)  # fills the cache until T
+    big = array.write_at("b", 8192, 0.0)  # waits for all of "a"
+    small = array.write_at("c", 4096, 0.0)  # waits behind "b", not just for room
+    ack = CACHE_COMMAND_S + 8192 / CACHE_BUS_BYTES_PER_S
+    t_a = access_time_s(CHEETAH, 8192)
+    assert big == pytest.approx(t_a + ack)
+    # "b" destages from t_a + ack until t_a + ack + t_a: "c" gets room then
+    assert small == pytest.approx(
+        2 * t_a + ack + CACHE_COMMAND_S + 4096 / CACHE_BUS_BYTES_PER_S
+    )
+
+
+def test_a_raid5_write_books_both_phases_and_a_later_read_fills_the_gap():
+    array = make("raid5", 4)
+    env = array.env
+    array.disks[3].reserve(2 * T, 0.0)  # the parity disk is busy for 2t first
+    plan = array.write_plan_at(0, 4096)  # data on disk 0, parity on disk 3
+    # reads end at t (data) and 3t (parity); both writes run from 3t to 4t
+    assert array.submit_plan(plan, 0.0) == pytest.approx(4 * T)
+    # the data disk idles from t to 3t: a read arriving now is served there
+    assert array.disks[0].submit(4096, 0.0) == pytest.approx(2 * T)
+    assert array.disks[0].submit(4096, 0.0) == pytest.approx(3 * T)
+    assert array.disks[0].submit(4096, 0.0) == pytest.approx(5 * T)  # now full
+    env.run(until=1.0)
+    assert array.disks[0].ios == 5 and array.disks[3].ios == 3
+    assert array.busy_area == pytest.approx(2 * T + 4 * T + 3 * T)
+
+
+def test_queue_max_counts_the_ios_waiting_on_all_disks():
+    array = make("raid1", 2)
+    env = array.env
+    for _ in range(4):
+        env.process(array.write("x", 4096))  # every write on both disks
+    env.run()
+    assert env.now == pytest.approx(4 * T)
+    assert array.disks[0].queue_max == array.disks[1].queue_max == 3
+    assert array.queue_max == 6
+    assert array.queue_area == pytest.approx(2 * (1 + 2 + 3) * T)
+    # RAID 5: disk 1 busy for 3t; a small write on disks 1 (data) and 3 (parity)
+    raid5 = make("raid5", 4)
+    raid5.disks[1].reserve(3 * T, 0.0)
+    assert raid5.submit_plan(raid5.write_plan_at(UNIT, 4096), 0.0) == pytest.approx(
+        5 * T
+    )
+    assert raid5.queue_max == 1  # the data read waits; the parity read does not
+    assert raid5.submit_plan([[(3, 4096)]], 0.0) == pytest.approx(2 * T)
+    assert raid5.queue_max == 2  # behind the parity read, in the idle window

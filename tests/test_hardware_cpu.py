@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import simpy
 
 from twin.hardware.cpu import Cpu, saturation_throughput, shared_speed
 from twin.hardware.profile import CpuSpec, load_profile
+from twin.resources import Servers
 
 XEON = CpuSpec(
     cores=2, clock_hz=3.2e9, relative_speed=1.0, threads_per_core=2, ht_gain=0.2
@@ -92,3 +94,71 @@ def test_profiles_feed_the_cpu():
     sun = load_profile("sun-ue450").cpu
     # a job of 1 reference second takes 12.5 s on one UltraSPARC-II: 4 / 12.5 a second
     assert saturation_throughput(sun, 1.0 * sun.relative_speed) == pytest.approx(0.32)
+
+
+def reference_cpu(spec: CpuSpec, arrivals, seconds):
+    """The same jobs through a simulated Servers pool with the HT rule."""
+    env = simpy.Environment()
+    pool = Servers(env, spec.threads, "ref")
+    finished = [0.0] * len(arrivals)
+
+    def job(index):
+        yield env.timeout(arrivals[index])
+        grant = pool.acquire()
+        if grant is not None:
+            yield grant
+        work = seconds[index]
+        if pool.busy > spec.cores:
+            work /= shared_speed(spec)
+        yield env.timeout(work)
+        pool.release()
+        finished[index] = env.now
+
+    for index in range(len(arrivals)):
+        env.process(job(index))
+    env.run()
+    pool.sync()
+    return finished, pool, env.now
+
+
+@pytest.mark.parametrize("spec", [XEON, SPARC])
+def test_booked_threads_match_a_simulated_pool(spec):
+    # Poisson arrivals at ~95 % of saturation, exponential job sizes
+    rng = np.random.default_rng(11)
+    jobs = 600
+    mean_s = 0.01 * spec.relative_speed
+    arrivals = np.cumsum(
+        rng.exponential(mean_s / (0.95 * spec.saturation_cores), jobs)
+    ).tolist()
+    seconds = rng.exponential(mean_s, jobs).tolist()
+    expected, pool, end = reference_cpu(spec, arrivals, seconds)
+    env = simpy.Environment()
+    cpu = Cpu(env, spec, "h.cpu")
+    finished = [0.0] * jobs
+
+    def job(index):
+        yield env.timeout(arrivals[index])
+        yield from cpu.run(seconds[index])
+        finished[index] = env.now
+
+    for index in range(jobs):
+        env.process(job(index))
+    env.run(until=end)
+    threads = cpu.threads
+    assert threads.busy_area == pytest.approx(pool.busy_area)
+    assert threads.queue_area == pytest.approx(pool.queue_area)
+    assert threads.served == pool.served == jobs
+    assert threads.queue_max == pool.queue_max > 1
+    env.run(until=end + 1)
+    assert finished == pytest.approx(expected, abs=1e-12)
+    assert cpu.jobs == jobs
+
+
+def test_reserve_books_without_an_event():
+    env = simpy.Environment()
+    cpu = Cpu(env, XEON)
+    ends = [cpu.reserve(0.3) for _ in range(5)]
+    assert ends == pytest.approx([0.3, 0.3, 0.5, 0.5, 0.8])
+    assert env.peek() == float("inf")
+    assert (cpu.threads.busy, cpu.threads.queue_length) == (4, 1)
+    assert cpu.reserve(0.0) == 0.0

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import simpy
 
 from twin.hardware.disk import (
     Disk,
+    Timeline,
     access_time_s,
     positioning_s,
     rotational_latency_s,
     transfer_s,
 )
 from twin.hardware.profile import DiskSpec
+from twin.resources import Servers
 
 CHEETAH = DiskSpec(
     rpm=10000,
@@ -90,3 +93,107 @@ def test_failed_disk_refuses_io():
     with pytest.raises(RuntimeError, match="disk d3 has failed"):
         env.run()
     assert not process.ok
+
+
+# -- the reserved timeline against a simulated FCFS queue ---------------------------
+
+
+def reference_fcfs(arrivals, services):
+    """Finish times and books of the same jobs through a simulated Servers."""
+    env = simpy.Environment()
+    pool = Servers(env, 1, "ref")
+    finished = [0.0] * len(arrivals)
+
+    def job(index):
+        yield env.timeout(arrivals[index])
+        grant = pool.acquire()
+        if grant is not None:
+            yield grant
+        yield env.timeout(services[index])
+        pool.release()
+        finished[index] = env.now
+
+    for index in range(len(arrivals)):
+        env.process(job(index))
+    env.run()
+    pool.sync()
+    return finished, pool, env.now
+
+
+def test_timeline_is_exactly_a_fcfs_queue_when_jobs_are_booked_on_arrival():
+    rng = np.random.default_rng(7)
+    arrivals = np.cumsum(rng.exponential(0.01, 400)).tolist()
+    services = rng.exponential(0.009, 400).tolist()  # ~90 % busy: real queues
+    expected, pool, end = reference_fcfs(arrivals, services)
+    env = simpy.Environment()
+    line = Timeline(env, "d")
+    finished = [0.0] * len(arrivals)
+    samples = []
+
+    def job(index):
+        yield env.timeout(arrivals[index])
+        done = line.reserve(services[index], env.now)
+        yield env.timeout(done - env.now)
+        finished[index] = env.now
+
+    def sampler():
+        while True:
+            yield env.timeout(0.05)
+            samples.append((line.busy, line.queue_length))
+
+    for index in range(len(arrivals)):
+        env.process(job(index))
+    env.process(sampler())
+    env.run(until=end)  # the reference's books are at its last completion
+    assert line.busy_area == pytest.approx(pool.busy_area)
+    assert line.queue_area == pytest.approx(pool.queue_area)
+    assert line.served == pool.served == 400
+    env.run(until=end + 1)
+    assert finished == pytest.approx(expected, abs=1e-12)
+    assert line.queue_max == pool.queue_max > 3
+    assert all(busy in (0, 1) for busy, _ in samples)
+    assert max(queue for _, queue in samples) > 0
+
+
+def test_accounting_is_exact_in_the_middle_of_an_io():
+    env = simpy.Environment()
+    line = Timeline(env, "d")
+    assert line.reserve(1.0, 0.0, 10) == 1.0
+    assert line.reserve(1.0, 0.0, 20) == 2.0  # queued behind the first
+    assert line.reserve(1.0, 0.5, 30) == 3.0  # submitted later: queued from 0.5
+    env.run(until=1.5)
+    assert line.busy_area == pytest.approx(1.5)
+    assert line.queue_area == pytest.approx(1.0 + 1.0)  # [0, 1] and [0.5, 1.5]
+    assert (line.busy, line.queue_length, line.served) == (1, 1, 2)
+    assert (line.completed, line.completed_units, line.queue_max) == (1, 10, 2)
+    env.run(until=5.0)
+    line.sync()
+    assert (line.busy_area, line.queue_area) == pytest.approx((3.0, 2.5))
+    assert (line.busy, line.queue_length, line.completed_units) == (0, 0, 60)
+
+
+def test_a_booking_ahead_leaves_an_idle_window_that_later_jobs_fill():
+    env = simpy.Environment()
+    line = Timeline(env, "d")
+    assert line.reserve(1.0, 5.0) == 6.0  # booked now, submitted at 5
+    assert line.reserve(2.0, 0.0) == 2.0  # fits before it
+    assert line.reserve(2.0, 1.0) == 4.0  # so does this one, after the first
+    assert line.reserve(2.0, 1.0) == 8.0  # this one does not fit: after it
+    assert line.free_at == 8.0
+    assert line.reserve(1.0, 2.5) == 5.0  # the last second before 5
+    env.run(until=10)
+    assert line.busy_area == pytest.approx(8.0)
+
+
+def test_io_costs_one_event_and_start_calls_back():
+    env = simpy.Environment()
+    disk = Disk(env, CHEETAH, "d0")
+    called: list[float] = []
+    disk.start(4096, False, lambda: called.append(env.now))
+    env.process(disk.io(4096, sequential=True))
+    env.run()
+    t = access_time_s(CHEETAH, 4096)
+    assert called == [pytest.approx(t)]
+    assert env.now == pytest.approx(t + access_time_s(CHEETAH, 4096, True))
+    assert disk.submit(4096, env.now) == pytest.approx(env.now + t)  # no event
+    assert env.peek() == float("inf")

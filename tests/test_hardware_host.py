@@ -91,9 +91,11 @@ def test_writes_without_fsync_are_written_back_later():
     assert timed(machine, work) == 0.0
     # the three writes start at once: the data file's two spindles finish at 2t;
     # both metadata writes hit the directory's two spindles, queued: 4t
-    assert machine.env.now == pytest.approx(4 * T_SUN)
+    users = machine.arrays["users"]
+    assert max(disk.free_at for disk in users.disks) == pytest.approx(4 * T_SUN)
     assert machine.background_writes == 3
-    assert machine.arrays["users"].served == 12
+    machine.env.run(until=5 * T_SUN)  # nobody waits: run the clock on
+    assert users.served == 12
 
 
 def test_controller_cache_acknowledges_fsynced_writes():
@@ -103,6 +105,8 @@ def test_controller_cache_acknowledges_fsynced_writes():
     )
     assert timed(machine, work) == pytest.approx(3 * ACK)
     users = machine.arrays["users"]
+    assert users.dirty_bytes > 0  # acknowledged before the disks have it
+    machine.env.run(until=1.0)
     assert users.served == 12 and users.dirty_bytes == 0  # destaged by now
 
 
@@ -174,3 +178,34 @@ def test_array_choice():
         host(DELL).array("spool")
     with pytest.raises(ValueError, match="host name"):
         Host(simpy.Environment(), "", DELL)
+
+
+def test_a_step_costs_one_event_and_complete_at_books_it():
+    machine = host(SUN)
+    env = machine.env
+    work = Work(
+        cpu={"smtp.command": 10},
+        reads=(("alice/mbox", 4096),),
+        writes=(("alice/new/1", 4096),),
+        fsyncs=1,
+        net_bytes=1000,
+        net_round_trips=1,
+    )
+    cpu_s = 10 * 2e-5 * 12.5
+    net_s = 1000 / 12.5e6 + 0.1e-3 + 2 * 0.1e-3
+    steps = 0
+
+    def step():
+        yield from machine.execute(work, "users")
+
+    env.process(step())
+    while env.peek() < float("inf"):
+        env.step()
+        steps += 1
+    # the process starts, its one timeout fires, the process ends
+    assert steps == 3
+    assert env.now == pytest.approx(cpu_s + T_SUN + 2 * T_SUN + net_s)
+    # complete_at books the same without any event (the read is now cached)
+    again = machine.complete_at(work, "users")
+    assert again == pytest.approx(env.now + cpu_s + 2 * T_SUN + net_s)
+    assert env.peek() == float("inf")

@@ -51,3 +51,18 @@ def test_simulated_link_throughput_is_its_bandwidth():
         env.process(link.transfer(50_000))
     env.run()
     assert 200 * 50_000 / env.now == pytest.approx(12.5e6, rel=1e-3)
+
+
+def test_reserve_chains_a_transfer_after_earlier_work():
+    env = simpy.Environment()
+    link = Link(env, FAST_ETHERNET, "h.link")
+    assert link.reserve(1_000_000, 0, at=0.5) == pytest.approx(0.5801)
+    # a transfer submitted now uses the idle wire before the booked one
+    assert link.reserve(1_000_000) == pytest.approx(0.0801)
+    assert link.reserve(0, 2) == pytest.approx(0.4e-3)
+    assert env.peek() == float("inf")
+    env.run(until=1.0)
+    assert link.wire.busy_area == pytest.approx(0.16)
+    assert (link.bytes_sent, link.round_trips) == (2_000_000, 2)
+    with pytest.raises(ValueError, match="round_trips"):
+        link.reserve(10, -1)

@@ -7,10 +7,19 @@ disk, the I/Os of a phase running in parallel on their spindles and the next
 phase starting when all are done. Each physical I/O is one positioning plus a
 transfer (``twin.hardware.disk``).
 
+Timing is reserved, not simulated (``twin.hardware.disk.Timeline``): when a
+plan is submitted at time ``t`` its phases are booked at once, phase 1 on each
+disk at ``max(t, free_at)``, phase 2 on each disk at ``max(end of phase 1,
+that disk's free_at)``, and the plan's completion is returned. An I/O nobody
+waits for (``write_behind``, a controller-cache destage) costs no SimPy event;
+a waiter yields one timeout. Reservation order stands for arrival order at
+the disks: a later request cannot overtake an earlier request's reserved
+phase 2 or destage (see ``twin.hardware.disk``).
+
 - single: the one disk.
 - RAID 1 (all disks mirror each other): a read goes to the least busy live
-  disk; a write goes to every live disk in parallel and is done when all are
-  (FACTS.md: RAID 1 write = 2 I/Os).
+  disk (the one free soonest); a write goes to every live disk in parallel
+  and is done when all are (FACTS.md: RAID 1 write = 2 I/Os).
 - RAID 5, left-symmetric rotating parity: row ``r`` has its parity on disk
   ``n-1 - r mod n`` and data unit ``j`` on disk ``(parity + 1 + j) mod n``. A
   read hits the disk holding the block. A small write reads old data and old
@@ -23,9 +32,11 @@ transfer (``twin.hardware.disk``).
   failed disk reads the untouched units and writes parity; a write whose
   parity disk failed writes the data alone. Two failures lose the array. A
   disk that fails while an I/O's plan is in flight has its remaining share
-  skipped; I/Os already queued on it finish.
+  skipped (its reserved I/Os submitted after the failure are dropped; the
+  plan's completion time, fixed at submission, stays: an approximation for a
+  rare event); I/Os already submitted to it finish.
 - RAID 10: stripe units over mirrored pairs ``(0,1), (2,3), ...``; a read goes
-  to the less busy live member of the pair, a write to both.
+  to the less busy (free soonest) live member of the pair, a write to both.
 
 Where a request lands: a file's first byte is at a block-aligned offset derived
 from a stable hash of its key (``zlib.crc32``, not Python's salted ``hash``),
@@ -34,8 +45,12 @@ so runs are reproducible and a re-read lands where the write did.
 The write-back cache (``controller_cache_bytes`` > 0): a write that fits is
 acknowledged once copied into the cache and destaged in the background (the
 physical I/O runs on its own and frees its room after); when the cache is full,
-writers wait (FIFO) for room. ``write_behind`` is the operating system's
-write-back: the same, but the writer does not wait at all. A write larger than
+writers wait (FIFO) for room. Both are computed: a destage's completion time is
+known when it is booked, so the cache keeps a heap of (completion, bytes) and
+frees room lazily; a writer that finds it full is granted room at the
+completion that frees enough, after every earlier waiter's grant.
+``write_behind`` is the operating system's write-back: the same, but the
+writer does not wait at all. A write larger than
 the whole cache goes straight to the disks. Destaging does not coalesce small
 writes into full rows (assumption: pessimistic for RAID 5).
 
@@ -43,7 +58,14 @@ Capacity math by hand: ``write_penalty``, ``random_iops``, ``usable_bytes``,
 ``degraded_read_ios``, ``rebuild_time_s``. For the sampler an ``Array`` offers
 ``busy_area``, ``queue_area``, ``busy``, ``queue_length``, ``served``,
 ``capacity`` and ``sync()`` like ``twin.resources.Servers``, summed over its
-disks, with ``capacity`` the number of live disks.
+disks (and the disks a rebuild replaced), with ``capacity`` the number of live
+disks, and ``queue_max``: the most I/Os waiting at once over all its disks,
+counted whenever an I/O is booked (exact for I/Os submitted when booked; one
+booked ahead is counted from the next booking after its submission).
+
+Non-generator forms for callers that chain work into one timeout (``Host``):
+``submit_plan``, ``read_at``, ``write_at``, ``write_through_at`` return the
+completion (or acknowledgement) time of a request submitted at a given time.
 
 Raises ``ValueError`` for bad arguments and ``ArrayLostError`` for I/O on an
 array that has lost data.
@@ -52,12 +74,12 @@ array that has lost data.
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Callable, Generator, Iterator
+from heapq import heappop, heappush
 
 import simpy
 
-from twin.hardware.disk import Disk, access_time_s
+from twin.hardware.disk import Disk, WaitCounter, access_time_s, positioning_s
 from twin.hardware.profile import RAID_LEVELS, ArraySpec, DiskSpec
 
 BLOCK_BYTES = 4096
@@ -78,10 +100,6 @@ small enough that foreground I/O waits at most a few hundred ms behind it
 
 Phase = list[tuple[int, int]]
 """Physical I/Os that run in parallel: (disk index, bytes)."""
-
-
-def _nothing() -> None:
-    """Completion callback of I/O nobody waits for."""
 
 
 class ArrayLostError(RuntimeError):
@@ -188,34 +206,66 @@ def placement_offset(key: str, usable: int) -> int:
 
 
 class _WriteCache:
-    """Bytes of controller cache; writers wait first come first for room."""
+    """Bytes of controller cache, its room granted first come first, by time.
 
-    __slots__ = ("env", "capacity", "free", "_waiting")
+    Each held write is ``(destaged_at, granted_at, nbytes)`` on a heap; room is
+    freed lazily, when a later grant looks. Grants never go back in time: a
+    writer arriving while an earlier one waits is granted after it (FIFO).
+    """
+
+    __slots__ = ("env", "capacity", "_held", "_used", "_floor", "_freed")
 
     def __init__(self, env: simpy.Environment, capacity: int) -> None:
         self.env = env
         self.capacity = capacity
-        self.free = capacity
-        self._waiting: deque[tuple[int, simpy.Event]] = deque()
+        self._held: list[tuple[float, float, int]] = []
+        self._used = 0
+        """Bytes of the entries on the heap."""
+        self._floor = env.now
+        """The latest grant so far."""
+        self._freed: list[tuple[float, float, int]] = []
+        """Entries taken off the heap before their destage ended (for dirty_bytes)."""
 
-    def reserve(self, nbytes: int) -> simpy.Event | None:
-        if not self._waiting and nbytes <= self.free:
-            self.free -= nbytes
-            return None
-        grant = self.env.event()
-        self._waiting.append((nbytes, grant))
-        return grant
+    def grant(self, nbytes: int, at: float) -> float:
+        """When a writer asking at *at* gets *nbytes* of room (>= *at*)."""
+        start = at if at > self._floor else self._floor
+        held = self._held
+        now = self.env.now
+        while held and held[0][0] <= start:
+            entry = heappop(held)
+            self._used -= entry[2]
+            if entry[0] > now:
+                self._freed.append(entry)
+        granted = start
+        while self.capacity - self._used < nbytes:
+            entry = heappop(held)
+            self._used -= entry[2]
+            if entry[0] > now:
+                self._freed.append(entry)
+            granted = entry[0]
+        self._floor = granted
+        if len(self._freed) > 256:  # keep only what dirty_bytes may still count
+            self._freed = [entry for entry in self._freed if entry[0] > now]
+        return granted
 
-    def release(self, nbytes: int) -> None:
-        self.free += nbytes
-        while self._waiting and self._waiting[0][0] <= self.free:
-            size, grant = self._waiting.popleft()
-            self.free -= size
-            grant.succeed()
+    def hold(self, nbytes: int, granted: float, destaged: float) -> None:
+        """Book *nbytes* dirty from *granted* until *destaged*."""
+        heappush(self._held, (destaged, granted, nbytes))
+        self._used += nbytes
 
     @property
     def dirty_bytes(self) -> int:
-        return self.capacity - self.free
+        now = self.env.now
+        self._freed = [entry for entry in self._freed if entry[0] > now]
+        return sum(
+            nbytes
+            for destaged, granted, nbytes in (*self._held, *self._freed)
+            if granted <= now < destaged
+        )
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.dirty_bytes
 
 
 # ---------------------------------------------------------------------------
@@ -243,9 +293,10 @@ class Array:
         self.writes = 0
         self.degraded_reads = 0
         """Reads that needed reconstruction from the survivors."""
-        self._retired_busy_area = 0.0
-        self._retired_queue_area = 0.0
-        self._retired_served = 0
+        self._retired: list[Disk] = []
+        """Disks a rebuild replaced: their statistics still count."""
+        self._waits = WaitCounter(env)
+        """I/Os waiting on any of the disks, for ``queue_max``."""
 
     # -- state ---------------------------------------------------------------
 
@@ -266,12 +317,17 @@ class Array:
         )
 
     def fail_disk(self, index: int) -> None:
-        """Disk *index* stops; I/Os already queued on it still finish."""
+        """Disk *index* stops; I/Os already submitted to it still finish.
+
+        Its reserved I/Os submitted later (phase 2 of a plan in flight, a
+        destage not yet started) are dropped.
+        """
         if not 0 <= index < len(self.disks):
             raise ValueError(f"disk index(={index}) must be in [0, {len(self.disks)})")
         if index in self.failed:
             raise ValueError(f"disk {index} of array {self.name} has already failed")
         self.disks[index].failed = True
+        self.disks[index].cancel_future()
         self.failed.add(index)
 
     def offset(self, key: str) -> int:
@@ -291,9 +347,17 @@ class Array:
             within = 0
 
     def _least_busy(self, candidates: list[int]) -> int:
-        live = [index for index in candidates if index not in self.failed]
+        """The live candidate free soonest (the first of equals)."""
+        failed = self.failed
         disks = self.disks
-        return min(live, key=lambda index: (disks[index].load, disks[index].ios))
+        best = -1
+        best_at = 0.0
+        for index in candidates:
+            if index not in failed:
+                free_at = disks[index].free_at
+                if best < 0 or free_at < best_at:
+                    best, best_at = index, free_at
+        return best
 
     def _check_alive(self) -> None:
         if self.lost:
@@ -435,113 +499,125 @@ class Array:
         disk = self.spec.disk
         return sum(access_time_s(disk, nbytes) for phase in plan for _, nbytes in phase)
 
-    # -- SimPy ---------------------------------------------------------------
+    # -- timing: reservations ------------------------------------------------
 
-    def start_plan(
-        self, plan: list[Phase], done: Callable[[], object], sequential: bool = False
-    ) -> None:
-        """Run *plan* without a process: phase after phase, then call ``done()``."""
+    def submit_plan(
+        self, plan: list[Phase], at: float, sequential: bool = False
+    ) -> float:
+        """Book *plan* submitted at *at*, phase after phase; return its end.
+
+        A disk that has failed is skipped (its share lives on in parity or on
+        the mirror).
+        """
         disks = self.disks
-        phases = iter(plan)
-
-        def next_phase() -> None:
-            phase = next(phases, None)
-            while phase is not None and any(disks[i].failed for i, _ in phase):
-                # a disk failed since the plan was made: its share is skipped
-                # (the data lives on in parity or on the mirror)
-                phase = [(i, nbytes) for i, nbytes in phase if not disks[i].failed]
-                if not phase:
-                    phase = next(phases, None)
-            if phase is None:
-                done()
-                return
-            left = len(phase)
-
-            def one_done() -> None:
-                nonlocal left
-                left -= 1
-                if not left:
-                    next_phase()
-
+        disk_spec = self.spec.disk
+        positioning = positioning_s(disk_spec, sequential)
+        rate = disk_spec.transfer_bytes_per_s
+        waits = self._waits
+        t = at
+        for phase in plan:
+            end = t
             for index, nbytes in phase:
-                disks[index].start(nbytes, sequential, one_done)
+                disk = disks[index]
+                if not disk.failed:  # (the same drive model as Disk.service_s)
+                    done = disk.reserve(positioning + nbytes / rate, t, nbytes)
+                    if disk.last_start > t:
+                        waits.note(t, disk.last_start)
+                    if done > end:
+                        end = done
+            t = end
+        return t
 
-        next_phase()
-
-    def _run(
-        self, plan: list[Phase], sequential: bool = False
-    ) -> Generator[simpy.Event, object, None]:
-        if len(plan) == 1 and len(plan[0]) == 1:
-            index, nbytes = plan[0][0]
-            if not self.disks[index].failed:
-                yield from self.disks[index].io(nbytes, sequential)
-        elif plan:
-            finished = self.env.event()
-            self.start_plan(plan, finished.succeed, sequential)
-            yield finished
-
-    def read(self, key: str, nbytes: int) -> Generator[simpy.Event, object, None]:
-        """Read *nbytes* of file *key* from the disks; ``yield from``."""
+    def read_at(self, key: str, nbytes: int, at: float) -> float:
+        """Book a read of *nbytes* of file *key* submitted at *at*; return its end."""
         if nbytes <= 0:
-            return
+            return at
         plan, degraded = self._read_plan(self.offset(key), nbytes)
         self.reads += 1
         self.degraded_reads += degraded
-        yield from self._run(plan)
+        return self.submit_plan(plan, at)
 
-    def write_through(
-        self, key: str, nbytes: int
-    ) -> Generator[simpy.Event, object, None]:
-        """Write *nbytes* of file *key* to the disks themselves, bypassing the cache."""
+    def write_through_at(self, key: str, nbytes: int, at: float) -> float:
+        """Book a write of *nbytes* of *key* to the disks at *at*; return its end."""
         if nbytes <= 0:
-            return
-        yield from self._run(self.write_plan(key, nbytes))
+            return at
+        return self.submit_plan(self.write_plan(key, nbytes), at)
 
-    def write(self, key: str, nbytes: int) -> Generator[simpy.Event, object, None]:
-        """Write *nbytes* of file *key*; done when acknowledged (cache or disks)."""
+    def write_at(self, key: str, nbytes: int, at: float) -> float:
+        """Book a write of *nbytes* of *key* at *at*; return its acknowledgement.
+
+        Through the controller cache when the array has one and the write fits
+        (acknowledged when copied in, once there is room; destaged after),
+        else to the disks.
+        """
         if nbytes <= 0:
-            return
+            return at
         self._check_alive()
         self.writes += 1
         cache = self.cache
         if cache is None or nbytes > cache.capacity:
-            yield from self.write_through(key, nbytes)
-            return
-        grant = cache.reserve(nbytes)
-        if grant is not None:
-            yield grant
-        yield self.env.timeout(CACHE_COMMAND_S + nbytes / CACHE_BUS_BYTES_PER_S)
-        self._destage(key, nbytes)
+            return self.submit_plan(self.write_plan(key, nbytes), at)
+        granted = cache.grant(nbytes, at)
+        ack = granted + CACHE_COMMAND_S + nbytes / CACHE_BUS_BYTES_PER_S
+        cache.hold(nbytes, granted, self.submit_plan(self.write_plan(key, nbytes), ack))
+        return ack
 
-    def write_behind(self, key: str, nbytes: int) -> None:
+    def write_behind(self, key: str, nbytes: int, at: float | None = None) -> None:
         """Write *nbytes* of file *key* off the critical path; nobody waits.
 
-        The operating system's write-back: the I/O starts now (once it has
-        room in the controller cache, if any) and runs on its own.
+        The operating system's write-back: the I/O is submitted at *at* (default
+        now), once it has room in the controller cache, if any, and runs on its
+        own. Costs no SimPy event.
         """
         if nbytes <= 0:
             return
         self._check_alive()
         self.writes += 1
+        if at is None:
+            at = self.env.now
         cache = self.cache
+        plan = self.write_plan(key, nbytes)
         if cache is None or nbytes > cache.capacity:
-            self.start_plan(self.write_plan(key, nbytes), _nothing)
+            self.submit_plan(plan, at)
             return
-        grant = cache.reserve(nbytes)
-        if grant is None:
-            self._destage(key, nbytes)
-        else:
-            grant.callbacks.append(  # type: ignore[union-attr]
-                lambda _event: self._destage(key, nbytes)
-            )
+        granted = cache.grant(nbytes, at)
+        cache.hold(nbytes, granted, self.submit_plan(plan, granted))
 
-    def _destage(self, key: str, nbytes: int) -> None:
-        """Write cached bytes to the disks, then free their room in the cache."""
-        cache = self.cache
-        self.start_plan(
-            self.write_plan(key, nbytes),
-            lambda: cache.release(nbytes),  # type: ignore[union-attr]
+    # -- SimPy ---------------------------------------------------------------
+
+    def _wait_until(self, end: float) -> Generator[simpy.Event, object, None]:
+        now = self.env.now
+        if end > now:
+            yield self.env.timeout(end - now)
+
+    def start_plan(
+        self, plan: list[Phase], done: Callable[[], object], sequential: bool = False
+    ) -> None:
+        """Run *plan* now without a process, then call ``done()``."""
+        env = self.env
+        end = self.submit_plan(plan, env.now, sequential)
+        env.timeout(end - env.now).callbacks.append(  # type: ignore[union-attr]
+            lambda _event: done()
         )
+
+    def _run(
+        self, plan: list[Phase], sequential: bool = False
+    ) -> Generator[simpy.Event, object, None]:
+        yield from self._wait_until(self.submit_plan(plan, self.env.now, sequential))
+
+    def read(self, key: str, nbytes: int) -> Generator[simpy.Event, object, None]:
+        """Read *nbytes* of file *key* from the disks; ``yield from``."""
+        yield from self._wait_until(self.read_at(key, nbytes, self.env.now))
+
+    def write_through(
+        self, key: str, nbytes: int
+    ) -> Generator[simpy.Event, object, None]:
+        """Write *nbytes* of file *key* to the disks themselves, bypassing the cache."""
+        yield from self._wait_until(self.write_through_at(key, nbytes, self.env.now))
+
+    def write(self, key: str, nbytes: int) -> Generator[simpy.Event, object, None]:
+        """Write *nbytes* of file *key*; done when acknowledged (cache or disks)."""
+        yield from self._wait_until(self.write_at(key, nbytes, self.env.now))
 
     def write_demand_s(self, key: str, nbytes: int) -> float:
         """Disk-busy seconds a write of *nbytes* of *key* causes (now or destaged)."""
@@ -578,22 +654,19 @@ class Array:
             sources = [index ^ 1]
         else:
             sources = [self._least_busy(list(range(len(self.disks))))]
-        replacement = Disk(self.env, self.spec.disk, self.disks[index].name)
+        env = self.env
+        replacement = Disk(env, self.spec.disk, self.disks[index].name)
         remaining = self.spec.disk.capacity_bytes
         while remaining > 0:
             size = min(chunk_bytes, remaining)
             self._check_alive()
             yield from self._run([[(disk, size) for disk in sources]], sequential=True)
-            yield from replacement.io(size, sequential=True)
+            end = replacement.submit(size, env.now, sequential=True)
+            yield env.timeout(end - env.now)
             remaining -= size
             if pause_s and remaining:
-                yield self.env.timeout(pause_s)
-        old = self.disks[index]
-        old.spindle.sync()
-        self._retired_busy_area += old.spindle.busy_area
-        self._retired_queue_area += old.spindle.queue_area
-        self._retired_served += old.spindle.served
-        replacement.spindle.sync()
+                yield env.timeout(pause_s)
+        self._retired.append(self.disks[index])
         self.disks[index] = replacement
         self.failed.discard(index)
 
@@ -601,7 +674,7 @@ class Array:
 
     def sync(self) -> None:
         for disk in self.disks:
-            disk.spindle.sync()
+            disk.sync()
 
     @property
     def capacity(self) -> int:
@@ -610,28 +683,29 @@ class Array:
 
     @property
     def busy(self) -> int:
-        return sum(disk.spindle.busy for disk in self.disks)
+        return sum(disk.busy for disk in self.disks)
 
     @property
     def queue_length(self) -> int:
-        return sum(disk.spindle.queue_length for disk in self.disks)
+        return sum(disk.queue_length for disk in self.disks)
+
+    @property
+    def queue_max(self) -> int:
+        """Most I/Os waiting at once over all the disks (see ``WaitCounter``)."""
+        return self._waits.most
 
     @property
     def busy_area(self) -> float:
         """Busy spindle-seconds so far, of every disk the array ever had."""
-        return self._retired_busy_area + sum(
-            disk.spindle.busy_area for disk in self.disks
-        )
+        return sum(disk.busy_area for disk in (*self.disks, *self._retired))
 
     @property
     def queue_area(self) -> float:
-        return self._retired_queue_area + sum(
-            disk.spindle.queue_area for disk in self.disks
-        )
+        return sum(disk.queue_area for disk in (*self.disks, *self._retired))
 
     @property
     def served(self) -> int:
-        return self._retired_served + sum(disk.spindle.served for disk in self.disks)
+        return sum(disk.served for disk in (*self.disks, *self._retired))
 
     @property
     def dirty_bytes(self) -> int:

@@ -1,9 +1,18 @@
 """The processors of a host: hardware threads as one FCFS pool, Hyper-Threading priced.
 
 Twins a host's CPUs as ``cores x threads_per_core`` hardware threads, one
-``twin.resources.Servers`` pool, so that utilisation and run-queue length are
-measured like every other resource (a utilisation of 1.0 means every thread,
-not every core, is busy).
+first-come first-served pool (``Threads``), so that utilisation and run-queue
+length are measured like every other resource (a utilisation of 1.0 means
+every thread, not every core, is busy).
+
+The pool is reserved, not simulated: jobs are booked in arrival order, and in
+a FCFS pool of ``c`` servers a job arriving at ``t`` starts at ``max(t,
+earliest free_at of the c threads)`` on that thread (the Kiefer-Wolfowitz
+recursion; exact, because jobs are booked when they arrive and so start in
+arrival order). A job therefore costs one SimPy timeout, or none for a caller
+that chains it with later work (``Cpu.reserve``). Its statistics are kept like
+``twin.hardware.disk.Timeline``'s, lazily and exactly, and match a
+``twin.resources.Servers`` of the same capacity.
 
 The Hyper-Threading model: a job that gets a thread while at most ``cores``
 threads are busy (itself included) has a core to itself and runs at full speed.
@@ -29,8 +38,8 @@ from collections.abc import Generator
 
 import simpy
 
+from twin.hardware.disk import Timeline
 from twin.hardware.profile import CpuSpec
-from twin.resources import Servers
 
 
 def shared_speed(spec: CpuSpec) -> float:
@@ -45,31 +54,113 @@ def saturation_throughput(spec: CpuSpec, job_seconds: float) -> float:
     return spec.saturation_cores / job_seconds
 
 
+class Threads(Timeline):
+    """*capacity* FCFS servers whose jobs are reserved on arrival."""
+
+    __slots__ = ("_free",)
+
+    def __init__(self, env: simpy.Environment, capacity: int, name: str = "") -> None:
+        if capacity < 1:
+            raise ValueError(
+                f"capacity(={capacity}) of {name or 'threads'} must be >= 1"
+            )
+        super().__init__(env, name, capacity)
+        self._free = [env.now] * capacity
+        """When each thread is next free."""
+
+    def grant(self, submit: float) -> tuple[int, float, int]:
+        """(thread, start, threads busy at the start with this one) for a job."""
+        free = self._free
+        thread = 0
+        start = free[0]
+        for index in range(1, len(free)):
+            if free[index] < start:
+                thread, start = index, free[index]
+        if start < submit:
+            start = submit
+        busy = 1
+        for at in free:
+            if at > start:
+                busy += 1
+        return thread, start, busy
+
+    def book(self, thread: int, start: float, service_s: float, submit: float) -> float:
+        """Hold *thread* from *start* for *service_s*; return the end."""
+        now = self.env.now
+        if self._pending and self._pending[0][2] <= now:
+            self._drain(now)
+        pending = self._pending
+        if start > submit:
+            self.waits.note(submit, start)
+        end = start + service_s
+        self._free[thread] = end
+        if end > self.free_at:
+            self.free_at = end
+        pending.append((submit, start, end, 1))
+        return end
+
+    def reserve(self, service_s: float, submit: float, units: int = 1) -> float:
+        """Book a job of *service_s* submitted at *submit*; return its end."""
+        thread, start, _busy = self.grant(submit)
+        return self.book(thread, start, service_s, submit)
+
+    def _drain(self, now: float) -> None:
+        # ends are not in order across threads: fold every finished job
+        pending = self._pending
+        if not pending:
+            return
+        busy = queue = 0.0
+        jobs = 0
+        kept = []
+        for entry in pending:
+            submit, start, end, _units = entry
+            if end <= now:
+                busy += end - start
+                queue += start - submit
+                jobs += 1
+            else:
+                kept.append(entry)
+        if jobs:
+            self._pending = type(pending)(kept)
+            self._busy_done += busy
+            self._queue_done += queue
+            self._jobs_done += jobs
+            self._units_done += jobs
+
+
 class Cpu:
     """The hardware threads of *spec* in *env*; ``yield from cpu.run(seconds)``."""
 
-    __slots__ = ("env", "spec", "name", "threads", "cores", "_slowdown", "jobs")
+    __slots__ = ("env", "spec", "name", "threads", "cores", "_slowdown")
 
     def __init__(self, env: simpy.Environment, spec: CpuSpec, name: str = "") -> None:
         self.env = env
         self.spec = spec
         self.name = name
-        self.threads = Servers(env, spec.threads, name)
+        self.threads = Threads(env, spec.threads, name)
         self.cores = spec.cores
         self._slowdown = 1.0 / shared_speed(spec)
-        self.jobs = 0
-        """Jobs run to completion."""
+
+    @property
+    def jobs(self) -> int:
+        """Jobs run to completion by now."""
+        return self.threads.completed
+
+    def reserve(self, seconds: float) -> float:
+        """Book a job of *seconds* full-speed work arriving now; return its end."""
+        threads = self.threads
+        submit = self.env.now
+        if seconds <= 0:
+            return submit
+        thread, start, busy = threads.grant(submit)
+        if busy > self.cores:
+            seconds *= self._slowdown
+        return threads.book(thread, start, seconds, submit)
 
     def run(self, seconds: float) -> Generator[simpy.Event, object, None]:
         """Hold one thread for *seconds* of full-speed work (longer if sharing)."""
         if seconds <= 0:
             return
-        threads = self.threads
-        grant = threads.acquire()
-        if grant is not None:
-            yield grant
-        if threads.busy > self.cores:
-            seconds *= self._slowdown
-        yield self.env.timeout(seconds)
-        threads.release()
-        self.jobs += 1
+        env = self.env
+        end = self.reserve(seconds)
+        yield env.timeout(end - env.now)

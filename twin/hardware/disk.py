@@ -13,25 +13,48 @@ under the head, so it pays at most a track-to-track seek and no rotational wait
 (assumption; datasheets quote sustained rates for exactly this case). A
 solid-state device is ``rpm`` 0 with ``avg_seek_s`` as its access time.
 
-``Disk`` is one spindle: a ``twin.resources.Servers`` of capacity 1, so its
-busy and queue integrals are kept like every other resource's. A failed disk
-refuses I/O (``RuntimeError``): the array routes around it; I/Os already
-queued on it when it fails still finish.
+A spindle is a first-come first-served single server, so the moment an I/O
+completes is known when it is submitted: ``start = max(submit, free_at)``,
+``end = start + service``, and ``free_at`` moves to ``end``. ``Timeline`` keeps
+such reservations instead of SimPy events: an I/O nobody waits for costs no
+event at all, a waiter needs one ``env.timeout(end - now)``. The statistics a
+``twin.resources.Servers`` keeps (``busy_area``, ``queue_area``, ``served``,
+``busy``, ``queue_length``, ``queue_max``, ``sync()``) are computed lazily
+from the reserved ``(submit, start, end)`` intervals, exactly: busy while
+``start <= t < end``, waiting while ``submit <= t < start``.
 
-Two ways to do an I/O: ``yield from disk.io(nbytes)`` inside a SimPy process,
-or ``disk.start(nbytes, sequential, done)``, which calls ``done()`` when the I/O
-completes without a process of its own (the array fans out parallel I/Os this
-way: a SimPy process per I/O would triple the events of a run).
+Reservation order stands for arrival order at the drive. A submission in the
+future (the second phase of a RAID plan, a destage after the controller's
+acknowledgement, the next step of a host's work) is booked when it is
+computed, so a request submitted later in simulated time but before that
+moment cannot overtake it: an approximation, since the real drive would serve
+the earlier arrival first. The idle window such a booking leaves before it is
+kept, and a later job that fits in it (at or after its own submission) is
+placed there, so the drive does not idle while work waits behind a booking
+(without this a saturated RAID 5 loses half its throughput to the gaps
+between a small write's two phases). With every job submitted when it is
+booked, as for a plain read, the timeline is exactly a FCFS queue.
+
+``Disk`` is one spindle: a ``Timeline``. A failed disk refuses I/O
+(``RuntimeError``): the array routes around it; I/Os already submitted to it
+when it fails still finish, and reserved I/Os whose submission lies in the
+future are dropped (``cancel_future``).
+
+Ways to do an I/O: ``end = disk.reserve(disk.service_s(nbytes), submit,
+nbytes)`` (no event), ``yield from disk.io(nbytes)`` inside a SimPy process
+(one timeout), or ``disk.start(nbytes, sequential, done)``, which calls
+``done()`` when the I/O completes (one timeout with a callback).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator
+from heapq import heapify, heappop, heappush
 
 import simpy
 
 from twin.hardware.profile import DiskSpec
-from twin.resources import Servers
 
 
 def rotational_latency_s(rpm: float) -> float:
@@ -60,81 +83,305 @@ def access_time_s(disk: DiskSpec, nbytes: float, sequential: bool = False) -> fl
     return positioning_s(disk, sequential) + transfer_s(disk, nbytes)
 
 
-class Disk:
-    """One drive of *spec* in *env*: a single spindle serving I/Os first come first."""
+GAP_SLACK_S = 1e-9
+"""A job fits an idle window that is at most this much too short (float noise)."""
+
+
+SCAN_LIMIT = 16
+"""Waiting jobs up to which a job booked ahead is counted at its submission."""
+
+
+class WaitCounter:
+    """The most jobs waiting at once, from (submit, start) pairs as they are booked.
+
+    Counted when jobs are booked, over the jobs booked so far: exact for jobs
+    submitted when booked (O(log n) a job). A job booked ahead of its
+    submission is counted at its submission among the waiting jobs known then
+    (when fewer than ``SCAN_LIMIT`` wait: the scan is O(n)), and joins the
+    count of later jobs once its submission has passed.
+    """
+
+    __slots__ = ("env", "most", "_waiting", "_ahead")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.most = 0
+        self._waiting: list[float] = []
+        """Heap of the start times of submitted jobs still waiting."""
+        self._ahead: list[tuple[float, float]] = []
+        """Heap of (submit, start) of waiting jobs booked ahead of submission."""
+
+    def note(self, submit: float, start: float) -> None:
+        """A job waits from *submit* to *start* (> *submit*)."""
+        now = self.env.now
+        waiting = self._waiting
+        ahead = self._ahead
+        while ahead and ahead[0][0] <= now:
+            heappush(waiting, heappop(ahead)[1])
+        while waiting and waiting[0] <= now:
+            heappop(waiting)
+        if submit <= now:
+            heappush(waiting, start)
+        if len(waiting) > self.most:  # the queue now
+            self.most = len(waiting)
+        if submit <= now:
+            return
+        if len(waiting) + len(ahead) < SCAN_LIMIT:  # count the queue at submit
+            count = 1 + sum(1 for begin in waiting if begin > submit)
+            count += sum(1 for at, begin in ahead if at <= submit < begin)
+            if count > self.most:
+                self.most = count
+        heappush(ahead, (submit, start))
+
+    def forget_after(self, now: float) -> None:
+        """Drop jobs to be submitted after *now* (they were cancelled)."""
+        self._ahead = [entry for entry in self._ahead if entry[0] <= now]
+        heapify(self._ahead)
+
+
+class Timeline:
+    """A FCFS single server in *env* whose jobs are reserved, not simulated.
+
+    ``reserve(service_s, submit, units)`` books a job submitted at *submit*
+    (now or later) and returns its completion time. Servers-like statistics
+    (see the module docstring) are exact at ``env.now`` whenever read.
+    Subclasses with several servers override ``reserve`` and ``capacity``.
+    """
 
     __slots__ = (
         "env",
-        "spec",
         "name",
-        "spindle",
-        "failed",
-        "ios",
-        "bytes_moved",
-        "_random_s",
-        "_sequential_s",
-        "_rate",
+        "capacity",
+        "free_at",
+        "_pending",
+        "_gaps",
+        "_busy_done",
+        "_queue_done",
+        "_jobs_done",
+        "_units_done",
+        "waits",
+        "last_start",
     )
 
-    def __init__(self, env: simpy.Environment, spec: DiskSpec, name: str = "") -> None:
+    def __init__(self, env: simpy.Environment, name: str = "", capacity: int = 1):
         self.env = env
-        self.spec = spec
         self.name = name
-        self.spindle = Servers(env, 1, name)
+        self.capacity = capacity
+        self.free_at = env.now
+        """When the server is next free (the end of its last reservation)."""
+        self._pending: deque[tuple[float, float, float, int]] = deque()
+        """(submit, start, end, units) of reserved jobs not yet drained."""
+        self._gaps: list[tuple[float, float]] = []
+        """Idle windows before ``free_at`` left by jobs booked ahead of time."""
+        self._busy_done = 0.0
+        self._queue_done = 0.0
+        self._jobs_done = 0
+        self._units_done = 0
+        self.waits = WaitCounter(env)
+        """Counts the jobs waiting at once, for ``queue_max``."""
+        self.last_start = env.now
+        """Start of the job booked last."""
+
+    def reserve(self, service_s: float, submit: float, units: int = 0) -> float:
+        """Book a job of *service_s* submitted at *submit*; return its end."""
+        now = self.env.now
+        pending = self._pending
+        if pending and pending[0][2] <= now:
+            self._drain(now)
+        gaps = self._gaps
+        if gaps:
+            if gaps[-1][1] <= now:  # every idle window is over
+                gaps.clear()
+            else:
+                end = self._fill_gap(service_s, submit, now)
+                if end is not None:
+                    start = self.last_start = end - service_s
+                    if start > submit:
+                        self.waits.note(submit, start)
+                    pending.append((submit, start, end, units))
+                    return end
+        free_at = self.free_at
+        if free_at > submit:
+            start = free_at
+            self.waits.note(submit, start)
+        else:
+            start = submit
+            if submit > now:  # idle until a future submission: others may use it
+                gaps.append((free_at if free_at > now else now, submit))
+        self.last_start = start
+        end = self.free_at = start + service_s
+        pending.append((submit, start, end, units))
+        return end
+
+    def _fill_gap(self, service_s: float, submit: float, now: float) -> float | None:
+        """Place a job in the first idle window it fits; its end, or None."""
+        gaps = self._gaps
+        while gaps and gaps[0][1] <= now:
+            del gaps[0]
+        for index, (low, high) in enumerate(gaps):
+            start = low if low > submit else submit
+            end = start + service_s
+            if end <= high + GAP_SLACK_S:
+                if end > high:
+                    end = high
+                gaps[index : index + 1] = [
+                    gap for gap in ((low, start), (end, high)) if gap[1] > gap[0]
+                ]
+                return end
+        return None
+
+    def _drain(self, now: float) -> None:
+        """Fold jobs that ended by *now* into the totals."""
+        pending = self._pending
+        busy = queue = 0.0
+        jobs = units = 0
+        while pending and pending[0][2] <= now:
+            submit, start, end, nbytes = pending.popleft()
+            busy += end - start
+            queue += start - submit
+            jobs += 1
+            units += nbytes
+        self._busy_done += busy
+        self._queue_done += queue
+        self._jobs_done += jobs
+        self._units_done += units
+
+    def cancel_future(self) -> int:
+        """Drop reserved jobs submitted after now; return how many."""
+        now = self.env.now
+        pending = self._pending
+        kept = [entry for entry in pending if entry[0] <= now]
+        dropped = len(pending) - len(kept)
+        if dropped:
+            self._pending = deque(kept)
+            self._gaps = []
+            self.waits.forget_after(now)
+            self.free_at = max((entry[2] for entry in kept), default=now)
+        return dropped
+
+    # -- the sampler's view, like twin.resources.Servers ----------------------
+
+    @property
+    def queue_max(self) -> int:
+        """Most jobs waiting at once (see ``WaitCounter``)."""
+        return self.waits.most
+
+    def sync(self) -> None:
+        """Fold finished jobs into the totals (the statistics are always exact)."""
+        self._drain(self.env.now)
+
+    @property
+    def busy_area(self) -> float:
+        """Integral of busy servers over simulated time so far (server-seconds)."""
+        now = self.env.now
+        self._drain(now)
+        area = self._busy_done
+        for _submit, start, end, _units in self._pending:
+            if start < now:
+                area += (end if end < now else now) - start
+        return area
+
+    @property
+    def queue_area(self) -> float:
+        """Integral of the number waiting over simulated time so far (job-seconds)."""
+        now = self.env.now
+        self._drain(now)
+        area = self._queue_done
+        for submit, start, _end, _units in self._pending:
+            if submit < now and submit < start:
+                area += (start if start < now else now) - submit
+        return area
+
+    @property
+    def served(self) -> int:
+        """Jobs that have started service so far."""
+        now = self.env.now
+        self._drain(now)
+        return self._jobs_done + sum(1 for entry in self._pending if entry[1] <= now)
+
+    @property
+    def busy(self) -> int:
+        """Servers busy now."""
+        now = self.env.now
+        return sum(1 for entry in self._pending if entry[1] <= now < entry[2])
+
+    @property
+    def queue_length(self) -> int:
+        """Jobs submitted and waiting now."""
+        now = self.env.now
+        return sum(1 for entry in self._pending if entry[0] <= now < entry[1])
+
+    @property
+    def completed(self) -> int:
+        """Jobs finished by now."""
+        self._drain(self.env.now)
+        return self._jobs_done
+
+    @property
+    def completed_units(self) -> int:
+        """Units (bytes, for a disk or link) of the jobs finished by now."""
+        self._drain(self.env.now)
+        return self._units_done
+
+
+class Disk(Timeline):
+    """One drive of *spec* in *env*: a single spindle serving I/Os first come first."""
+
+    __slots__ = ("spec", "failed", "_random_s", "_sequential_s", "_rate")
+
+    def __init__(self, env: simpy.Environment, spec: DiskSpec, name: str = "") -> None:
+        super().__init__(env, name)
+        self.spec = spec
         self.failed = False
-        self.ios = 0
-        """I/Os completed."""
-        self.bytes_moved = 0
-        """Bytes read or written by completed I/Os."""
         self._random_s = positioning_s(spec, sequential=False)
         self._sequential_s = positioning_s(spec, sequential=True)
         self._rate = spec.transfer_bytes_per_s
+
+    @property
+    def spindle(self) -> Disk:
+        """The spindle's statistics (the disk itself: kept for older callers)."""
+        return self
+
+    @property
+    def ios(self) -> int:
+        """I/Os completed by now."""
+        return self.completed
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes read or written by I/Os completed by now."""
+        return self.completed_units
 
     def service_s(self, nbytes: int, sequential: bool = False) -> float:
         """``access_time_s`` of this drive, from precomputed positioning times."""
         positioning = self._sequential_s if sequential else self._random_s
         return positioning + nbytes / self._rate
 
+    def submit(self, nbytes: int, at: float, sequential: bool = False) -> float:
+        """Reserve an I/O of *nbytes* submitted at *at*; return when it completes."""
+        if self.failed:
+            raise RuntimeError(f"disk {self.name or '?'} has failed: no I/O possible")
+        positioning = self._sequential_s if sequential else self._random_s
+        return self.reserve(positioning + nbytes / self._rate, at, nbytes)
+
     def io(
         self, nbytes: int, sequential: bool = False
     ) -> Generator[simpy.Event, object, None]:
         """Read or write *nbytes* (the spindle does not care which); ``yield from``."""
-        if self.failed:
-            raise RuntimeError(f"disk {self.name or '?'} has failed: no I/O possible")
-        grant = self.spindle.acquire()
-        if grant is not None:
-            yield grant
-        yield self.env.timeout(self.service_s(nbytes, sequential))
-        self.spindle.release()
-        self.ios += 1
-        self.bytes_moved += nbytes
+        env = self.env
+        end = self.submit(nbytes, env.now, sequential)
+        yield env.timeout(end - env.now)
 
     def start(self, nbytes: int, sequential: bool, done: Callable[[], object]) -> None:
         """Queue an I/O of *nbytes* now and call ``done()`` when it completes."""
-        if self.failed:
-            raise RuntimeError(f"disk {self.name or '?'} has failed: no I/O possible")
-        service_s = self.service_s(nbytes, sequential)
-        grant = self.spindle.acquire()
-        if grant is None:
-            self._serve(service_s, nbytes, done)
-        else:
-            grant.callbacks.append(
-                lambda _event: self._serve(service_s, nbytes, done)  # type: ignore[union-attr]
-            )
-
-    def _serve(self, service_s: float, nbytes: int, done: Callable[[], object]) -> None:
-        timeout = self.env.timeout(service_s)
-        timeout.callbacks.append(  # type: ignore[union-attr]
-            lambda _event: self._finish(nbytes, done)
+        env = self.env
+        end = self.submit(nbytes, env.now, sequential)
+        env.timeout(end - env.now).callbacks.append(  # type: ignore[union-attr]
+            lambda _event: done()
         )
-
-    def _finish(self, nbytes: int, done: Callable[[], object]) -> None:
-        self.spindle.release()
-        self.ios += 1
-        self.bytes_moved += nbytes
-        done()
 
     @property
     def load(self) -> int:
         """I/Os in service or waiting: how busy the drive is right now."""
-        return self.spindle.busy + self.spindle.queue_length
+        now = self.env.now
+        return sum(1 for entry in self._pending if entry[0] <= now < entry[2])

@@ -4,7 +4,7 @@ Twins one machine of the mail system (the Sun E450, the Dell PE1750, the spamd
 gateway) from its ``HardwareProfile``: a ``Cpu``, named ``Array`` s, a
 ``PageCache`` and a ``Link``. ``Host.execute(work, array)`` is the SimPy side
 of the one contract (DESIGN.md: stages report work, hardware turns work into
-time), in three steps:
+time), in three steps, one after the other:
 
 1. CPU: ``cpu_seconds(work)`` = sum of units x ``profile.cost_s(kind)``, plus
    ``dir_entries_scanned`` x the cost of ``fs.dir_entry`` (defined here), run
@@ -26,6 +26,15 @@ time), in three steps:
    matches).
 3. Network: ``net_bytes`` over the link, then ``net_round_trips`` round trips
    of latency (``twin.hardware.network``).
+
+Every resource books its time when asked (``twin.hardware.disk.Timeline``):
+``complete_at(work, array)`` books the CPU job now, the storage I/Os from the
+CPU's end and the transfer from the storage's end, and returns when the step
+is done; ``execute`` is that plus one ``env.timeout`` (none when nothing
+takes time). The page cache is consulted when the step is booked. Storage
+and network booked ahead of their start are the approximation documented in
+``twin.hardware.disk`` (a request arriving in between cannot overtake them);
+the CPU, booked at arrival, is exact.
 
 A step that touches storage without naming an array uses the host's only array;
 with several it is a ``ValueError``. ``demand(work, array)`` gives the expected
@@ -190,47 +199,57 @@ class Host:
 
     # -- SimPy ---------------------------------------------------------------
 
+    def complete_at(self, work: Work, array: str | None = None) -> float:
+        """Book *work* on this host now; return when it is done (no event)."""
+        t = self.env.now
+        target = self.array(array) if work.touches_storage else None
+        cpu_s = self.cpu_seconds(work)
+        if cpu_s > 0:
+            t = self.cpu.reserve(cpu_s)
+        if target is not None:
+            t = self._storage_at(work, target, t)
+        if work.net_bytes or work.net_round_trips:
+            t = self.link.reserve(work.net_bytes, work.net_round_trips, t)
+        return t
+
     def execute(
         self, work: Work, array: str | None = None
     ) -> Generator[simpy.Event, object, None]:
         """Spend *work* on this host: CPU, then storage, then network."""
-        cpu_s = self.cpu_seconds(work)
-        if cpu_s > 0:
-            yield from self.cpu.run(cpu_s)
-        if work.touches_storage:
-            yield from self._storage(work, self.array(array))
-        if work.net_bytes or work.net_round_trips:
-            yield from self.link.transfer(work.net_bytes, work.net_round_trips)
+        env = self.env
+        end = self.complete_at(work, array)
+        if end > env.now:
+            yield env.timeout(end - env.now)
 
-    def _storage(
-        self, work: Work, target: Array
-    ) -> Generator[simpy.Event, object, None]:
+    def _storage_at(self, work: Work, target: Array, t: float) -> float:
+        """Book the storage of *work* from *t*; return when the step may go on."""
         cache = self.page_cache
         folder = _directory_key(work, self.name)
         if work.dir_entries_scanned:
             missing = cache.read(folder, work.dir_entries_scanned * DIR_ENTRY_BYTES)
             if missing:
-                yield from target.read(folder, missing)
+                t = target.read_at(folder, missing, t)
         for key, nbytes in work.reads:
             missing = cache.read(key, nbytes)
             if missing:
-                yield from target.read(key, missing)
+                t = target.read_at(key, missing, t)
         later: list[tuple[str, int]] = []
         synchronous = work.fsyncs > 0
         for key, nbytes in work.writes:
             cache.write(key, nbytes)
             if synchronous:
-                yield from target.write(key, nbytes)
+                t = target.write_at(key, nbytes, t)
             elif nbytes > 0:
                 later.append((key, nbytes))
         for _ in range(_metadata_writes(work)):
             if synchronous:
-                yield from target.write(folder, METADATA_IO_BYTES)
+                t = target.write_at(folder, METADATA_IO_BYTES, t)
             else:
                 later.append((folder, METADATA_IO_BYTES))
         for key, nbytes in later:
-            target.write_behind(key, nbytes)
+            target.write_behind(key, nbytes, t)
         self.background_writes += len(later)
+        return t
 
 
 def _metadata_writes(work: Work) -> int:

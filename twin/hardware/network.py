@@ -2,9 +2,16 @@
 
 Twins the host's network interface and the LAN behind it as one link of
 ``bandwidth_bytes_per_s`` shared by all of the host's traffic, in and out (one
-``twin.resources.Servers`` of capacity 1: a half-duplex simplification, so
-utilisation counts both directions against one bandwidth; assumption,
-pessimistic for a full-duplex switched port).
+first-come first-served wire: a half-duplex simplification, so utilisation
+counts both directions against one bandwidth; assumption, pessimistic for a
+full-duplex switched port).
+
+The wire is a ``twin.hardware.disk.Timeline``: a transfer's wire interval is
+reserved when it is submitted (``start = max(submit, free_at)``), so a whole
+transfer, transmission and latency, is one SimPy timeout, or none for a
+caller that chains it (``Link.reserve``). The wire's statistics are those of a
+``twin.resources.Servers`` of capacity 1. ``bytes_sent`` and ``round_trips``
+count transfers as they are booked.
 
 A transfer of ``nbytes`` with ``round_trips``:
 
@@ -25,8 +32,8 @@ from collections.abc import Generator
 
 import simpy
 
+from twin.hardware.disk import Timeline
 from twin.hardware.profile import LinkSpec
-from twin.resources import Servers
 
 
 def transmission_s(link: LinkSpec, nbytes: float) -> float:
@@ -51,29 +58,47 @@ def transfer_time_s(link: LinkSpec, nbytes: float, round_trips: int = 0) -> floa
 class Link:
     """The link of *spec* in *env*; ``yield from link.transfer(nbytes, trips)``."""
 
-    __slots__ = ("env", "spec", "name", "wire", "bytes_sent", "round_trips")
+    __slots__ = (
+        "env",
+        "spec",
+        "name",
+        "wire",
+        "bytes_sent",
+        "round_trips",
+        "_rate",
+        "_latency_s",
+    )
 
     def __init__(self, env: simpy.Environment, spec: LinkSpec, name: str = "") -> None:
         self.env = env
         self.spec = spec
         self.name = name
-        self.wire = Servers(env, 1, name)
+        self.wire = Timeline(env, name)
         self.bytes_sent = 0
         self.round_trips = 0
+        self._rate = spec.bandwidth_bytes_per_s
+        self._latency_s = spec.latency_s
+
+    def reserve(
+        self, nbytes: int, round_trips: int = 0, at: float | None = None
+    ) -> float:
+        """Book a transfer submitted at *at* (default now); return when it is done."""
+        if round_trips < 0:
+            raise ValueError(f"round_trips(={round_trips}) must be >= 0")
+        t = self.env.now if at is None else at
+        if nbytes > 0:
+            t = self.wire.reserve(nbytes / self._rate, t, nbytes) + self._latency_s
+            self.bytes_sent += nbytes
+        if round_trips:
+            t += 2.0 * self._latency_s * round_trips
+            self.round_trips += round_trips
+        return t
 
     def transfer(
         self, nbytes: int, round_trips: int = 0
     ) -> Generator[simpy.Event, object, None]:
         """Send *nbytes* and make *round_trips* exchanges."""
-        if nbytes > 0:
-            wire = self.wire
-            grant = wire.acquire()
-            if grant is not None:
-                yield grant
-            yield self.env.timeout(nbytes / self.spec.bandwidth_bytes_per_s)
-            wire.release()
-            self.bytes_sent += nbytes
-        wait = delay_s(self.spec, nbytes, round_trips)
-        self.round_trips += round_trips
-        if wait > 0:
-            yield self.env.timeout(wait)
+        env = self.env
+        end = self.reserve(nbytes, round_trips)
+        if end > env.now:
+            yield env.timeout(end - env.now)
