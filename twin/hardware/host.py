@@ -16,14 +16,15 @@ time), in three steps, one after the other:
    ``fsyncs`` > 0 the writes are synchronous: the process waits for them
    (through the controller cache if the array has one). Without, they are
    written back off the critical path: started at once, nobody waits. Each
-   ``files_created``, ``files_renamed``, ``files_deleted`` and ``locks`` is a
-   small (``METADATA_IO_BYTES``) metadata write to the directory's block
-   (the directory is the folder of the step's first written, else read, file;
-   a step with neither uses one host-wide key),
-   synchronous when ``fsyncs`` > 0 and written back otherwise (assumption:
-   ext3 ordered mode commits the metadata of an fsync'ed file with it; UFS
-   writes directory updates synchronously, which an fsyncing mail store
-   matches).
+   ``files_created``, ``files_renamed`` and ``files_deleted`` dirties one
+   ``METADATA_IO_BYTES`` block, and a step's dirty blocks go to disk together
+   as one journal commit (one positioning, then their bytes) at the
+   directory (the folder of the step's first written, else read, file; a step
+   with neither uses one host-wide key), synchronous when ``fsyncs`` > 0 and
+   written back otherwise (assumption: ext3's journal commits a transaction's
+   metadata in one sequential write, with the fsync'ed file in ordered mode;
+   UFS writes directory updates synchronously, which an fsyncing mail store
+   matches). ``locks`` (fcntl) write nothing.
 3. Network: ``net_bytes`` over the link, then ``net_round_trips`` round trips
    of latency (``twin.hardware.network``).
 
@@ -185,7 +186,7 @@ class Host:
                 seconds += target.write_demand_s(key, nbytes)
             metadata = _metadata_writes(work)
             if metadata:
-                seconds += metadata * target.write_demand_s(folder, METADATA_IO_BYTES)
+                seconds += target.write_demand_s(folder, metadata * METADATA_IO_BYTES)
             result[target.name] = seconds
         result[self.link.name] = transmission_s(self.profile.link, work.net_bytes)
         return result
@@ -241,11 +242,13 @@ class Host:
                 t = target.write_at(key, nbytes, t)
             elif nbytes > 0:
                 later.append((key, nbytes))
-        for _ in range(_metadata_writes(work)):
+        metadata = _metadata_writes(work)
+        if metadata:
+            # one journal commit carries all of a step's directory updates
             if synchronous:
-                t = target.write_at(folder, METADATA_IO_BYTES, t)
+                t = target.write_at(folder, metadata * METADATA_IO_BYTES, t)
             else:
-                later.append((folder, METADATA_IO_BYTES))
+                later.append((folder, metadata * METADATA_IO_BYTES))
         for key, nbytes in later:
             target.write_behind(key, nbytes, t)
         self.background_writes += len(later)
@@ -253,4 +256,5 @@ class Host:
 
 
 def _metadata_writes(work: Work) -> int:
-    return work.files_created + work.files_renamed + work.files_deleted + work.locks
+    """Directory blocks a step dirties; fcntl locks write nothing to disk."""
+    return work.files_created + work.files_renamed + work.files_deleted
