@@ -6,6 +6,7 @@ Commands:
   twin validate SCENARIO [--set K=V ...]
   twin estimate SCENARIO [--set K=V ...]
   twin list
+  twin compare RUN_DIR... [--metric NAME ...] [--markdown]
   twin score [--json] [--rules DIR] [--bayes-db FILE] FILE...
   twin learn --spam DIR [--spam DIR ...] --ham DIR [--ham DIR ...] [--db FILE]
   twin scan [--db DIR] FILE...
@@ -138,6 +139,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from twin.report.compare import compare
+
+    metrics = args.metric or None
+    for line in compare([Path(p) for p in args.runs], metrics, args.markdown):
+        print(line)
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from twin.stages.spamassassin.commands import score_files
 
@@ -227,6 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list the scenarios by name")
     listing.set_defaults(handler=cmd_list)
+
+    comparing = commands.add_parser(
+        "compare", help="summary metrics of run folders side by side"
+    )
+    comparing.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    comparing.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help="a metric to show (repeatable; default: headline)",
+    )
+    comparing.add_argument("--markdown", action="store_true", help="a Markdown table")
+    comparing.set_defaults(handler=cmd_compare)
 
     score = commands.add_parser(
         "score", help="score messages like 'spamassassin -t' (SpamAssassin rules)"

@@ -1,1 +1,1 @@
-"""twin.report."""
+"""Reports: tables and comparisons of run folders."""
