@@ -80,28 +80,51 @@ _SKIP_HEADERS = frozenset(
 )
 
 
-def _words(text: bytes, body: bool) -> list[bytes]:
+def _token_words(token: bytes, body: bool) -> tuple[bytes, ...]:
+    """The Bayes tokens one whitespace-separated word yields."""
     out: list[bytes] = []
+    token = token.strip(_TRIM)
+    if len(token) < 3 or _STOP.match(token):
+        return ()
+    if body:
+        if b"@" in token[1:-1]:
+            user, _, domain = token.rpartition(b"@")
+            out.append(b"U:" + user)
+            out.append(b"D:" + domain)
+        elif _URIISH.search(token):
+            out.append(b"UD:" + token)
+            bit = token
+            while b"." in bit[1:]:
+                bit = bit.split(b".", 1)[1]
+                if bit:
+                    out.append(b"UD:" + bit)
+    if len(token) > MAX_TOKEN_LENGTH and b"*" not in token:
+        token = b"sk:" + token[:7]
+    out.append(token)
+    return tuple(out)
+
+
+# Twin speed-up: a word's tokens depend on the word alone, so they are kept
+# (per body/header kind) for the words seen most recently.
+_WORD_CACHE: tuple[dict[bytes, tuple[bytes, ...]], dict[bytes, tuple[bytes, ...]]] = (
+    {},
+    {},
+)
+_WORD_CACHE_SIZE = 200_000
+
+
+def _words(text: bytes, body: bool) -> set[bytes]:
+    """The unique Bayes tokens of a text."""
+    cache = _WORD_CACHE[body]
+    if len(cache) > _WORD_CACHE_SIZE:
+        cache.clear()
+    out: set[bytes] = set()
     text = _DOTS.sub(rb"\1 \2 \3", _BODY_STRIP.sub(b" ", text))
-    for token in text.split():
-        token = token.strip(_TRIM)
-        if len(token) < 3 or _STOP.match(token):
-            continue
-        if body:
-            if b"@" in token[1:-1]:
-                user, _, domain = token.rpartition(b"@")
-                out.append(b"U:" + user)
-                out.append(b"D:" + domain)
-            elif _URIISH.search(token):
-                out.append(b"UD:" + token)
-                bit = token
-                while b"." in bit[1:]:
-                    bit = bit.split(b".", 1)[1]
-                    if bit:
-                        out.append(b"UD:" + bit)
-        if len(token) > MAX_TOKEN_LENGTH and b"*" not in token:
-            token = b"sk:" + token[:7]
-        out.append(token)
+    for word in set(text.split()):
+        found = cache.get(word)
+        if found is None:
+            found = cache[word] = _token_words(word, body)
+        out.update(found)
     return out
 
 
@@ -109,15 +132,15 @@ def tokenize(
     msg: ParsedMessage, ignore_headers: frozenset[bytes] = frozenset()
 ) -> set[bytes]:
     """The message's unique Bayes tokens."""
-    tokens: set[bytes] = set()
-    for line in msg.body_lines[1:]:
-        tokens.update(_words(line, body=True))
+    # Paragraphs end in a newline, which the tokenizer turns into a space, so
+    # the body is tokenized in one piece.
+    tokens = _words(b"".join(msg.body_lines[1:]), body=True)
     for name, value in msg.headers:
         key = name.lower()
         if key in _SKIP_HEADERS or key in ignore_headers:
             continue
         prefix = b"H" + name + b":"
-        tokens.update(prefix + w for w in _words(value, body=False))
+        tokens.update([prefix + w for w in _words(value, body=False)])
     return tokens
 
 

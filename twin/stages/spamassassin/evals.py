@@ -20,7 +20,7 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twin.stages.spamassassin.message import ParsedMessage
 
@@ -36,6 +36,8 @@ class Scan:
     rules_evaluated: int = 0
     regex_bytes: int = 0
     prefilter_checks: int = 0
+    # Values several eval tests share (computed once per message).
+    memo: dict[str, object] = field(default_factory=dict)
 
 
 _KNOWN_TAGS = frozenset(
@@ -109,11 +111,17 @@ def _received_time(msg: ParsedMessage) -> float | None:
 
 def check_for_shifted_date(scan: Scan, low: str, high: str) -> bool:
     """DATE_IN_PAST/FUTURE_xx: Date: minus the first Received: date, in hours."""
-    date = _header_time(scan.msg.header("Date"))
-    received = _received_time(scan.msg)
-    if date is None or received is None:
+    memo = scan.memo
+    if "date_shift" not in memo:
+        date = _header_time(scan.msg.header("Date"))
+        received = _received_time(scan.msg)
+        memo["date_shift"] = (
+            None if date is None or received is None else date - received
+        )
+    shift = memo["date_shift"]
+    if shift is None:
         return False
-    return _in_range((date - received) / 3600.0, low, high)
+    return _in_range(shift / 3600.0, low, high)  # type: ignore[operator]
 
 
 def check_for_missing_to_header(scan: Scan) -> bool:

@@ -21,7 +21,15 @@ paragraphs holding them.  Rules without such a literal run once over the whole
 body, and line by line only when the match would cross a paragraph, the rule is
 anchored or counts multiple hits (SpamAssassin matches body rules per
 paragraph).  Meta rules are re-evaluated only when one of their inputs differs
-from the all-rules-missed baseline.
+from the all-rules-missed baseline (reached by propagation from the hits).
+
+Twin speed-ups that change no outcome (``prefilter``): each body/rawbody rule
+also has a pattern for ASCII text and one for ASCII text without HTML
+entities (branches that need other octets removed), and necessary checks
+(literal sets, a lower-cased skeleton pattern) that skip the regex when it
+cannot match; header rules know whether they match an empty value and a few
+literals a value must hold.  The work counted is that of the engine described
+above, whatever the speed-ups skip.
 
 It counts, into the scan, rules evaluated, literal prefilter checks and bytes
 scanned by regexes.
@@ -33,6 +41,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from itertools import accumulate
 
 from twin.stages.spamassassin import evals
@@ -43,6 +52,15 @@ from twin.stages.spamassassin.perlre import (
     PerlRegexError,
     compile_perl,
     split_delimited,
+)
+from twin.stages.spamassassin.prefilter import (
+    ENTITY,
+    LiteralCheck,
+    RuleFilter,
+    TextView,
+    TrigramIndex,
+    header_literals,
+    rule_filter,
 )
 
 try:  # the regex parser: used only to find literals for the prefilter
@@ -76,6 +94,14 @@ class RegexRule:
     header: str = ""
     negate: bool = False
     if_unset: bytes | None = None
+    # Twin speed-ups (prefilter): per kind of text, an equivalent pattern and
+    # necessary literal checks; and a check for ``literals``.
+    filter: RuleFilter | None = None
+    literal_check: LiteralCheck | None = None
+    # Header rules: does the pattern match an empty value; a few literals
+    # (lower-cased) one of which the value must hold for a match, or ().
+    matches_empty: bool = False
+    header_literals: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -114,6 +140,11 @@ class RuleSet:
     baseline_hits: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
+    trigrams: TrigramIndex = field(default_factory=TrigramIndex)
+    # For the metas: rule name -> indexes of the metas reading it; the metas
+    # with a non-zero baseline, as (index, name, baseline).
+    _readers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _baseline_order: list[tuple[int, str, float]] = field(default_factory=list)
 
     @property
     def rule_count(self) -> int:
@@ -132,6 +163,7 @@ class RuleSet:
         """Evaluate every active rule on the scan's message; return hit counts."""
         hits: dict[str, float] = {}
         msg = scan.msg
+        lowered: dict[bytes, bytes] = {}
         for rule in self.header_rules:
             scan.rules_evaluated += 1
             if isinstance(rule, EvalRule):
@@ -143,7 +175,20 @@ class RuleSet:
             if hval is None:
                 hval = rule.if_unset if rule.if_unset is not None else b""
             scan.regex_bytes += len(hval)
-            found = rule.regex.search(hval) is not None
+            if not hval:
+                found = rule.matches_empty
+            elif rule.header_literals:
+                lower = lowered.get(hval)
+                if lower is None:
+                    lower = lowered[hval] = hval.lower()
+                for literal in rule.header_literals:
+                    if literal in lower:
+                        found = rule.regex.search(hval) is not None
+                        break
+                else:
+                    found = False
+            else:
+                found = rule.regex.search(hval) is not None
             if found != rule.negate:
                 hits[rule.name] = 1.0
         for rule in self.mimeheader_rules:
@@ -192,15 +237,20 @@ class RuleSet:
         if not rules:
             return
         text = b"".join(lines)
-        lower = text.lower()
+        view = TextView(text, self.trigrams)
+        lower = view.lower
         starts: list[int] | None = None
         size = len(text)
+        found = view.found
         for rule in rules:
             scan.rules_evaluated += 1
             literals = rule.literals
             if literals is None:
                 scan.regex_bytes += size
-                match = rule.regex.search(text)
+                regex = rule.filter.pattern_for(view)  # type: ignore[union-attr]
+                if regex is None:
+                    continue
+                match = regex.search(text)
                 if match is None:
                     continue
                 start, end = match.span()
@@ -214,44 +264,99 @@ class RuleSet:
                 candidates = lines
             else:
                 scan.prefilter_checks += len(literals)
-                for literal in literals:
-                    if literal in lower:
-                        break
-                else:
+                if not rule.literal_check.present(view):  # type: ignore[union-attr]
                     continue
                 # Only paragraphs holding a literal can match: scan just those.
                 if starts is None:
                     starts = list(accumulate((len(line) for line in lines), initial=0))
                 chosen: set[int] = set()
                 for literal in literals:
-                    pos = lower.find(literal)
-                    while pos >= 0:
-                        index = bisect_right(starts, pos) - 1
-                        chosen.add(index)
-                        pos = lower.find(literal, starts[index + 1])
+                    held = found.get(literal)
+                    if held is None:
+                        held = found[literal] = _paragraphs(lower, literal, starts)
+                    chosen.update(held)  # type: ignore[arg-type]
                 candidates = [lines[i] for i in sorted(chosen)]
+                if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
+                    scan.regex_bytes += sum(map(len, candidates))
+                    continue
             count = 0
+            maxhits = rule.maxhits
+            levels = rule.filter.levels  # type: ignore[union-attr]
+            level = view.level
             for line in candidates:
                 scan.regex_bytes += len(line)
-                count += _count(rule.regex, line, rule.maxhits - count)
-                if count >= rule.maxhits:
+                if level == 2:
+                    regex = levels[2][0]
+                elif level == 0 and not line.isascii():
+                    regex = levels[0][0]
+                else:
+                    regex = levels[1 if ENTITY.search(line) else 2][0]
+                if regex is None:
+                    continue
+                count += _count(regex, line, maxhits - count)
+                if count >= maxhits:
                     break
             if count:
                 hits[rule.name] = float(count)
 
     def _metas(self, scan: evals.Scan, hits: dict[str, float]) -> None:
-        changed = set(hits)
-        for rule in self.metas:
-            if changed.isdisjoint(rule.deps):
-                if rule.baseline:
-                    hits[rule.name] = rule.baseline
-                continue
-            scan.rules_evaluated += 1
-            value = rule.expression.evaluate(hits)
+        """Evaluate the metas some of whose inputs differ from the baseline.
+
+        Same outcome as walking every meta in order: a meta whose inputs all
+        keep their baseline value keeps its baseline value; only metas reached
+        from a hit (through metas whose value changed) are evaluated, in order.
+        """
+        metas = self.metas
+        readers = self._readers
+        values = dict(self.baseline_hits)
+        values.update(hits)
+        queue: list[int] = []
+        queued: set[int] = set()
+        for name in hits:
+            for index in readers.get(name, ()):
+                if index not in queued:
+                    queued.add(index)
+                    heappush(queue, index)
+        evaluated: list[tuple[int, float]] = []
+        while queue:
+            index = heappop(queue)
+            rule = metas[index]
+            value = rule.expression.evaluate(values)
+            value = float(value) if value else 0.0
+            evaluated.append((index, value))
             if value:
-                hits[rule.name] = float(value)
-            if (value or 0.0) != rule.baseline:
-                changed.add(rule.name)
+                values[rule.name] = value
+            else:
+                values.pop(rule.name, None)
+            if value != rule.baseline:
+                for reader in readers.get(rule.name, ()):
+                    if reader not in queued:
+                        queued.add(reader)
+                        heappush(queue, reader)
+        scan.rules_evaluated += len(evaluated)
+        # Hits in meta order: evaluated values, else baselines.
+        baselines = self._baseline_order
+        if not evaluated:
+            for _index, name, value in baselines:
+                hits[name] = value
+            return
+        done = dict(evaluated)
+        for index in sorted(done.keys() | {i for i, _n, _v in baselines}):
+            value = done.get(index)
+            if value is None:
+                value = metas[index].baseline
+            if value:
+                hits[metas[index].name] = value
+
+def _paragraphs(lower: bytes, literal: bytes, starts: list[int]) -> tuple[int, ...]:
+    """Indexes of the paragraphs where ``literal`` starts (once per paragraph)."""
+    chosen = []
+    pos = lower.find(literal)
+    while pos >= 0:
+        index = bisect_right(starts, pos) - 1
+        chosen.append(index)
+        pos = lower.find(literal, starts[index + 1])
+    return tuple(chosen)
 
 
 def _count(regex: re.Pattern[bytes], text: bytes, limit: int) -> int:
@@ -351,7 +456,9 @@ def _maxhits(flags: frozenset[str]) -> int:
     return 1000 if "multiple" in flags else 1
 
 
-def _regex_rule(name: str, kind: str, text: str, config: Config) -> RegexRule:
+def _regex_rule(
+    name: str, kind: str, text: str, config: Config, index: TrigramIndex
+) -> RegexRule:
     if name in config.replace_rules:
         text = _expand_tags(text, config)
     header, negate, if_unset = "", False, None
@@ -368,11 +475,20 @@ def _regex_rule(name: str, kind: str, text: str, config: Config) -> RegexRule:
             raise PerlRegexError(f"unexpected text after regex: {rest!r}")
         if_unset = unset.group(1).encode("latin-1")
     regex = compile_perl(pattern, modifiers)
+    literals = required_literals(regex) if kind in ("body", "rawbody") else None
+    literal_check = None
+    if literals:
+        literal_check = LiteralCheck(literals)
+        index.add(literal_check.trigrams)
     return RegexRule(
         name=name,
         kind=kind,
         regex=regex,
-        literals=required_literals(regex) if kind in ("body", "rawbody") else None,
+        literals=literals,
+        filter=rule_filter(regex, index) if kind in ("body", "rawbody") else None,
+        literal_check=literal_check,
+        matches_empty=regex.search(b"") is not None,
+        header_literals=header_literals(regex) if kind == "header" else (),
         anchored=bool(_ANCHOR.search(pattern)),
         maxhits=_maxhits(config.tflags.get(name, frozenset())),
         header=header,
@@ -442,7 +558,7 @@ def compile_rules(config: Config) -> RuleSet:
             )
             continue
         try:
-            compiled = _regex_rule(name, rule.kind, rule.text, config)
+            compiled = _regex_rule(name, rule.kind, rule.text, config, rules.trigrams)
         except PerlRegexError as exc:
             rules.skipped[name] = f"regex not translatable: {exc}"
             continue
@@ -496,3 +612,10 @@ def _order_metas(
             baseline[name] = value
         rules.metas.append(MetaRule(name, expression, expression.names, value))
     rules.baseline_hits = baseline
+    readers: dict[str, list[int]] = {}
+    for index, meta in enumerate(rules.metas):
+        for dep in meta.deps:
+            readers.setdefault(dep, []).append(index)
+        if meta.baseline:
+            rules._baseline_order.append((index, meta.name, meta.baseline))
+    rules._readers = {name: tuple(indexes) for name, indexes in readers.items()}
