@@ -85,7 +85,7 @@ def test_factors_are_necessary_and_selective():
 
 
 def test_header_literals():
-    assert header_literals(re.compile(rb"bounce|daemon")) == (b"daemon", b"bounce")
+    assert header_literals(re.compile(rb"bounce|daemon")) == (b"bounce", b"daemon")
     assert header_literals(re.compile(rb"^\S+$")) == ()
 
 

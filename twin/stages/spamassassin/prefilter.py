@@ -968,5 +968,5 @@ def header_literals(regex: re.Pattern[bytes], most: int = 6) -> tuple[bytes, ...
         return ()
     for factor in factors:
         if len(factor) <= most and all(factor) and _presence(factor) < _USEFUL:
-            return tuple(sorted(factor, key=len, reverse=True))
+            return tuple(sorted(factor, key=lambda item: (-len(item), item)))
     return ()
