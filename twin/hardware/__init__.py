@@ -10,7 +10,10 @@
 - ``network``: a link with bandwidth and latency.
 - ``host``: a whole host; ``Host.execute(work, array)`` spends a stage's work.
 
-Everything queueing is a ``twin.resources.Servers`` (or summed over several),
+CPU threads, spindles and links are ``twin.hardware.disk.Timeline`` s: FCFS
+servers that book each job's completion time when it is submitted, so a step
+costs one SimPy timeout however many I/Os it does, and that keep the same
+books as ``twin.resources.Servers`` (busy and queue integrals, queue maximum),
 so utilisation and queue length are measured uniformly. Nothing is re-exported
 here: import from the modules.
 """

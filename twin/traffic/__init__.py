@@ -11,7 +11,10 @@ Modules, in the order data flows through them:
   Postfix before 2.4, sendmail, retrying spamware);
 - ``workload``: ``TrafficSettings``, ``MessageSpec`` and ``generate``, the
   lazy, hour-by-hour stream of legit, spam and outbound message specs;
-- ``message``: ``render``, the RFC 822 bytes of a spec for the real stages.
+- ``message``: ``render``, the RFC 822 bytes of a spec for the real stages;
+- ``infect``: a zipped EICAR attachment for viral mail;
+- ``users``, ``client``, ``mailboxes``: users reading mail (session arrivals,
+  scripted IMAP/POP3 clients driving the real servers, initial mailboxes).
 
 Everything here imports only the standard library, numpy and this package;
 randomness comes only from the Generators the caller passes. Nothing is
