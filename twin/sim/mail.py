@@ -446,7 +446,8 @@ class MailModel:
             talk += len(message) / side.client_bandwidth
         yield env.timeout(talk)
         work = result.work
-        if self.directory_host != host_name and result.directory_work.cpu:
+        if result.directory_work.cpu:
+            # the lookups run in the directory (slapd, or getpwnam in smtpd)
             yield from self._run(
                 "directory", self.directory_host, result.directory_work
             )
