@@ -449,7 +449,10 @@ class MailModel:
         if result.directory_work.cpu:
             # the lookups run in the directory (slapd, or getpwnam in smtpd)
             yield from self._run(
-                "directory", self.directory_host, result.directory_work
+                "directory",
+                self.directory_host,
+                result.directory_work,
+                self._array(self.directory_host, None, first=True),
             )
             work = work - result.directory_work
         accepted = result.data_reply is not None and result.data_reply.startswith("250")
