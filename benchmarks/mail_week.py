@@ -131,7 +131,10 @@ def main() -> int:
         help="also run this many times the traffic (e.g. 10)",
     )
     args = parser.parse_args()
-    base = [f"duration={args.duration}"]
+    from twin.units import parse_duration
+
+    seconds = parse_duration(args.duration)
+    base = [f"duration={seconds}s", f"warmup={seconds / 7}s"]
     with tempfile.TemporaryDirectory(
         dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
     ) as tmp:
