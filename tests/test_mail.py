@@ -203,3 +203,51 @@ def test_resources_and_utilisation_are_reported(dell):
     assert {"mail.users", "gateway.cpu", "spamd.spamd"} <= set(resources.resource)
     manifest = json.loads((dell.path / "manifest.json").read_text())
     assert manifest["kind"] == "mail" and manifest["status"] == "complete"
+
+
+def test_content_filters_and_spf_on_the_gateway(dell, tmp_path):
+    """Viruses are blocked, spam tagged against ground truth, forged senders fail."""
+    scenario = load_scenario(
+        ROOT / "ece-2007-dell.yaml",
+        [
+            *SHORT,
+            "duration=4h",
+            "pipeline.spf={on: gateway}",
+            "pipeline.antivirus={on: gateway}",
+            "pipeline.spamfilter={on: gateway}",
+            "traffic.inbound.virus_share=0.2",
+        ],
+    )
+    run = run_scenario(scenario, tmp_path / "filters", quiet=True)
+    s = run.summary
+    assert s["messages.lost"] == 0
+    assert s["virus.blocked"] > 0
+    assert s["filter.scanned"] == (
+        s["filter.spam_tagged"]
+        + s["filter.spam_missed"]
+        + s["filter.ham_tagged"]
+        + s["filter.ham_passed"]
+    )
+    assert s["filter.catch_rate"] > 0.5
+    assert s["spf.fail"] > 0 and s["spf.pass"] > 0
+    jobs = pd.read_parquet(run.path / "jobs.parquet")
+    blocked = jobs[jobs.outcome == "blocked"]
+    assert len(blocked) == s["virus.blocked"]
+    assert blocked.virus.all() and blocked.is_spam.all()
+    assert not (blocked["deliver.visits"] > 0).any()
+    # legitimate senders' mail passes SPF: no legit message is rejected by it
+    legit = jobs[(jobs["class"] == "legit")]
+    assert (legit.outcome != "rejected").all()
+    store = run.path / "store"
+    tagged = scanned = 0
+    for user_dir in (p for p in store.iterdir() if p.is_dir()):
+        box = mailbox.Maildir(user_dir / "Maildir", factory=None, create=False)
+        for key in box.keys():
+            message = email.message_from_bytes(box.get_bytes(key))
+            if message["X-Spam-Status"] is None:
+                continue  # users' own mail to each other is not filtered
+            scanned += 1
+            is_tagged = str(message["Subject"]).startswith("***SPAM***")
+            assert is_tagged == (message["X-Spam-Flag"] == "YES")
+            tagged += is_tagged
+    assert tagged > 0 and scanned > tagged

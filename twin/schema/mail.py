@@ -113,6 +113,17 @@ class SubmissionSpec(Strict):
     client_bandwidth: Bandwidth = 256 * 1024.0  # assumption: 2 Mbit/s
 
 
+class SpfSpec(Strict):
+    """SPF check_host (RFC 7208) of each inbound MAIL FROM, at the MX."""
+
+    on: str
+    enabled: bool = True
+    fail: Literal["reject", "accept"] = "reject"
+    """What to do with an SPF fail: reject it (550) or accept it."""
+    dns_latency: Duration = 0.05
+    """One DNS round trip to the senders' name servers (assumption)."""
+
+
 class AntivirusSpec(Strict):
     """ClamAV-compatible scanning of every accepted message (clamd)."""
 
@@ -188,6 +199,7 @@ class Pipeline(Strict):
 
     greylist: GreylistSpec | None = None
     smtp: SmtpSpec
+    spf: SpfSpec | None = None
     antivirus: AntivirusSpec | None = None
     spamfilter: SpamFilterSpec | None = None
     ocr: OcrSpec | None = None
@@ -221,6 +233,10 @@ class InboundTraffic(Strict):
     spam_dictionary_share: Probability = 0.03
     spam_greytrap_share: Probability = 0.01
     spam_relay_share: Probability = 0.01
+    spf_publish_share: Probability = 0.25
+    """Share of legitimate senders' domains publishing SPF (assumption, 2007)."""
+    spf_hardfail_share: Probability = 0.5
+    """Of those, the share ending in -all rather than ~all (assumption)."""
     virus_share: Probability = 0.005
     """Share of inbound spam carrying a virus in a zip attachment (assumption:
     under 1 % of 2007 mail was viral)."""
@@ -315,10 +331,18 @@ def mail_references(model: MailScenario, locator) -> list:
         placed(("pipeline", "greylist"), pipeline.greylist.on)
     placed(("pipeline", "smtp"), pipeline.smtp.on, pipeline.smtp.queue_array)
     placed(("pipeline", "deliver"), pipeline.deliver.on, pipeline.deliver.array)
-    for name in ("antivirus", "spamfilter", "ocr"):
+    for name in ("spf", "antivirus", "spamfilter", "ocr"):
         stage = getattr(pipeline, name)
         if stage is not None:
             placed(("pipeline", name), stage.on)
+    if pipeline.spf is not None and pipeline.spf.on != pipeline.smtp.on:
+        problems.append(
+            locator.problem(
+                ("pipeline", "spf", "on"),
+                f"SPF is checked by the MX's smtpd: put it on "
+                f"{pipeline.smtp.on!r} (pipeline.smtp.on), not {pipeline.spf.on!r}",
+            )
+        )
     filters = {
         getattr(pipeline, n).on
         for n in ("antivirus", "spamfilter", "ocr")

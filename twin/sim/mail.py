@@ -225,6 +225,8 @@ class MailModel:
         self.in_queue = {name: 0 for name in self.stages.queues}
         self.in_queue_max = dict(self.in_queue)
         self.warm_marks: dict[str, tuple[float, int]] = {}
+        self.spf_results: dict[str, int] = {}
+        """SPF results by code, over inbound attempts that reached the MX."""
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""
 
@@ -423,6 +425,14 @@ class MailModel:
         if grant is not None:
             yield grant
         start = env.now
+        if inbound and self.stages.spf is not None:
+            refused = yield from self._spf(spec, host_name)
+            if refused:
+                # smtpd answers MAIL FROM with 550 and the client leaves
+                yield env.timeout(side.client_rtt * 3)
+                pool.release()
+                record.visit(SMTP, queued, start, env.now)
+                return None
         message = render(spec, self.stages.population, self.render_rng)
         if inbound and self._viral(spec):
             message = infect(message)
@@ -558,6 +568,20 @@ class MailModel:
             work = scanner.refresh(self.env.now)
             array = self._array(self.filter_host, None, first=True)
             yield from self._run("antivirus", self.filter_host, work, array)
+
+    def _spf(self, spec: MessageSpec, host_name: str):
+        """check_host of the MAIL FROM; True when policy refuses the message."""
+        env = self.env
+        result = self.stages.spf.check(spec.client_ip, spec.sender, spec.helo, env.now)
+        code = result.code.value
+        self.spf_results[code] = self.spf_results.get(code, 0) + 1
+        latency = self.scenario.pipeline.spf.dns_latency
+        work = result.work
+        wait = result.wait_s + latency * work.net_round_trips
+        yield from self._run("spf", host_name, work)
+        if wait > 0:
+            yield env.timeout(wait)
+        return code == "fail" and self.scenario.pipeline.spf.fail == "reject"
 
     def _count_dialogue(self, result: SmtpResult) -> None:
         counters = self.counters
@@ -765,6 +789,17 @@ class MailModel:
                 summary[f"queue.{name}.max"] = float(most)
         for host, most in self.in_queue_max.items():
             summary[f"queue.{host}.mailq.max"] = float(most)
+        if self.stages.spf is not None:
+            for code in (
+                "none",
+                "neutral",
+                "pass",
+                "fail",
+                "softfail",
+                "temperror",
+                "permerror",
+            ):
+                summary[f"spf.{code}"] = float(self.spf_results.get(code, 0))
         for (host_name, stage), seconds in sorted(self.cpu_seconds.items()):
             summary[f"cpu.{host_name}.{stage}.seconds"] = seconds
         for name, host in self.hosts.items():

@@ -174,6 +174,27 @@ def content_filters(model: MailScenario):
     return scanner, spamfilter, ocr
 
 
+def spf_checker(model: MailScenario, population: Population, seed: int):
+    """SPF over a modelled DNS of the senders' zones, or None."""
+    spec = model.pipeline.spf
+    if spec is None or not spec.enabled:
+        return None
+    from twin.stages.dns import Dns
+    from twin.stages.spf import SpfChecker, SpfSettings
+    from twin.traffic.dnszones import sender_zones
+
+    inbound = model.traffic.inbound
+    # a fresh set of streams: the zones rebuild the workload's MTA pool
+    zones = sender_zones(
+        traffic_settings(model),
+        population,
+        Streams(seed),
+        inbound.spf_publish_share,
+        inbound.spf_hardfail_share,
+    )
+    return SpfChecker(Dns(zones), SpfSettings(receiver=model.hostname))
+
+
 @dataclass
 class MailStages:
     """The real stage objects of one run."""
@@ -188,6 +209,7 @@ class MailStages:
     scanner: object = None
     spamfilter: object = None
     ocr: object = None
+    spf: object = None
 
 
 def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailStages:
@@ -244,6 +266,7 @@ def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailSta
         scanner,
         spamfilter,
         ocr,
+        spf_checker(model, population, streams.seed),
     )
 
 
