@@ -40,6 +40,9 @@ from twin.traffic.workload import generate
 
 SAMPLE = 1500
 """Messages of the workload run through the stages for the estimate."""
+FILTER_EVERY = 5
+"""One accepted inbound message in this many goes through the content filters
+(they are slow); its demand counts for all of them."""
 DIALOGUE_COMMANDS = 5
 
 
@@ -85,6 +88,15 @@ def estimate_mail(model: MailScenario) -> Estimate:
         grey = stages.greylist
         grey_spec = pipeline.greylist
         rng = streams("traffic.render")
+        filter_host = next(
+            (
+                stage.on
+                for stage in (pipeline.antivirus, pipeline.spamfilter, pipeline.ocr)
+                if stage is not None and stage.enabled
+            ),
+            None,
+        )
+        filtered = 0
         specs = generate(settings, stages.population, model.duration, streams)
         for spec in itertools.islice(specs, SAMPLE):
             kind = spec.kind
@@ -128,9 +140,22 @@ def estimate_mail(model: MailScenario) -> Estimate:
                 talk += len(message) / side.client_bandwidth
             pool = f"{mx}.smtpd" if inbound else f"{submit}.submission"
             demand[kind][pool] += talk
+            if inbound and stages.spf is not None:
+                checked = stages.spf.check(
+                    spec.client_ip, spec.sender, spec.helo, spec.arrival_s
+                )
+                charge(kind, at, checked.work)
             charge(kind, at, result.work, queue_array[at])
             if not accepted:
                 continue
+            if inbound and filter_host is not None:
+                filtered += 1
+                if filtered % FILTER_EVERY == 0:  # a sample, weighted back up
+                    for work in _filter_work(stages, result.message, spec):
+                        for _ in range(FILTER_EVERY):
+                            charge(kind, filter_host, work)
+                        busy = hosts[filter_host].cpu_seconds(work) * FILTER_EVERY
+                        demand[kind][f"{filter_host}.amavisd"] += busy
             entry = stages.queues[at].enqueue(
                 result.queue_id, result.message, spec.arrival_s
             )
@@ -181,6 +206,23 @@ def estimate_mail(model: MailScenario) -> Estimate:
     return result
 
 
+def _filter_work(stages, message: bytes, spec) -> list:
+    """The work of the content filters (scan, score, OCR) on one message."""
+    steps = []
+    if stages.scanner is not None:
+        steps.append(stages.scanner.scan(message, spec.arrival_s).work)
+    score = 0.0
+    if stages.spamfilter is not None:
+        result = stages.spamfilter.check(
+            message, spec.arrival_s, spec.sender, spec.client_ip
+        )
+        steps.append(result.work)
+        score, message = result.score, result.message
+    if stages.ocr is not None:
+        steps.append(stages.ocr.check(message, spec.arrival_s, score).work)
+    return steps
+
+
 def _capacities(hosts: dict[str, Host], model: MailScenario) -> dict[str, float]:
     capacity: dict[str, float] = {}
     for name, host in hosts.items():
@@ -192,5 +234,12 @@ def _capacities(hosts: dict[str, Host], model: MailScenario) -> dict[str, float]
         grey = model.pipeline.greylist
         capacity[f"{grey.on}.spamd"] = float(grey.max_connections)
     capacity[f"{model.pipeline.smtp.on}.smtpd"] = float(model.pipeline.smtp.processes)
+    for stage in (
+        model.pipeline.antivirus,
+        model.pipeline.spamfilter,
+        model.pipeline.ocr,
+    ):
+        if stage is not None:
+            capacity[f"{stage.on}.amavisd"] = float(model.pipeline.filter_children)
     capacity[f"{submission_host(model)}.submission"] = float(model.submission.processes)
     return capacity
