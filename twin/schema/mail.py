@@ -255,6 +255,10 @@ class Users(Strict):
 
 
 class Traffic(Strict):
+    corpus: str | None = None
+    """A folder of real messages to use as content instead of the generator:
+    sub-folders named *spam* and *ham* (the SpamAssassin public corpus fits).
+    The workload still decides who sends what, when, to whom."""
     inbound: InboundTraffic = Field(default_factory=InboundTraffic)
     outbound: OutboundTraffic = Field(default_factory=OutboundTraffic)
     users: Users = Field(default_factory=Users)
@@ -386,6 +390,13 @@ def mail_references(model: MailScenario, locator) -> list:
                 f"duration {model.duration:g}s (shorten it)",
             )
         )
+    if model.traffic.corpus is not None:
+        from twin.traffic.corpus import Corpus
+
+        try:
+            Corpus(model.traffic.corpus)
+        except ValueError as exc:
+            problems.append(locator.problem(("traffic", "corpus"), str(exc)))
     if not problems:
         try:
             traffic_settings(model)

@@ -48,6 +48,7 @@ from twin.sim.streams import Streams
 from twin.stages.greylist import GreylistDecision
 from twin.stages.smtp import RcptStatus, SmtpResult
 from twin.stages.work import Work
+from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
 from twin.traffic.message import render
 from twin.traffic.workload import MessageSpec, generate
@@ -214,6 +215,11 @@ class MailModel:
             else None
         )
         self.render_rng = streams("traffic.render")
+        self.corpus = (
+            Corpus(scenario.traffic.corpus, scenario.seed)
+            if scenario.traffic.corpus
+            else None
+        )
         self.tls_rng = streams("smtp.tls")
         self.remote_rng = streams("queue.remote")
         self.counters = MailCounters()
@@ -433,7 +439,10 @@ class MailModel:
                 pool.release()
                 record.visit(SMTP, queued, start, env.now)
                 return None
-        message = render(spec, self.stages.population, self.render_rng)
+        if self.corpus is not None:
+            message = self.corpus.message(spec.is_spam, spec.msg_id)
+        else:
+            message = render(spec, self.stages.population, self.render_rng)
         if inbound and self._viral(spec):
             message = infect(message)
             record.virus = True
