@@ -251,3 +251,28 @@ def test_content_filters_and_spf_on_the_gateway(dell, tmp_path):
             assert is_tagged == (message["X-Spam-Flag"] == "YES")
             tagged += is_tagged
     assert tagged > 0 and scanned > tagged
+
+
+def test_ocr_reads_image_spam_and_costs_the_gateway(tmp_path):
+    quick = [
+        *SHORT,
+        "duration=2h",
+        "warmup=30m",
+        "pipeline.spamfilter.enabled=false",
+        "pipeline.antivirus.enabled=false",
+        "pipeline.spf.enabled=false",
+    ]
+    on = run_scenario(
+        load_scenario(ROOT / "ocr-impact.yaml", quick), tmp_path / "on", quiet=True
+    ).summary
+    off = run_scenario(
+        load_scenario(ROOT / "ocr-impact.yaml", [*quick, "pipeline.ocr.enabled=false"]),
+        tmp_path / "off",
+        quiet=True,
+    ).summary
+    assert on["ocr.images"] > 0 and on["ocr.flagged"] > 0
+    assert on["cpu.gateway.ocr.seconds"] > 0
+    assert off["ocr.images"] == 0 and "cpu.gateway.ocr.seconds" not in off
+    # the same mail was offered to both; OCR tags image spam the text filter misses
+    assert on["messages.offered"] == off["messages.offered"]
+    assert on["filter.spam_tagged"] > off["filter.spam_tagged"]

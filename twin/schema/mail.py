@@ -237,6 +237,12 @@ class InboundTraffic(Strict):
     """Share of legitimate senders' domains publishing SPF (assumption, 2007)."""
     spf_hardfail_share: Probability = 0.5
     """Of those, the share ending in -all rather than ~all (assumption)."""
+    image_spam_share: Probability = 0.0
+    """Share of inbound spam that is image spam: the text in GIF/PNG/JPEG
+    attachments (FuzzyOCR's target; it peaked at a third of spam in early 2007,
+    assumption). Drawn per message; made with Pillow."""
+    legit_image_share: Probability = 0.0
+    """Share of legitimate inbound mail carrying a photo or logo."""
     virus_share: Probability = 0.005
     """Share of inbound spam carrying a virus in a zip attachment (assumption:
     under 1 % of 2007 mail was viral)."""

@@ -33,6 +33,7 @@ import os
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import simpy
 
@@ -439,7 +440,10 @@ class MailModel:
                 pool.release()
                 record.visit(SMTP, queued, start, env.now)
                 return None
-        if self.corpus is not None:
+        image = inbound and self._with_image(spec)
+        if image:
+            message = image
+        elif self.corpus is not None:
             message = self.corpus.message(spec.is_spam, spec.msg_id)
         else:
             message = render(spec, self.stages.population, self.render_rng)
@@ -494,6 +498,21 @@ class MailModel:
         self.counters.accepted += 1
         record.accepted = len(result.accepted_recipients)
         return result
+
+    def _with_image(self, spec: MessageSpec) -> bytes | None:
+        """Image spam (or a legit message with a picture) for *spec*, if drawn."""
+        inbound = self.scenario.traffic.inbound
+        share = inbound.image_spam_share if spec.is_spam else inbound.legit_image_share
+        if share <= 0:
+            return None
+        key = f"{self.scenario.seed}:image:{spec.msg_id}".encode()
+        if zlib.crc32(key) / 2**32 >= share:
+            return None
+        from twin.stages.ocr.imagespam import legit_message, spam_message
+
+        rng = np.random.default_rng([self.scenario.seed, spec.msg_id, 0x1A6E])
+        made = spam_message(rng) if spec.is_spam else legit_message(rng)
+        return made.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
     def _viral(self, spec: MessageSpec) -> bool:
         """Whether inbound spam *spec* carries a virus (a draw keyed by its id)."""
