@@ -189,6 +189,31 @@ class QueueSpec(Strict):
     remote_bandwidth: Bandwidth = 256 * 1024.0
 
 
+class AccessSpec(Strict):
+    """Users reading mail with real IMAP4rev1 / POP3 servers over the store.
+
+    The server follows the store: Cyrus (index and cache files) on maildir,
+    UW IMAP and QPopper on mbox. Defaults of the reading model are in
+    ``twin.traffic.users.ReadingSettings``; the common ones are here."""
+
+    on: str | None = None
+    """The host serving the mailboxes (default: the delivering host)."""
+    enabled: bool = True
+    mailbox_scale: float = Field(default=0.01, gt=0, le=1)
+    """Messages already in the mailboxes at the start, as a share of the
+    reading model's full-size mailboxes (median 800 messages; 1.0 is ~85 GB for
+    1,400 users: keep it small on a laptop)."""
+    imap_share: Probability = 0.8
+    idle_share: Probability = 0.2
+    imap_poll_interval: PositiveDuration = 600.0  # Thunderbird: every 10 minutes
+    pop3_poll_interval: PositiveDuration = 1800.0  # Outlook Express: 30 minutes
+    flag_sync_messages: int = Field(default=0, ge=0)
+    """IMAP clients re-read the flags of at most this many known messages per
+    poll (0: all, as Thunderbird 2 did)."""
+    client_rtt: Duration = 0.005
+    """Round trip between a reader's client and the server (campus LAN)."""
+
+
 class DirectorySpec(Strict):
     kind: Literal["passwd", "ldap"] = "ldap"
     on: str
@@ -287,6 +312,7 @@ class MailScenario(Strict):
     submission: SubmissionSpec = Field(default_factory=SubmissionSpec)
     queue: QueueSpec = Field(default_factory=QueueSpec)
     directory: DirectorySpec
+    access: AccessSpec | None = None
     traffic: Traffic = Field(default_factory=Traffic)
     output: Output = Field(default_factory=Output)
 
@@ -379,6 +405,8 @@ def mail_references(model: MailScenario, locator) -> list:
             )
     placed(("submission",), model.submission.on)
     placed(("directory",), model.directory.on)
+    if model.access is not None:
+        placed(("access",), model.access.on)
     mix = model.traffic.inbound.legit_retry_mix
     total = mix.postfix_2_4 + mix.postfix_pre_2_4 + mix.sendmail
     if abs(total - 1) > 1e-9:

@@ -41,7 +41,12 @@ from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
-from twin.sim.mailsetup import build_stages, submission_host, traffic_settings
+from twin.sim.mailsetup import (
+    EPOCH_S,
+    build_stages,
+    submission_host,
+    traffic_settings,
+)
 from twin.sim.mailstats import Latencies, MailCounters, utilisation
 from twin.sim.recorder import NullWriter, TableWriter, schema_with
 from twin.sim.stats import BatchClock
@@ -232,6 +237,25 @@ class MailModel:
         self.in_queue = {name: 0 for name in self.stages.queues}
         self.in_queue_max = dict(self.in_queue)
         self.warm_marks: dict[str, tuple[float, int]] = {}
+        self.access = None
+        if scenario.access is not None and scenario.access.enabled:
+            from twin.sim.access import AccessLoad
+
+            access_host = scenario.access.on or self.box_host
+            self.access = AccessLoad(
+                env,
+                scenario,
+                self.stages,
+                streams,
+                folder,
+                access_host,
+                self._array(
+                    access_host,
+                    pipeline.deliver.array if access_host == self.box_host else None,
+                    first=False,
+                ),
+                self._run,
+            )
         self.spf_results: dict[str, int] = {}
         """SPF results by code, over inbound attempts that reached the MX."""
         self.cpu_seconds: dict[tuple[str, str], float] = {}
@@ -267,6 +291,8 @@ class MailModel:
 
     def start(self) -> None:
         self.env.process(self._source())
+        if self.access is not None:
+            self.access.start(EPOCH_S)
         if self.stages.scanner is not None:
             self.env.process(self._refresh_signatures())
         self.env.process(self._mark_warmup())
@@ -817,6 +843,8 @@ class MailModel:
                 summary[f"queue.{name}.max"] = float(most)
         for host, most in self.in_queue_max.items():
             summary[f"queue.{host}.mailq.max"] = float(most)
+        if self.access is not None:
+            summary.update(self.access.metrics())
         if self.stages.spf is not None:
             for code in (
                 "none",

@@ -1,0 +1,52 @@
+"""Users reading mail inside the twin: real IMAP/POP3 sessions, mbox vs maildir."""
+
+import mailbox
+from pathlib import Path
+
+import pytest
+
+from twin.scenario import load_scenario
+from twin.sim.run import run_scenario
+
+ROOT = Path(__file__).parent.parent / "scenarios"
+READING = ["duration=14h", "warmup=8h", "traffic.users.inboxes=30",
+           "access={mailbox_scale: 0.01}", "output.batches=5"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("access")
+    return {
+        name: run_scenario(load_scenario(ROOT / f"{name}.yaml", READING),
+                           folder / name, quiet=True)
+        for name in ("ece-2004-sun", "ece-2007-dell")
+    }
+
+
+def test_sessions_run_without_failures_on_both_stores(runs):
+    sun, dell = runs["ece-2004-sun"].summary, runs["ece-2007-dell"].summary
+    assert sun["access.sessions"] == dell["access.sessions"] > 100
+    assert sun["access.failures"] == dell["access.failures"] == 0
+    assert sun["messages.lost"] == dell["messages.lost"] == 0
+    assert sun["access.messages_read"] > 0 and dell["access.bytes_fetched"] > 0
+
+
+def test_uw_imap_on_mbox_costs_more_than_cyrus_on_maildir(runs):
+    """UW IMAP parses the whole mbox at SELECT; Cyrus reads its index."""
+    sun, dell = runs["ece-2004-sun"].summary, runs["ece-2007-dell"].summary
+    assert sun["latency.imap.select.p95"] > 5 * dell["latency.imap.select.p95"]
+    assert sun["cpu.mail.imap.seconds"] > 20 * dell["cpu.mail.imap.seconds"]
+
+
+def test_stores_stay_readable_after_the_sessions(runs):
+    store = runs["ece-2007-dell"].path / "store"
+    users = [p for p in store.iterdir() if p.is_dir() and (p / "Maildir").is_dir()]
+    assert len(users) == 30
+    for user in users[:10]:
+        box = mailbox.Maildir(user / "Maildir", factory=None, create=False)
+        for key in list(box.keys())[:20]:
+            assert box.get_bytes(key)
+    store = runs["ece-2004-sun"].path / "store"
+    spools = [p for p in store.iterdir() if p.is_file() and not p.name.startswith(".")]
+    for spool in spools[:10]:
+        assert len(mailbox.mbox(spool, create=False)) >= 0

@@ -1,0 +1,166 @@
+"""Users reading mail in the twin: real IMAP/POP3 sessions over the run's store.
+
+At the start the store is filled with the users' existing mailboxes
+(``twin.traffic.mailboxes.populate``: real files, ``access.mailbox_scale`` of
+full size). Then every client session of the reading model
+(``twin.traffic.users.session_arrivals``) is played by the scripted client
+(``twin.traffic.client.run_session``) against the real server session in
+process -- Cyrus on maildir, UW IMAP / QPopper on mbox -- at its simulated
+start time, and each command's reported work is spent on the serving host's
+CPU and mailbox array, with the client's round trip between commands. A
+command's response time runs from sending it to its last byte of reply.
+
+Metrics: ``access.sessions``, ``access.sessions.imap``, ``access.sessions.pop3``,
+``access.failures``, ``access.messages_read``, ``access.bytes_fetched``,
+``latency.imap.<command>.{mean,p50,p95,p99}`` and
+``latency.pop3.<command>...`` per command class, ``latency.pop3.session...``
+and ``latency.imap.session...`` (whole sessions), all after the warm-up;
+``access.mailbox_messages`` and ``access.mailbox_bytes`` at the start.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import simpy
+
+from twin.access.auth import CredentialsFile
+from twin.access.cyrusstore import CyrusBackend
+from twin.access.imap import ImapSession
+from twin.access.mboxstore import MboxBackend
+from twin.access.pop3 import Pop3Session
+from twin.schema.mail import MailScenario
+from twin.traffic.client import ClientState, run_session
+from twin.traffic.mailboxes import populate
+from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
+
+
+def reading_settings(scenario: MailScenario) -> ReadingSettings:
+    spec = scenario.access
+    return ReadingSettings(
+        mailbox_scale=spec.mailbox_scale,
+        imap_share=spec.imap_share,
+        idle_share=spec.idle_share,
+        imap_poll_interval_s=spec.imap_poll_interval,
+        pop3_poll_interval_s=spec.pop3_poll_interval,
+        flag_sync_messages=spec.flag_sync_messages,
+    )
+
+
+class AccessLoad:
+    """The reading load of one run; *run* spends work as ``MailModel._run``."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        scenario: MailScenario,
+        stages,
+        streams,
+        folder,
+        host: str,
+        array_name: str,
+        run,
+    ) -> None:
+        self.env = env
+        self.scenario = scenario
+        self.host = host
+        self.array = array_name
+        self.run = run
+        self.settings = reading_settings(scenario)
+        self.epoch = None
+        population = stages.population
+        self.profiles = draw_profiles(
+            self.settings, population, streams("access.profiles")
+        )
+        fmt = scenario.pipeline.deliver.format
+        stats = populate(
+            stages.store_root,
+            fmt,
+            population,
+            self.settings,
+            streams("access.mailboxes"),
+            profiles=self.profiles,
+        )
+        self.stats = stats
+        self.states = [ClientState(known) for known in stats.known_messages]
+        self.backend = (
+            CyrusBackend(stages.store_root)
+            if fmt == "maildir"
+            else MboxBackend(stages.store_root)
+        )
+        self.directory = CredentialsFile(folder / "credentials.csv")
+        self.population = population
+        self.streams = streams
+        self.warmup = scenario.warmup
+        self.latencies: dict[str, array] = {}
+        self.sessions = {"imap": 0, "pop3": 0}
+        self.failures = 0
+        self.messages_read = 0
+        self.bytes_fetched = 0
+
+    def start(self, epoch_s: float) -> None:
+        self.epoch = epoch_s
+        self.env.process(self._source())
+
+    def _source(self):
+        env = self.env
+        specs = session_arrivals(
+            self.settings,
+            self.population,
+            self.scenario.duration,
+            self.streams("access.sessions"),
+            profiles=self.profiles,
+        )
+        for spec in specs:
+            delay = spec.start_s - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            env.process(self._session(spec))
+
+    def _note(self, name: str, seconds: float) -> None:
+        values = self.latencies.get(name)
+        if values is None:
+            values = self.latencies[name] = array("d")
+        values.append(seconds)
+
+    def _session(self, spec):
+        env = self.env
+        started = env.now
+        kind = ImapSession if spec.protocol == "imap" else Pop3Session
+        epoch = self.epoch
+        session = kind(self.backend, self.directory, now_fn=lambda: epoch + env.now)
+        outcome = run_session(spec, session, state=self.states[spec.user_index])
+        self.sessions[spec.protocol] += 1
+        self.failures += bool(outcome.failure)
+        self.messages_read += outcome.messages_read
+        self.bytes_fetched += outcome.bytes_fetched
+        rtt = self.scenario.access.client_rtt
+        measured = started >= self.warmup
+        for name, work in outcome.commands:
+            sent = env.now
+            yield from self.run(spec.protocol, self.host, work, self.array)
+            yield env.timeout(rtt)
+            if measured:
+                self._note(f"latency.{spec.protocol}.{name}", env.now - sent)
+        if measured:
+            self._note(f"latency.{spec.protocol}.session", env.now - started)
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "access.sessions": float(sum(self.sessions.values())),
+            "access.sessions.imap": float(self.sessions["imap"]),
+            "access.sessions.pop3": float(self.sessions["pop3"]),
+            "access.failures": float(self.failures),
+            "access.messages_read": float(self.messages_read),
+            "access.bytes_fetched": float(self.bytes_fetched),
+            "access.mailbox_messages": float(self.stats.messages),
+            "access.mailbox_bytes": float(self.stats.message_bytes),
+        }
+        for name, values in sorted(self.latencies.items()):
+            data = np.frombuffer(values, dtype=float)
+            out[f"{name}.mean"] = float(data.mean())
+            for label, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+                out[f"{name}.{label}"] = float(np.percentile(data, q))
+            out[f"{name}.count"] = float(len(data))
+        return out
