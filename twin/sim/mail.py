@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import simpy
 
@@ -41,6 +39,17 @@ from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
+from twin.sim.gateway import Gateway
+from twin.sim.mailrecord import (
+    DELIVER,
+    GREYLIST,
+    JOB_COLUMNS,
+    RELAY,
+    REMOTE,
+    SMTP,
+    STATIONS,
+    MessageRecord,
+)
 from twin.sim.mailsetup import (
     EPOCH_S,
     build_stages,
@@ -57,28 +66,7 @@ from twin.stages.work import Work
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
 from twin.traffic.message import render
-from twin.traffic.workload import MessageSpec, generate
-
-STATIONS = ("greylist", "smtp", "filter", "relay", "deliver", "remote")
-GREYLIST, SMTP, FILTER, RELAY, DELIVER, REMOTE = range(len(STATIONS))
-
-JOB_COLUMNS = (
-    ("job_id", pa.int64()),
-    ("class", pa.string()),
-    ("aim", pa.string()),
-    ("is_spam", pa.bool_()),
-    ("arrival", pa.float64()),
-    ("departure", pa.float64()),
-    ("response", pa.float64()),
-    ("outcome", pa.string()),
-    ("attempts", pa.int32()),
-    ("recipients", pa.int32()),
-    ("accepted_recipients", pa.int32()),
-    ("size_bytes", pa.int64()),
-    ("latency", pa.float64()),
-    ("virus", pa.bool_()),
-    ("filter_verdict", pa.string()),
-)
+from twin.traffic.workload import generate
 
 LOCAL_AGENTS = 20
 """Concurrent local deliveries (Postfix default_destination_concurrency_limit)."""
@@ -101,64 +89,6 @@ def _handover_work(size: int) -> Work:
             "smtp.byte": size,
         }
     )
-
-
-class _Record:
-    """What happened to one message, for its row in jobs.parquet."""
-
-    __slots__ = (
-        "virus",
-        "verdict",
-        "spec",
-        "outcome",
-        "attempts",
-        "accepted",
-        "latency",
-        "times",
-        "departure",
-    )
-
-    def __init__(self, spec: MessageSpec) -> None:
-        self.spec = spec
-        self.virus = False
-        self.verdict = ""
-        self.outcome = "in_progress"
-        self.attempts = 0
-        self.accepted = 0
-        self.latency = math.nan
-        self.departure = math.nan
-        self.times = [math.nan, math.nan, 0.0, 0] * len(STATIONS)
-
-    def visit(self, station: int, queued: float, start: float, end: float) -> None:
-        base = 4 * station
-        times = self.times
-        if times[base + 3] == 0:
-            times[base] = start
-        times[base + 1] = end
-        times[base + 2] += start - queued
-        times[base + 3] += 1
-
-    def row(self) -> tuple:
-        spec = self.spec
-        response = self.departure - spec.arrival_s
-        return (
-            spec.msg_id,
-            spec.kind,
-            spec.aim,
-            spec.is_spam,
-            spec.arrival_s,
-            self.departure,
-            response,
-            self.outcome,
-            self.attempts,
-            len(spec.recipients),
-            self.accepted,
-            spec.size_bytes,
-            self.latency,
-            self.virus,
-            self.verdict,
-            *self.times,
-        )
 
 
 class MailModel:
@@ -209,17 +139,6 @@ class MailModel:
         self.local = Servers(env, LOCAL_AGENTS, f"{self.box_host}.local")
         self.relay = Servers(env, RELAY_AGENTS, f"{self.mx_host}.relay")
         self.smtp_out = Servers(env, SMTP_AGENTS, f"{self.submit_host}.smtp")
-        filters = [
-            stage
-            for stage in (pipeline.antivirus, pipeline.spamfilter, pipeline.ocr)
-            if stage is not None and stage.enabled
-        ]
-        self.filter_host = filters[0].on if filters else None
-        self.filters = (
-            Servers(env, pipeline.filter_children, f"{self.filter_host}.amavisd")
-            if self.filter_host
-            else None
-        )
         self.render_rng = streams("traffic.render")
         self.corpus = (
             Corpus(scenario.traffic.corpus, scenario.seed)
@@ -233,7 +152,7 @@ class MailModel:
             scenario.warmup, scenario.duration, scenario.output.batches
         )
         self.latencies = Latencies(self.clock)
-        self.live: dict[int, _Record] = {}
+        self.live: dict[int, MessageRecord] = {}
         self.in_queue = {name: 0 for name in self.stages.queues}
         self.in_queue_max = dict(self.in_queue)
         self.warm_marks: dict[str, tuple[float, int]] = {}
@@ -256,10 +175,9 @@ class MailModel:
                 ),
                 self._run,
             )
-        self.spf_results: dict[str, int] = {}
-        """SPF results by code, over inbound attempts that reached the MX."""
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""
+        self.gateway = Gateway(self)
 
     # -- construction --------------------------------------------------------
 
@@ -278,7 +196,7 @@ class MailModel:
         for host in self.hosts.values():
             found.extend(host.monitors())
         pools = [
-            self.filters,
+            self.gateway.filters,
             self.spamd,
             self.smtpd,
             self.submitd,
@@ -293,8 +211,7 @@ class MailModel:
         self.env.process(self._source())
         if self.access is not None:
             self.access.start(EPOCH_S)
-        if self.stages.scanner is not None:
-            self.env.process(self._refresh_signatures())
+        self.gateway.start()
         self.env.process(self._mark_warmup())
 
     def _mark_warmup(self):
@@ -322,7 +239,7 @@ class MailModel:
             else:
                 counters.offered_inbound += 1
                 counters.offered_spam += spec.is_spam
-            record = _Record(spec)
+            record = MessageRecord(spec)
             self.live[spec.msg_id] = record
             if spec.kind == "outbound":
                 env.process(self._outbound(record))
@@ -331,13 +248,13 @@ class MailModel:
 
     # -- the life of a message -----------------------------------------------
 
-    def _finish(self, record: _Record, outcome: str) -> None:
+    def _finish(self, record: MessageRecord, outcome: str) -> None:
         record.outcome = outcome
         record.departure = self.env.now
         del self.live[record.spec.msg_id]
         self.jobs.append(record.row())
 
-    def _inbound(self, record: _Record):
+    def _inbound(self, record: MessageRecord):
         spec = record.spec
         env = self.env
         counters = self.counters
@@ -375,13 +292,13 @@ class MailModel:
         else:
             counters.inbound_ham_accepted += 1
         data = result.message
-        if self.filter_host is not None:
-            data = yield from self._content_filter(record, result)
+        if self.gateway.filter_host is not None:
+            data = yield from self.gateway.content_filter(record, result)
             if data is None:
                 return
         yield from self._after_acceptance(record, result, self.mx_host, data)
 
-    def _outbound(self, record: _Record):
+    def _outbound(self, record: MessageRecord):
         record.attempts = 1
         self.counters.attempts += 1
         result = yield from self._receive(record, inbound=False)
@@ -392,7 +309,7 @@ class MailModel:
         self.counters.outbound_accepted += 1
         yield from self._after_acceptance(record, result, self.submit_host)
 
-    def _greylist(self, record: _Record):
+    def _greylist(self, record: MessageRecord):
         """Run spamd's check; hold a connection while it stutters the client."""
         env = self.env
         spec = record.spec
@@ -439,7 +356,7 @@ class MailModel:
             counters.greylist_blacklisted += 1
         return decision
 
-    def _receive(self, record: _Record, *, inbound: bool):
+    def _receive(self, record: MessageRecord, *, inbound: bool):
         """An SMTP dialogue with the client; the accepted result, or None."""
         env = self.env
         spec = record.spec
@@ -459,21 +376,21 @@ class MailModel:
             yield grant
         start = env.now
         if inbound and self.stages.spf is not None:
-            refused = yield from self._spf(spec, host_name)
+            refused = yield from self.gateway.spf(spec, host_name)
             if refused:
                 # smtpd answers MAIL FROM with 550 and the client leaves
                 yield env.timeout(side.client_rtt * 3)
                 pool.release()
                 record.visit(SMTP, queued, start, env.now)
                 return None
-        image = inbound and self._with_image(spec)
+        image = inbound and self.gateway.with_image(spec)
         if image:
             message = image
         elif self.corpus is not None:
             message = self.corpus.message(spec.is_spam, spec.msg_id)
         else:
             message = render(spec, self.stages.population, self.render_rng)
-        if inbound and self._viral(spec):
+        if inbound and self.gateway.viral(spec):
             message = infect(message)
             record.virus = True
         queue_id = f"M{spec.msg_id:08X}"
@@ -525,118 +442,6 @@ class MailModel:
         record.accepted = len(result.accepted_recipients)
         return result
 
-    def _with_image(self, spec: MessageSpec) -> bytes | None:
-        """Image spam (or a legit message with a picture) for *spec*, if drawn."""
-        inbound = self.scenario.traffic.inbound
-        share = inbound.image_spam_share if spec.is_spam else inbound.legit_image_share
-        if share <= 0:
-            return None
-        key = f"{self.scenario.seed}:image:{spec.msg_id}".encode()
-        if zlib.crc32(key) / 2**32 >= share:
-            return None
-        from twin.stages.ocr.imagespam import legit_message, spam_message
-
-        rng = np.random.default_rng([self.scenario.seed, spec.msg_id, 0x1A6E])
-        made = spam_message(rng) if spec.is_spam else legit_message(rng)
-        return made.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-    def _viral(self, spec: MessageSpec) -> bool:
-        """Whether inbound spam *spec* carries a virus (a draw keyed by its id)."""
-        share = self.scenario.traffic.inbound.virus_share
-        if not spec.is_spam or share <= 0:
-            return False
-        key = f"{self.scenario.seed}:virus:{spec.msg_id}".encode()
-        return zlib.crc32(key) / 2**32 < share
-
-    def _content_filter(self, record: _Record, result: SmtpResult):
-        """amavisd: scan, score and OCR a queued message; its new bytes or None."""
-        env = self.env
-        stages = self.stages
-        counters = self.counters
-        host = self.filter_host
-        spec = record.spec
-        queued = env.now
-        grant = self.filters.acquire()
-        if grant is not None:
-            yield grant
-        start = env.now
-        data = result.message
-        if host != self.mx_host:
-            yield from self._run("relay", self.mx_host, Work(net_bytes=len(data)))
-        if stages.scanner is not None:
-            scan = stages.scanner.scan(data, env.now)
-            counters.virus_scanned += 1
-            yield from self._run("antivirus", host, scan.work)
-            if scan.decision.name == "INFECTED":
-                counters.virus_blocked += 1
-                done = stages.queues[self.mx_host].delivered(result.queue_id, env.now)
-                self._queued(self.mx_host, -1)
-                yield from self._run(
-                    "queue", self.mx_host, done, self.queue_array[self.mx_host]
-                )
-                self.filters.release()
-                record.visit(FILTER, queued, start, env.now)
-                record.verdict = "virus"
-                self._finish(record, "blocked")
-                return None
-        score = 0.0
-        tagged = False
-        if stages.spamfilter is not None:
-            checked = stages.spamfilter.check(
-                data, env.now, spec.sender, spec.client_ip
-            )
-            yield from self._run("spamfilter", host, checked.work)
-            score = checked.score
-            tagged = checked.decision.name == "SPAM"
-            data = checked.message
-        if stages.ocr is not None:
-            read = stages.ocr.check(data, env.now, score)
-            yield from self._run("ocr", host, read.work)
-            counters.ocr_images += read.work.cpu.get("ocr.image", 0)
-            if any(hit[0] == "FUZZY_OCR_KNOWN_HASH" for hit in read.hits):
-                counters.ocr_hash_hits += 1
-            if read.decision.name == "SPAM":
-                counters.ocr_flagged += 1
-                score += read.score
-                spamfilter = self.scenario.pipeline.spamfilter
-                required = spamfilter.required_score if spamfilter else 5.0
-                tagged = tagged or score >= required
-        self.filters.release()
-        record.visit(FILTER, queued, start, env.now)
-        counters.filter_scanned += 1
-        if spec.is_spam:
-            counters.spam_tagged += tagged
-            counters.spam_missed += not tagged
-        else:
-            counters.ham_tagged += tagged
-            counters.ham_passed += not tagged
-        record.verdict = "spam" if tagged else "ham"
-        return data
-
-    def _refresh_signatures(self):
-        """freshclam and clamd's reload, every refresh interval."""
-        scanner = self.stages.scanner
-        interval = scanner.settings.refresh_interval_s
-        while True:
-            yield self.env.timeout(interval)
-            work = scanner.refresh(self.env.now)
-            array = self._array(self.filter_host, None, first=True)
-            yield from self._run("antivirus", self.filter_host, work, array)
-
-    def _spf(self, spec: MessageSpec, host_name: str):
-        """check_host of the MAIL FROM; True when policy refuses the message."""
-        env = self.env
-        result = self.stages.spf.check(spec.client_ip, spec.sender, spec.helo, env.now)
-        code = result.code.value
-        self.spf_results[code] = self.spf_results.get(code, 0) + 1
-        latency = self.scenario.pipeline.spf.dns_latency
-        work = result.work
-        wait = result.wait_s + latency * work.net_round_trips
-        yield from self._run("spf", host_name, work)
-        if wait > 0:
-            yield env.timeout(wait)
-        return code == "fail" and self.scenario.pipeline.spf.fail == "reject"
-
     def _count_dialogue(self, result: SmtpResult) -> None:
         counters = self.counters
         counters.relay_denied += result.relay_denied
@@ -663,7 +468,11 @@ class MailModel:
         yield from target.execute(work, array)
 
     def _after_acceptance(
-        self, record: _Record, result: SmtpResult, at: str, data: bytes | None = None
+        self,
+        record: MessageRecord,
+        result: SmtpResult,
+        at: str,
+        data: bytes | None = None,
     ):
         """Deliver an accepted message locally and remotely; finish its record."""
         local_users = []
@@ -700,7 +509,9 @@ class MailModel:
             self.counters.bounced += 1
             self._finish(record, "bounced")
 
-    def _hand_over(self, record: _Record, queue_id: str, data: bytes, source: str):
+    def _hand_over(
+        self, record: MessageRecord, queue_id: str, data: bytes, source: str
+    ):
         """The MX's smtp client passes the message to the mailbox host."""
         env = self.env
         queued = env.now
@@ -729,7 +540,7 @@ class MailModel:
         self.relay.release()
         record.visit(RELAY, queued, start, env.now)
 
-    def _deliver_local(self, record: _Record, user: str, data: bytes):
+    def _deliver_local(self, record: MessageRecord, user: str, data: bytes):
         env = self.env
         queued = env.now
         grant = self.local.acquire()
@@ -748,7 +559,7 @@ class MailModel:
 
     def _deliver_remote(
         self,
-        record: _Record,
+        record: MessageRecord,
         queue_id: str,
         data: bytes,
         holder: str,
@@ -845,17 +656,7 @@ class MailModel:
             summary[f"queue.{host}.mailq.max"] = float(most)
         if self.access is not None:
             summary.update(self.access.metrics())
-        if self.stages.spf is not None:
-            for code in (
-                "none",
-                "neutral",
-                "pass",
-                "fail",
-                "softfail",
-                "temperror",
-                "permerror",
-            ):
-                summary[f"spf.{code}"] = float(self.spf_results.get(code, 0))
+        summary.update(self.gateway.metrics())
         for (host_name, stage), seconds in sorted(self.cpu_seconds.items()):
             summary[f"cpu.{host_name}.{stage}.seconds"] = seconds
         for name, host in self.hosts.items():

@@ -90,9 +90,13 @@ class NullWriter:
 class ResourceSampler:
     """One row per monitored resource every *interval*, and one at the end."""
 
-    def __init__(self, env: simpy.Environment,
-                 monitors: Sequence[tuple[str, Monitored]], interval: float,
-                 writer: TableWriter | NullWriter) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        monitors: Sequence[tuple[str, Monitored]],
+        interval: float,
+        writer: TableWriter | NullWriter,
+    ) -> None:
         self.env = env
         self.monitors = list(monitors)
         self.interval = interval
@@ -118,7 +122,8 @@ class ResourceSampler:
             if resource.queue_length > self.maxima[name]:
                 self.maxima[name] = resource.queue_length
             self.writer.append(
-                (now, name, utilization, resource.queue_length, resource.busy))
+                (now, name, utilization, resource.queue_length, resource.busy)
+            )
         self.last = now
 
     def process(self):
