@@ -39,13 +39,11 @@ from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
+from twin.sim.delivery import DIALOGUE_COMMANDS, Delivery
 from twin.sim.gateway import Gateway
 from twin.sim.mailrecord import (
-    DELIVER,
     GREYLIST,
     JOB_COLUMNS,
-    RELAY,
-    REMOTE,
     SMTP,
     STATIONS,
     MessageRecord,
@@ -61,34 +59,12 @@ from twin.sim.recorder import NullWriter, TableWriter, schema_with
 from twin.sim.stats import BatchClock
 from twin.sim.streams import Streams
 from twin.stages.greylist import GreylistDecision
-from twin.stages.smtp import RcptStatus, SmtpResult
+from twin.stages.smtp import SmtpResult
 from twin.stages.work import Work
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
 from twin.traffic.message import render
 from twin.traffic.workload import generate
-
-LOCAL_AGENTS = 20
-"""Concurrent local deliveries (Postfix default_destination_concurrency_limit)."""
-SMTP_AGENTS = 100
-"""Concurrent smtp client processes (Postfix default_process_limit)."""
-RELAY_AGENTS = 20
-"""Concurrent deliveries from the MX to the mailbox host (one destination:
-default_destination_concurrency_limit)."""
-DIALOGUE_COMMANDS = 5
-"""Round trips of a minimal SMTP dialogue besides RCPT: greeting, EHLO, MAIL,
-DATA, end of data (QUIT is not waited for)."""
-
-
-def _handover_work(size: int) -> Work:
-    """CPU of one side of an SMTP hand-over of *size* bytes between our hosts."""
-    return Work(
-        cpu={
-            "smtp.session": 1,
-            "smtp.command": DIALOGUE_COMMANDS + 1,
-            "smtp.byte": size,
-        }
-    )
 
 
 class MailModel:
@@ -136,9 +112,6 @@ class MailModel:
         self.submitd = Servers(
             env, scenario.submission.processes, f"{self.submit_host}.submission"
         )
-        self.local = Servers(env, LOCAL_AGENTS, f"{self.box_host}.local")
-        self.relay = Servers(env, RELAY_AGENTS, f"{self.mx_host}.relay")
-        self.smtp_out = Servers(env, SMTP_AGENTS, f"{self.submit_host}.smtp")
         self.render_rng = streams("traffic.render")
         self.corpus = (
             Corpus(scenario.traffic.corpus, scenario.seed)
@@ -178,6 +151,7 @@ class MailModel:
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""
         self.gateway = Gateway(self)
+        self.delivery = Delivery(self)
 
     # -- construction --------------------------------------------------------
 
@@ -200,9 +174,7 @@ class MailModel:
             self.spamd,
             self.smtpd,
             self.submitd,
-            self.local,
-            self.relay,
-            self.smtp_out,
+            *self.delivery.pools(),
         ]
         found.extend((pool.name, pool) for pool in pools if pool is not None)
         return found
@@ -296,7 +268,7 @@ class MailModel:
             data = yield from self.gateway.content_filter(record, result)
             if data is None:
                 return
-        yield from self._after_acceptance(record, result, self.mx_host, data)
+        yield from self.delivery.after_acceptance(record, result, self.mx_host, data)
 
     def _outbound(self, record: MessageRecord):
         record.attempts = 1
@@ -307,7 +279,7 @@ class MailModel:
             self._finish(record, "rejected")
             return
         self.counters.outbound_accepted += 1
-        yield from self._after_acceptance(record, result, self.submit_host)
+        yield from self.delivery.after_acceptance(record, result, self.submit_host)
 
     def _greylist(self, record: MessageRecord):
         """Run spamd's check; hold a connection while it stutters the client."""
@@ -466,155 +438,6 @@ class MailModel:
             work
         )
         yield from target.execute(work, array)
-
-    def _after_acceptance(
-        self,
-        record: MessageRecord,
-        result: SmtpResult,
-        at: str,
-        data: bytes | None = None,
-    ):
-        """Deliver an accepted message locally and remotely; finish its record."""
-        local_users = []
-        remote = []
-        for outcome in result.recipients:
-            if outcome.status is RcptStatus.ACCEPTED:
-                if outcome.local_user:
-                    local_users.append(outcome.local_user)
-                else:
-                    remote.append(outcome.resolved or outcome.address)
-        data = result.message if data is None else data
-        queue_id = result.queue_id
-        holder = at
-        if local_users and at != self.box_host:
-            yield from self._hand_over(record, queue_id, data, at)
-            holder = self.box_host
-        for user in local_users:
-            yield from self._deliver_local(record, user, data)
-        bounced = False
-        if remote:
-            bounced = yield from self._deliver_remote(
-                record, queue_id, data, holder, len(remote)
-            )
-        if not bounced:
-            queue = self.stages.queues[holder]
-            work = queue.delivered(queue_id, self.env.now)
-            self._queued(holder, -1)
-            yield from self._run("queue", holder, work, self.queue_array[holder])
-            self.counters.delivered += 1
-            record.latency = self.env.now - record.spec.arrival_s
-            self.latencies.add(record.spec.arrival_s, record.latency)
-            self._finish(record, "delivered")
-        else:
-            self.counters.bounced += 1
-            self._finish(record, "bounced")
-
-    def _hand_over(
-        self, record: MessageRecord, queue_id: str, data: bytes, source: str
-    ):
-        """The MX's smtp client passes the message to the mailbox host."""
-        env = self.env
-        queued = env.now
-        grant = self.relay.acquire()
-        if grant is not None:
-            yield grant
-        start = env.now
-        size = len(data)
-        side = _handover_work(size)
-        yield from self._run(
-            "relay",
-            source,
-            Work(cpu=side.cpu, net_bytes=size, net_round_trips=DIALOGUE_COMMANDS),
-        )
-        yield from self._run("smtp", self.box_host, side)
-        entry = self.stages.queues[self.box_host].enqueue(
-            queue_id, data, env.now, record.spec.sender, record.spec.recipients
-        )
-        self._queued(self.box_host, +1)
-        yield from self._run(
-            "queue", self.box_host, entry.work, self.queue_array[self.box_host]
-        )
-        done = self.stages.queues[source].delivered(queue_id, env.now)
-        self._queued(source, -1)
-        yield from self._run("queue", source, done, self.queue_array[source])
-        self.relay.release()
-        record.visit(RELAY, queued, start, env.now)
-
-    def _deliver_local(self, record: MessageRecord, user: str, data: bytes):
-        env = self.env
-        queued = env.now
-        grant = self.local.acquire()
-        if grant is not None:
-            yield grant
-        start = env.now
-        store = self.stages.store
-        if self.scenario.pipeline.deliver.format == "maildir":
-            done = store.deliver(user, data, env.now, f"M{record.spec.msg_id}")
-        else:
-            done = store.deliver(user, data, env.now, record.spec.sender)
-        yield from self._run("deliver", self.box_host, done.work, self.box_array)
-        self.local.release()
-        self.counters.deliveries_local += 1
-        record.visit(DELIVER, queued, start, env.now)
-
-    def _deliver_remote(
-        self,
-        record: MessageRecord,
-        queue_id: str,
-        data: bytes,
-        holder: str,
-        destinations: int,
-    ):
-        """Send to outside domains with Postfix backoff; True when bounced."""
-        env = self.env
-        queue_settings = self.scenario.queue
-        queue = self.stages.queues[holder]
-        unreachable = self.remote_rng.random() < queue_settings.remote_unreachable_share
-        attempts = 0
-        size = len(data)
-        while True:
-            attempts += 1
-            queued = env.now
-            grant = self.smtp_out.acquire()
-            if grant is not None:
-                yield grant
-            start = env.now
-            talk = queue_settings.remote_rtt * (DIALOGUE_COMMANDS + destinations)
-            yield from self._run(
-                "relay",
-                holder,
-                Work(cpu=_handover_work(size).cpu, net_bytes=size, net_round_trips=0),
-            )
-            yield env.timeout(talk + size / queue_settings.remote_bandwidth)
-            failed = unreachable or (
-                self.remote_rng.random() < queue_settings.remote_tempfail_share
-            )
-            self.smtp_out.release()
-            record.visit(REMOTE, queued, start, env.now)
-            if not failed:
-                self.counters.deliveries_remote += destinations
-                return False
-            self.counters.remote_deferred += 1
-            if queue.expired(queue_id, env.now):
-                bounce = queue.bounce(queue_id, env.now)
-                self._queued(holder, -1)
-                yield from self._run(
-                    "queue", holder, bounce.work, self.queue_array[holder]
-                )
-                sender = record.spec.sender
-                user, _, domain = sender.partition("@")
-                if domain == self.scenario.domain and self.stages.population.is_user(
-                    user
-                ):
-                    yield from self._deliver_local(record, user, bounce.message)
-                return True
-            deferral = queue.deferred(queue_id, env.now, attempts)
-            yield from self._run(
-                "queue", holder, deferral.work, self.queue_array[holder]
-            )
-            yield env.timeout(max(deferral.next_attempt_at - env.now, 0.0))
-
-    # -- the end -------------------------------------------------------------
 
     def queued_on_disk(self) -> int:
         """Distinct queue ids with a queue file on any host, read from disk."""

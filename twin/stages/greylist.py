@@ -19,13 +19,12 @@ Twins the two greylisters of FACTS.md "Greylisting":
   its mail is greylisted as before, as the Book of PF log shows); a trapped IP
   is never whitelisted by a passing tuple (the later grey.c rule). A new
   whitelist entry is in pf's table as soon as its scan ends.
-- ``postgrey`` (schweikert/postgrey 1.2x): key (client net, sender, recipient)
-  -> (first, last); deferred until ``delay_s`` after first; a first retrial
-  later than ``retry_window_s`` resets first; a client passing
-  ``auto_whitelist_clients`` greylisted deliveries (counted at most once an
-  hour) skips greylisting. The sender's ``+extension`` is stripped and
-  numbers in its local part become ``#`` (VERP). Not twinned: the
-  reverse-DNS dialup heuristic (needs the client's PTR name) and BATV.
+- ``postgrey`` (schweikert/postgrey 1.2x): twinned in ``twin.stages.postgrey``,
+  which says what it keeps, decides and counts.
+
+This module holds what both share -- settings, decision, result, the static
+whitelist and the lazy periodic runs (``Greylist``) -- and the spamd flavour
+(``Spamd``); ``Greylist`` hands each check to the flavour of its settings.
 
 Scans are lazy: ``check()`` first runs every scan due at ``start_s + k *
 interval`` up to ``now`` and adds their work to its result, so the simulator
@@ -66,9 +65,13 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import count
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from twin.stages import spamdb
 from twin.stages.work import NO_WORK, Work
+
+if TYPE_CHECKING:
+    from twin.stages.postgrey import Postgrey
 
 CPU_UNITS: dict[str, str] = {
     "greylist.lookup": "one key looked up in the greylist database or a table",
@@ -84,11 +87,8 @@ CPU_UNITS: dict[str, str] = {
 
 FLAVOURS = ("spamd", "postgrey")
 SPAMD_DB_FILE = "var/db/spamd"
-POSTGREY_LOG_FILE = "var/spool/postfix/postgrey/log"
 SPAMD_DB_PAGE_BYTES = 4096  # BSD db(3) hash bucket size: assumption
-POSTGREY_LOG_RECORD_BYTES = 128  # key, value and log header: assumption
 TEMPFAIL_TEXT = "Temporary failure, please try again later."  # FACTS.md
-AWL_COUNT_INTERVAL_S = 3600  # postgrey counts a client pass at most hourly
 STUTTER_MAX_S = 90  # spamd -S maximum (FACTS.md)
 _MEMO_MAX = 1 << 16  # whitelist answers kept before the memo is cleared
 
@@ -110,7 +110,6 @@ _TRAP_TEXT = "Your address {ip} has mailed to spamtraps here"  # spamd-greytrap
 _BLACK_FIXED_CHARS = sum(len(line) + 2 for line in _DIALOGUE) + len(
     "450 " + _TRAP_TEXT.format(ip="") + "\r\n"
 )
-POSTGREY_TEXT = "Greylisted, see http://isg.ee.ethz.ch/tools/postgrey/help/{}.html"
 
 
 def blacklist_stutter_chars(ip: str) -> int:
@@ -123,7 +122,6 @@ _DOMAIN = re.compile(
     r"[a-z0-9_])?)*\.?"
 )
 _DOTTED_DIGITS = re.compile(r"[\d./]+")
-_VERP_NUMBER = re.compile(r"\b\d+\b")
 
 
 def _parse_whitelist(entries: tuple[str, ...]):
@@ -295,37 +293,47 @@ class GreylistResult:
     work: Work
 
 
-class _Entry:
-    """One spamd record (gdata): pcount -1 marks a trapped IP."""
-
-    __slots__ = ("first", "pass_", "expire", "bcount", "pcount", "sched", "listed")
-
-    def __init__(self, first, pass_, expire, bcount, pcount):
-        self.first = first
-        self.pass_ = pass_
-        self.expire = expire
-        self.bcount = bcount
-        self.pcount = pcount
-        self.sched = math.inf  # time of this entry's live item in the scan heap
-        self.listed = True  # a trapped IP is blacklisted once a scan saw it
-
-
 def _work(**units: int) -> Work:
     """CPU-only Work with dotted kinds, frozen for sharing between results."""
     cpu = {"greylist." + k: n for k, n in units.items() if n}
     return Work(cpu=MappingProxyType(cpu))
 
 
+def _written(work: Work, file: str, record_bytes: int, records: int) -> Work:
+    """``work`` plus ``records`` database records written to ``file`` (no fsync)."""
+    if not records:
+        return work
+    return work + Work(writes=((file, record_bytes * records),))
+
+
+def _result(decision, code, text, reason, stutter_s, work, scan_work) -> GreylistResult:
+    """A result whose work includes the scans the check ran first."""
+    if scan_work is not NO_WORK:
+        work = scan_work + work
+    return GreylistResult(decision, code, text, reason, stutter_s, work)
+
+
 class Greylist:
-    """A greylister's state and its decisions; ``start_s`` anchors the scans."""
+    """A greylister's state and its decisions; ``start_s`` anchors the scans.
+
+    Holds what both flavours share -- the static whitelist and the lazy
+    periodic runs (spamd's scans, postgrey's cleanup) -- and hands the rest to
+    the flavour: ``Spamd`` below, or ``twin.stages.postgrey.Postgrey``.
+    """
 
     def __init__(self, settings: GreylistSettings, start_s: float = 0.0) -> None:
         self.settings = settings
-        self._spamd = settings.flavour == "spamd"
+        if settings.flavour == "spamd":
+            self._flavour: Spamd | Postgrey = Spamd(settings)
+            interval = settings.scan_interval_s
+        else:
+            # imported here, not at the top: postgrey imports this module
+            from twin.stages.postgrey import Postgrey
+
+            self._flavour = Postgrey(settings)
+            interval = settings.maintenance_interval_s
         self._start_s = float(start_s)
-        self._interval = float(
-            settings.scan_interval_s if self._spamd else settings.maintenance_interval_s
-        )
+        self._interval = float(interval)
         self._scan_index = 0  # scans 1, 2, ... run at start + k * interval
         self._last_now = -math.inf
         self._ips, self._nets, self._domains = _parse_whitelist(settings.whitelist)
@@ -333,103 +341,56 @@ class Greylist:
         # static whitelist answers (hit, probes), by client IP and by name
         self._ip_memo: dict[str, tuple[bool, int]] = {}
         self._name_memo: dict[str, tuple[bool, int]] = {}
-        self._sender_memo: dict[str, str] = {}  # postgrey's sender keys
-        self._works: dict[tuple[str, int, int], Work] = {}
-        # spamd state: tuples, IP entries (white or trapped), trap addresses
-        self._grey: dict[tuple[str, ...], _Entry] = {}
-        self._ipdb: dict[str, _Entry] = {}
-        self._traps: set[str] = {_address(t) for t in settings.greytraps}
-        self._heap: list[tuple[float, int, bool, object]] = []
-        self._unlisted: list[str] = []  # IPs trapped since the last scan
-        self._seq = count()
-        # postgrey state: triplets -> [first, last], client ip -> [count, last]
-        self._db: dict[tuple[str, str, str], list[float]] = {}
-        self._awl: dict[str, list[float]] = {}
-        chars = min(math.ceil(settings.stutter_s), GREY_DIALOGUE_CHARS)
-        self._grey_stutter_chars = chars
-        self._grey_stutter_s = float(chars)
-        self._check = self._check_spamd if self._spamd else self._check_postgrey
 
     def __len__(self) -> int:
         """Entries in the database (spamd: tuples, IPs and trap addresses)."""
-        if self._spamd:
-            return len(self._grey) + len(self._ipdb) + len(self._traps)
-        return len(self._db) + len(self._awl)
+        return len(self._flavour)
 
     def check(
         self, ip: str, helo: str, sender: str, recipient: str, now: float
     ) -> GreylistResult:
         """Decide one delivery attempt (one recipient) at simulated time ``now``."""
-        return self._check(ip, helo, sender, recipient, now)
+        scan_work = self.scan(now)
+        probes = 0
+        if self._has_whitelist:
+            hit, probes = self._whitelisted(ip, helo, sender)
+            if hit:
+                return _result(
+                    GreylistDecision.WHITELISTED,
+                    "",
+                    "",
+                    "client on the static whitelist: not greylisted",
+                    0.0,
+                    self._flavour.whitelisted_work(probes),
+                    scan_work,
+                )
+        return self._flavour.decide(ip, helo, sender, recipient, now, probes, scan_work)
 
     def scan(self, now: float) -> Work:
         """Run every scan due up to ``now`` (check() does this by itself)."""
-        return self._due_scans(now)
-
-    # ------------------------------------------------------------------ work
-    def _cached_work(self, kind: str, probes: int, chars: int = 0) -> Work:
-        work = self._works.get((kind, probes, chars))
-        if work is not None:
-            return work
-        s = self.settings
-        spamd_write = Work(writes=((SPAMD_DB_FILE, SPAMD_DB_PAGE_BYTES),))
-        if kind == "whitelisted":
-            work = _work(whitelist_probe=probes, policy_request=0 if self._spamd else 1)
-        elif kind == "passed":  # spamd: pf passes it; spamlogd refreshes
-            work = _work(whitelist_probe=probes, lookup=1, update=int(s.spamlogd))
-            if s.spamlogd:
-                work = work + spamd_write
-        elif kind == "blacklisted":  # the whole dialogue is stuttered
-            work = _work(
-                whitelist_probe=probes, lookup=1, session=1, stutter_char=chars
+        if now < self._last_now:
+            raise ValueError(
+                f"now ({now} s) is before the previous call ({self._last_now} s)"
             )
-        elif kind == "trapped":  # IP tables, trap address, IP record written
-            work = (
-                _work(
-                    whitelist_probe=probes,
-                    lookup=2,
-                    update=1,
-                    session=1,
-                    stutter_char=self._grey_stutter_chars,
-                )
-                + spamd_write
-            )
-        elif kind == "deferred":  # IP tables, trap address, tuple; tuple written
-            work = (
-                _work(
-                    whitelist_probe=probes,
-                    lookup=3,
-                    update=1,
-                    session=1,
-                    stutter_char=self._grey_stutter_chars,
-                )
-                + spamd_write
-            )
-        else:
-            raise AssertionError(f"unknown work kind {kind!r}")
-        self._works[(kind, probes, chars)] = work
-        return work
-
-    def _policy_work(self, probes: int, lookups: int, updates: int) -> Work:
-        """Work of one postgrey policy request (cached by its counts)."""
-        work = self._works.get(("policy", probes, lookups * 16 + updates))
-        if work is not None:
-            return work
-        work = _work(
-            whitelist_probe=probes, policy_request=1, lookup=lookups, update=updates
+        self._last_now = now
+        due = math.floor((now - self._start_s) / self._interval)
+        if due <= self._scan_index:
+            return NO_WORK
+        work = self._flavour.run_scans(
+            self._scan_index + 1, due, self._start_s, self._interval, now
         )
-        if updates:
-            work = work + Work(
-                writes=((POSTGREY_LOG_FILE, POSTGREY_LOG_RECORD_BYTES * updates),)
-            )
-        self._works[("policy", probes, lookups * 16 + updates)] = work
+        self._scan_index = due
         return work
 
-    def _result(self, decision, code, text, reason, stutter_s, work, scan_work):
-        if scan_work is not NO_WORK:
-            work = scan_work + work
-        return GreylistResult(decision, code, text, reason, stutter_s, work)
+    def dump(self) -> str:
+        """The state as text: spamdb(8) lines, or our postgrey dump."""
+        return self._flavour.dump()
 
+    def load(self, text: str) -> None:
+        """Replace the state with ``dump()`` text (settings' greytraps stay)."""
+        self._flavour.load(text)
+
+    # ------------------------------------------------------- static whitelist
     def _whitelisted(self, ip: str, helo: str, sender: str) -> tuple[bool, int]:
         """Static whitelist match and the probes it took (answers memoised)."""
         memo = self._ip_memo
@@ -482,29 +443,104 @@ class Greylist:
             name = name[dot + 1 :]
         return False, probes
 
-    # ----------------------------------------------------------------- spamd
-    def _check_spamd(self, ip, helo, sender, recipient, now) -> GreylistResult:
-        scan_work = self._due_scans(now)
-        probes = 0
-        if self._has_whitelist:
-            hit, probes = self._whitelisted(ip, helo, sender)
-            if hit:
-                return self._result(
-                    GreylistDecision.WHITELISTED,
-                    "",
-                    "",
-                    "client on the static whitelist: not greylisted",
-                    0.0,
-                    self._cached_work("whitelisted", probes),
-                    scan_work,
-                )
+
+# ---------------------------------------------------------------------- spamd
+class _Entry:
+    """One spamd record (gdata): pcount -1 marks a trapped IP."""
+
+    __slots__ = ("first", "pass_", "expire", "bcount", "pcount", "sched", "listed")
+
+    def __init__(self, first, pass_, expire, bcount, pcount):
+        self.first = first
+        self.pass_ = pass_
+        self.expire = expire
+        self.bcount = bcount
+        self.pcount = pcount
+        self.sched = math.inf  # time of this entry's live item in the scan heap
+        self.listed = True  # a trapped IP is blacklisted once a scan saw it
+
+
+class Spamd:
+    """spamd's database (tuples, IP entries, trap addresses) and its scans."""
+
+    def __init__(self, settings: GreylistSettings) -> None:
+        self.settings = settings
+        self._works: dict[tuple[str, int, int], Work] = {}
+        # tuples, IP entries (white or trapped), trap addresses
+        self._grey: dict[tuple[str, ...], _Entry] = {}
+        self._ipdb: dict[str, _Entry] = {}
+        self._traps: set[str] = {_address(t) for t in settings.greytraps}
+        self._heap: list[tuple[float, int, bool, object]] = []
+        self._unlisted: list[str] = []  # IPs trapped since the last scan
+        self._seq = count()
+        chars = min(math.ceil(settings.stutter_s), GREY_DIALOGUE_CHARS)
+        self._grey_stutter_chars = chars
+        self._grey_stutter_s = float(chars)
+
+    def __len__(self) -> int:
+        """Entries in the database: tuples, IPs and trap addresses."""
+        return len(self._grey) + len(self._ipdb) + len(self._traps)
+
+    def whitelisted_work(self, probes: int) -> Work:
+        """Work of a client the static whitelist passed."""
+        return self._cached_work("whitelisted", probes)
+
+    def _cached_work(self, kind: str, probes: int, chars: int = 0) -> Work:
+        work = self._works.get((kind, probes, chars))
+        if work is not None:
+            return work
+        s = self.settings
+        if kind == "whitelisted":
+            work = _work(whitelist_probe=probes)
+        elif kind == "passed":  # spamd: pf passes it; spamlogd refreshes
+            work = _written(
+                _work(whitelist_probe=probes, lookup=1, update=int(s.spamlogd)),
+                SPAMD_DB_FILE,
+                SPAMD_DB_PAGE_BYTES,
+                int(s.spamlogd),
+            )
+        elif kind == "blacklisted":  # the whole dialogue is stuttered
+            work = _work(
+                whitelist_probe=probes, lookup=1, session=1, stutter_char=chars
+            )
+        elif kind in ("trapped", "deferred"):
+            # trapped: IP tables and trap address looked up, IP record written;
+            # deferred: IP tables, trap address and tuple; the tuple written
+            work = _written(
+                _work(
+                    whitelist_probe=probes,
+                    lookup=2 if kind == "trapped" else 3,
+                    update=1,
+                    session=1,
+                    stutter_char=self._grey_stutter_chars,
+                ),
+                SPAMD_DB_FILE,
+                SPAMD_DB_PAGE_BYTES,
+                1,
+            )
+        else:
+            raise AssertionError(f"unknown work kind {kind!r}")
+        self._works[(kind, probes, chars)] = work
+        return work
+
+    def decide(
+        self,
+        ip: str,
+        helo: str,
+        sender: str,
+        recipient: str,
+        now: float,
+        probes: int,
+        scan_work: Work,
+    ) -> GreylistResult:
+        """Decide a delivery attempt the static whitelist did not pass."""
         s = self.settings
         entry = self._ipdb.get(ip)
         if entry is not None and entry.pcount != -1:  # white: pf passes it
             if s.spamlogd:
                 entry.pcount += 1
                 entry.expire = now + s.whiteexp_s
-            return self._result(
+            return _result(
                 GreylistDecision.PASSED,
                 "",
                 "",
@@ -515,7 +551,7 @@ class Greylist:
             )
         if entry is not None and entry.listed:  # trapped and blacklisted
             chars = blacklist_stutter_chars(ip)
-            return self._result(
+            return _result(
                 GreylistDecision.BLACKLISTED,
                 s.blacklist_reply,
                 _TRAP_TEXT.format(ip=ip),
@@ -534,7 +570,7 @@ class Greylist:
                 self._unlisted.append(ip)
             else:  # trapped, not yet blacklisted: counted, expiry kept
                 entry.bcount += 1
-            return self._result(
+            return _result(
                 GreylistDecision.TRAPPED,
                 "451",
                 TEMPFAIL_TEXT,
@@ -564,7 +600,7 @@ class Greylist:
                 reason = "greylisted: retry after passtime, whitelisted at next scan"
             else:
                 reason = "greylisted: retry before passtime"
-        return self._result(
+        return _result(
             GreylistDecision.DEFERRED,
             "451",
             TEMPFAIL_TEXT,
@@ -613,24 +649,21 @@ class Greylist:
                 self._schedule(entry, min(entry.pass_, entry.expire), False, key)
         return changes
 
-    def _due_scans(self, now: float) -> Work:
-        if now < self._last_now:
-            raise ValueError(
-                f"now ({now} s) is before the previous call ({self._last_now} s)"
-            )
-        self._last_now = now
-        due = math.floor((now - self._start_s) / self._interval)
-        if due <= self._scan_index:
-            return NO_WORK
-        if not self._spamd:
-            return self._maintain(due)
+    def run_scans(
+        self, first: int, last: int, start_s: float, interval_s: float, now: float
+    ) -> Work:
+        """spamd's scans at ``start_s + k * interval_s``, k in first..last.
+
+        Only scans with something to change are run; the idle ones in between
+        are counted as the real daemon does them, walking every entry.
+        """
         for ip in self._unlisted:  # the first scan blacklists them
             entry = self._ipdb.get(ip)
             if entry is not None:
                 entry.listed = True
         self._unlisted.clear()
-        start, interval = self._start_s, self._interval
-        k = self._scan_index + 1
+        start, interval, due = start_s, interval_s, last
+        k = first
         scans = examined = listed = changes = 0
         while k <= due:
             top = self._heap[0][0] if self._heap else math.inf
@@ -653,163 +686,22 @@ class Greylist:
             changes += self._scan_at(start + k_top * interval)
             listed += len(self._ipdb)
             k = k_top + 1
-        self._scan_index = due
-        work = _work(
-            scan_entry=examined, table_reload=scans, table_entry=listed, update=changes
+        return _written(
+            _work(
+                scan_entry=examined,
+                table_reload=scans,
+                table_entry=listed,
+                update=changes,
+            ),
+            SPAMD_DB_FILE,
+            SPAMD_DB_PAGE_BYTES,
+            changes,
         )
-        if changes:
-            work = work + Work(writes=((SPAMD_DB_FILE, SPAMD_DB_PAGE_BYTES * changes),))
-        return work
-
-    # -------------------------------------------------------------- postgrey
-    def _check_postgrey(self, ip, helo, sender, recipient, now) -> GreylistResult:
-        scan_work = self._due_scans(now)
-        probes = 0
-        if self._has_whitelist:
-            hit, probes = self._whitelisted(ip, helo, sender)
-            if hit:
-                return self._result(
-                    GreylistDecision.WHITELISTED,
-                    "",
-                    "",
-                    "client on the static whitelist: not greylisted",
-                    0.0,
-                    self._cached_work("whitelisted", probes),
-                    scan_work,
-                )
-        s = self.settings
-        lookups = updates = 0
-        awl = None
-        if s.auto_whitelist_clients:
-            lookups += 1
-            awl = self._awl.get(ip)
-            if awl is not None and awl[0] >= s.auto_whitelist_clients:
-                if now >= awl[1] + AWL_COUNT_INTERVAL_S:
-                    awl[0] += 1
-                    awl[1] = now
-                    updates += 1
-                return self._result(
-                    GreylistDecision.PASSED,
-                    "",
-                    "",
-                    "client auto-whitelisted after passing greylisting",
-                    0.0,
-                    self._policy_work(probes, lookups, updates),
-                    scan_work,
-                )
-        senders = self._sender_memo
-        if len(senders) > _MEMO_MAX:
-            senders.clear()
-        sender_key = senders.get(sender)
-        if sender_key is None:
-            sender_key = senders[sender] = _postgrey_sender(sender)
-        key = (self._net(ip), sender_key, recipient.strip("<>").lower())
-        lookups += 1
-        value = self._db.get(key)
-        last_was_successful = False
-        if value is None:
-            first = now
-            self._db[key] = [now, now]
-            reason = "greylisted: first sight of this triplet"
-        else:
-            first = value[0]
-            reason = "greylisted: retried within delay_s"
-            if value[1] - first >= s.delay_s:
-                last_was_successful = True
-            elif now - first > s.retry_window_s:
-                first = now
-                reason = "greylisted: retried after retry_window_s, first-seen reset"
-            value[0] = first
-            value[1] = now
-        updates += 1
-        if now - first < s.delay_s:
-            domain = key[2].rpartition("@")[2]
-            return self._result(
-                GreylistDecision.DEFERRED,
-                "450",
-                POSTGREY_TEXT.format(domain),
-                reason,
-                0.0,
-                self._policy_work(probes, lookups, updates),
-                scan_work,
-            )
-        if s.auto_whitelist_clients:
-            if not last_was_successful and (
-                awl is None or now >= awl[1] + AWL_COUNT_INTERVAL_S
-            ):
-                if awl is None:
-                    self._awl[ip] = [1, now]
-                else:
-                    awl[0] += 1
-                    awl[1] = now
-                updates += 1
-        return self._result(
-            GreylistDecision.PASSED,
-            "",
-            "",
-            "triplet waited delay_s: passed"
-            if not last_was_successful
-            else "triplet passed before: passed",
-            0.0,
-            self._policy_work(probes, lookups, updates),
-            scan_work,
-        )
-
-    def _net(self, ip: str) -> str:
-        prefix = self.settings.net_prefix
-        if prefix == 32:
-            return ip
-        if prefix == 24 and ip.count(".") == 3:
-            return ip[: ip.rfind(".")] + ".0"
-        value = _ipv4_int(ip)
-        if value is None:
-            return ip  # not IPv4: postgrey keeps the address whole
-        value &= ((1 << 32) - 1) ^ ((1 << (32 - prefix)) - 1)
-        return str(ipaddress.IPv4Address(value))
-
-    def _maintain(self, due: int) -> Work:
-        """Postgrey's key cleanup, once per due maintenance time."""
-        s = self.settings
-        examined = deleted = 0
-        for k in range(self._scan_index + 1, due + 1):
-            t = self._start_s + k * self._interval
-            examined += len(self._db) + len(self._awl)
-            old = [
-                key
-                for key, (first, last) in self._db.items()
-                if t - last > s.max_age_s
-                or (last - first < s.delay_s and t - last > s.retry_window_s)
-            ]
-            old_awl = [
-                ip for ip, (_, last) in self._awl.items() if t - last > s.max_age_s
-            ]
-            for key in old:
-                del self._db[key]
-            for ip in old_awl:
-                del self._awl[ip]
-            deleted += len(old) + len(old_awl)
-        self._scan_index = due
-        work = _work(scan_entry=examined, update=deleted)
-        if deleted:
-            work = work + Work(
-                writes=((POSTGREY_LOG_FILE, POSTGREY_LOG_RECORD_BYTES * deleted),)
-            )
-        return work
 
     # ----------------------------------------------------------------- state
     def dump(self) -> str:
-        """The state as text: spamdb(8) lines, or our postgrey dump."""
-        if not self._spamd:
-            records: list = [
-                spamdb.PostgreyRecord(net, sender, rcpt, first, last)
-                for (net, sender, rcpt), (first, last) in self._db.items()
-            ]
-            records += [
-                spamdb.AwlRecord(ip, int(n), last)
-                for ip, (n, last) in self._awl.items()
-            ]
-            return spamdb.format_postgrey_dump(records)
-        records = []
+        """The state as spamdb(8) lines."""
+        records: list[spamdb.SpamdbRecord] = []
         for key, e in self._grey.items():
             ip, helo, sender, rcpt = key if len(key) == 4 else (key[0], "", *key[1:])
             records.append(
@@ -838,17 +730,8 @@ class Greylist:
         return spamdb.format_spamdb(records)
 
     def load(self, text: str) -> None:
-        """Replace the state with ``dump()`` text (settings' greytraps stay)."""
+        """Replace the state with spamdb(8) text (settings' greytraps stay)."""
         s = self.settings
-        if not self._spamd:
-            self._db.clear()
-            self._awl.clear()
-            for r in spamdb.parse_postgrey_dump(text):
-                if isinstance(r, spamdb.PostgreyRecord):
-                    self._db[(r.net, r.sender, r.recipient)] = [r.first_s, r.last_s]
-                else:
-                    self._awl[r.ip] = [r.count, r.last_s]
-            return
         records = spamdb.parse_spamdb(text, s.greyexp_s)
         self._grey.clear()
         self._ipdb.clear()
@@ -881,17 +764,3 @@ class Greylist:
             (e.sched, next(self._seq), True, ip) for ip, e in self._ipdb.items()
         ]
         heapq.heapify(self._heap)
-
-
-def _postgrey_sender(sender: str) -> str:
-    """postgrey's sender key: no +extension, VERP numbers as '#', lower case."""
-    address = sender.strip("<>").lower()
-    user, at, domain = address.partition("@")
-    if not at:
-        return address
-    plus = user.find("+")
-    if plus >= 0:
-        user = user[:plus]
-    if any(c.isdigit() for c in user):
-        user = _VERP_NUMBER.sub("#", user)
-    return user + "@" + domain

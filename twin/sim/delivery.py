@@ -1,0 +1,217 @@
+"""Delivery in a mail scenario: from the queue to the mailboxes and the Internet.
+
+``Delivery`` takes an accepted message from the host that queued it:
+
+- ``hand_over``: the MX's smtp client passes it to the mailbox host (a second
+  queue file there), when the two are different hosts;
+- ``deliver_local``: a local delivery agent writes it into each local
+  recipient's mailbox (maildir or mbox, real files) on the mailbox array;
+- ``deliver_remote``: the smtp client sends users' mail to outside domains,
+  with Postfix backoff on temporary failures and a bounce (delivered to a
+  local sender) after the maximal queue lifetime.
+
+Pools of agents (``Servers``) bound the concurrency as Postfix's defaults do.
+It works on the ``MailModel`` it belongs to.
+"""
+
+from __future__ import annotations
+
+from twin.resources import Servers
+from twin.sim.mailrecord import DELIVER, RELAY, REMOTE, MessageRecord
+from twin.stages.smtp import RcptStatus, SmtpResult
+from twin.stages.work import Work
+
+LOCAL_AGENTS = 20
+"""Concurrent local deliveries (Postfix default_destination_concurrency_limit)."""
+SMTP_AGENTS = 100
+"""Concurrent smtp client processes (Postfix default_process_limit)."""
+RELAY_AGENTS = 20
+"""Concurrent deliveries from the MX to the mailbox host (one destination:
+default_destination_concurrency_limit)."""
+DIALOGUE_COMMANDS = 5
+"""Round trips of a minimal SMTP dialogue besides RCPT: greeting, EHLO, MAIL,
+DATA, end of data (QUIT is not waited for)."""
+
+
+def _handover_work(size: int) -> Work:
+    """CPU of one side of an SMTP hand-over of *size* bytes between our hosts."""
+    return Work(
+        cpu={
+            "smtp.session": 1,
+            "smtp.command": DIALOGUE_COMMANDS + 1,
+            "smtp.byte": size,
+        }
+    )
+
+
+class Delivery:
+    """The delivery agents of *model*."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        env = model.env
+        self.local = Servers(env, LOCAL_AGENTS, f"{model.box_host}.local")
+        self.relay = Servers(env, RELAY_AGENTS, f"{model.mx_host}.relay")
+        self.smtp_out = Servers(env, SMTP_AGENTS, f"{model.submit_host}.smtp")
+
+    def pools(self) -> list[Servers]:
+        return [self.local, self.relay, self.smtp_out]
+
+    def after_acceptance(
+        self,
+        record: MessageRecord,
+        result: SmtpResult,
+        at: str,
+        data: bytes | None = None,
+    ):
+        """Deliver an accepted message locally and remotely; finish its record."""
+        local_users = []
+        remote = []
+        for outcome in result.recipients:
+            if outcome.status is RcptStatus.ACCEPTED:
+                if outcome.local_user:
+                    local_users.append(outcome.local_user)
+                else:
+                    remote.append(outcome.resolved or outcome.address)
+        data = result.message if data is None else data
+        queue_id = result.queue_id
+        holder = at
+        if local_users and at != self.model.box_host:
+            yield from self.hand_over(record, queue_id, data, at)
+            holder = self.model.box_host
+        for user in local_users:
+            yield from self.deliver_local(record, user, data)
+        bounced = False
+        if remote:
+            bounced = yield from self.deliver_remote(
+                record, queue_id, data, holder, len(remote)
+            )
+        if not bounced:
+            queue = self.model.stages.queues[holder]
+            work = queue.delivered(queue_id, self.model.env.now)
+            self.model._queued(holder, -1)
+            yield from self.model._run(
+                "queue", holder, work, self.model.queue_array[holder]
+            )
+            self.model.counters.delivered += 1
+            record.latency = self.model.env.now - record.spec.arrival_s
+            self.model.latencies.add(record.spec.arrival_s, record.latency)
+            self.model._finish(record, "delivered")
+        else:
+            self.model.counters.bounced += 1
+            self.model._finish(record, "bounced")
+
+    def hand_over(self, record: MessageRecord, queue_id: str, data: bytes, source: str):
+        """The MX's smtp client passes the message to the mailbox host."""
+        env = self.model.env
+        queued = env.now
+        grant = self.relay.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        size = len(data)
+        side = _handover_work(size)
+        yield from self.model._run(
+            "relay",
+            source,
+            Work(cpu=side.cpu, net_bytes=size, net_round_trips=DIALOGUE_COMMANDS),
+        )
+        yield from self.model._run("smtp", self.model.box_host, side)
+        entry = self.model.stages.queues[self.model.box_host].enqueue(
+            queue_id, data, env.now, record.spec.sender, record.spec.recipients
+        )
+        self.model._queued(self.model.box_host, +1)
+        yield from self.model._run(
+            "queue",
+            self.model.box_host,
+            entry.work,
+            self.model.queue_array[self.model.box_host],
+        )
+        done = self.model.stages.queues[source].delivered(queue_id, env.now)
+        self.model._queued(source, -1)
+        yield from self.model._run(
+            "queue", source, done, self.model.queue_array[source]
+        )
+        self.relay.release()
+        record.visit(RELAY, queued, start, env.now)
+
+    def deliver_local(self, record: MessageRecord, user: str, data: bytes):
+        env = self.model.env
+        queued = env.now
+        grant = self.local.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        store = self.model.stages.store
+        if self.model.scenario.pipeline.deliver.format == "maildir":
+            done = store.deliver(user, data, env.now, f"M{record.spec.msg_id}")
+        else:
+            done = store.deliver(user, data, env.now, record.spec.sender)
+        yield from self.model._run(
+            "deliver", self.model.box_host, done.work, self.model.box_array
+        )
+        self.local.release()
+        self.model.counters.deliveries_local += 1
+        record.visit(DELIVER, queued, start, env.now)
+
+    def deliver_remote(
+        self,
+        record: MessageRecord,
+        queue_id: str,
+        data: bytes,
+        holder: str,
+        destinations: int,
+    ):
+        """Send to outside domains with Postfix backoff; True when bounced."""
+        env = self.model.env
+        queue_settings = self.model.scenario.queue
+        queue = self.model.stages.queues[holder]
+        unreachable = (
+            self.model.remote_rng.random() < queue_settings.remote_unreachable_share
+        )
+        attempts = 0
+        size = len(data)
+        while True:
+            attempts += 1
+            queued = env.now
+            grant = self.smtp_out.acquire()
+            if grant is not None:
+                yield grant
+            start = env.now
+            talk = queue_settings.remote_rtt * (DIALOGUE_COMMANDS + destinations)
+            yield from self.model._run(
+                "relay",
+                holder,
+                Work(cpu=_handover_work(size).cpu, net_bytes=size, net_round_trips=0),
+            )
+            yield env.timeout(talk + size / queue_settings.remote_bandwidth)
+            failed = unreachable or (
+                self.model.remote_rng.random() < queue_settings.remote_tempfail_share
+            )
+            self.smtp_out.release()
+            record.visit(REMOTE, queued, start, env.now)
+            if not failed:
+                self.model.counters.deliveries_remote += destinations
+                return False
+            self.model.counters.remote_deferred += 1
+            if queue.expired(queue_id, env.now):
+                bounce = queue.bounce(queue_id, env.now)
+                self.model._queued(holder, -1)
+                yield from self.model._run(
+                    "queue", holder, bounce.work, self.model.queue_array[holder]
+                )
+                sender = record.spec.sender
+                user, _, domain = sender.partition("@")
+                if (
+                    domain == self.model.scenario.domain
+                    and self.model.stages.population.is_user(user)
+                ):
+                    yield from self.deliver_local(record, user, bounce.message)
+                return True
+            deferral = queue.deferred(queue_id, env.now, attempts)
+            yield from self.model._run(
+                "queue", holder, deferral.work, self.model.queue_array[holder]
+            )
+            yield env.timeout(max(deferral.next_attempt_at - env.now, 0.0))
+
+    # -- the end -------------------------------------------------------------
