@@ -105,3 +105,24 @@ def test_list_names_the_scenarios(capsys):
 def test_unknown_scenario_name(capsys):
     assert main(["validate", "no-such-scenario"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_unwritable_run_folder_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(
+        [
+            "run",
+            "validation/mm1",
+            "--duration",
+            "100s",
+            "--set",
+            "warmup=10s",
+            "--out",
+            str(blocker / "run"),
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create the run folder" in err[0]

@@ -35,6 +35,7 @@ import numpy as np
 import simpy
 
 import twin
+from twin.errors import TwinError
 from twin.scenario import Scenario
 from twin.sim.recorder import (
     RESOURCE_SCHEMA,
@@ -200,11 +201,17 @@ def run_scenario(
         done = read_complete(folder, scenario.digest)
         if done is not None:
             return done
-    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+    except OSError as exc:
+        raise TwinError(
+            f"{folder}: cannot create the run folder ({exc.strerror or exc}); "
+            "choose another --out"
+        ) from None
     (staging / "scenario.resolved.yaml").write_text(scenario.resolved_yaml)
     manifest = {
         "package": "mailtwin",
