@@ -127,13 +127,15 @@ _SPAM_URL_HOSTS = (
     "rxdeals-online.biz", "best-meds-now.info", "lowrate-refi.com",
     "swisswatch-replica.net", "cdgt-investor.info", "pharma-direct.ru",
 )  # fmt: skip
+# Legitimate mail names mailers whose message layout the renderer does not
+# pretend to copy: SpamAssassin's FORGED_MUA_OUTLOOK / FORGED_MUA_MOZILLA rules
+# check a claimed Outlook or Mozilla against its Message-ID and MIME layout,
+# and would (rightly) call our rendering of those a forgery.
 _HAM_MAILERS = (
-    "User-Agent: Mozilla Thunderbird 1.5.0.9 (Windows/20061207)",
-    "User-Agent: Mutt/1.4.2.2i", "X-Mailer: Microsoft Office Outlook 11",
-    "User-Agent: Pine 4.64", "X-Mailer: Apple Mail (2.752.3)",
-    "User-Agent: Thunderbird 2.0.0.0 (X11/20070326)",
-    "X-Mailer: Microsoft Outlook Express 6.00.2900.2869",
-    "User-Agent: SquirrelMail/1.4.8",
+    "User-Agent: Mutt/1.4.2.2i", "User-Agent: Mutt/1.5.13 (2006-08-11)",
+    "User-Agent: Pine 4.64", "User-Agent: Alpine 0.82 (LRH 700 2007-03-13)",
+    "X-Mailer: Apple Mail (2.752.3)", "User-Agent: SquirrelMail/1.4.8",
+    "User-Agent: KMail/1.9.5", "X-Mailer: Evolution 2.8.2.1",
 )  # fmt: skip
 _SPAM_MAILERS = (
     "X-Mailer: Microsoft Outlook Express 6.00.2900.2180",
