@@ -276,3 +276,23 @@ def test_ocr_reads_image_spam_and_costs_the_gateway(tmp_path):
     # the same mail was offered to both; OCR tags image spam the text filter misses
     assert on["messages.offered"] == off["messages.offered"]
     assert on["filter.spam_tagged"] > off["filter.spam_tagged"]
+
+
+def test_static_whitelist_removes_the_greylisting_delay(dell, tmp_path):
+    """The seed's fix for greylisting delays: whitelisted senders pass at once."""
+    scenario = load_scenario(
+        ROOT / "ece-2007-dell.yaml",
+        [*SHORT, "pipeline.greylist.whitelist=[0.0.0.0/0]"],
+    )
+    open_door = run_scenario(scenario, tmp_path / "whitelisted", quiet=True).summary
+    assert open_door["greylist.deferred"] == 0
+    assert open_door["greylist.whitelisted"] > 0
+    assert open_door["messages.lost"] == 0
+    assert (
+        open_door["latency.delivery.p95"] < 0.01 * dell.summary["latency.delivery.p95"]
+    )
+    # and spam walks in with the legitimate mail
+    assert (
+        open_door["messages.inbound.spam_accepted"]
+        > 3 * dell.summary["messages.inbound.spam_accepted"]
+    )
