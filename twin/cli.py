@@ -54,12 +54,12 @@ def find_scenario(name: str) -> Path:
     return path  # load_scenario reports it as missing, with the hint
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
-    sets = list(args.set or [])
+def _overrides(args: argparse.Namespace) -> list[str | tuple[str, str]]:
+    sets: list[str | tuple[str, str]] = list(args.set or [])
     if getattr(args, "seed", None) is not None:
-        sets.append(f"seed={args.seed}")
+        sets.append((f"--seed {args.seed}", f"seed={args.seed}"))
     if getattr(args, "duration", None) is not None:
-        sets.append(f"duration={args.duration}")
+        sets.append((f"--duration {args.duration}", f"duration={args.duration}"))
     return sets
 
 

@@ -182,11 +182,17 @@ def _split_override(text: str) -> tuple[list[Any], Any]:
     return parts, value
 
 
-def apply_overrides(data: Any, overrides: Sequence[str], locator: _Locator) -> Any:
-    """Set each ``path.to.key=VALUE`` into *data*; VALUE is read as YAML."""
+def apply_overrides(
+    data: Any, overrides: Sequence[str | tuple[str, str]], locator: _Locator
+) -> Any:
+    """Set each ``path.to.key=VALUE`` into *data*; VALUE is read as YAML.
+
+    An override may be a ``(label, text)`` pair: problems with it are then
+    located by *label* (say ``--duration 2x``) instead of ``--set text``.
+    """
     problems = []
-    for text in overrides:
-        label = f"--set {text}"
+    for item in overrides:
+        label, text = item if isinstance(item, tuple) else (f"--set {item}", item)
         try:
             parts, value = _split_override(text)
         except ValueError as exc:
@@ -447,7 +453,9 @@ def validate_data(data: Any, locator: _Locator) -> Scenario:
     )
 
 
-def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+def load_scenario(
+    path: str | Path, overrides: Sequence[str | tuple[str, str]] = ()
+) -> Scenario:
     """Read, override and validate the scenario file at *path*."""
     path = Path(path)
     source = str(path)
@@ -469,7 +477,9 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
 
 
 def loads_scenario(
-    text: str, source: str = "<scenario>", overrides: Sequence[str] = ()
+    text: str,
+    source: str = "<scenario>",
+    overrides: Sequence[str | tuple[str, str]] = (),
 ) -> Scenario:
     """Like ``load_scenario`` for YAML text already in memory."""
     data, locator = _parse_yaml(text, source)
