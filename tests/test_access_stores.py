@@ -19,7 +19,8 @@ from twin.access.cyrusstore import (
 from twin.access.mboxstore import MboxBackend, scan
 from twin.access.names import MailboxNameError, check_user, list_matcher, split_name
 from twin.access.settings import AccessSettings
-from twin.access.store import StoreError
+from twin.access.store import StoreError, sum_work
+from twin.stages.work import Work
 
 NOW = 1_170_000_000.0
 
@@ -159,3 +160,165 @@ def test_serve_command_rejects_bad_arguments(tmp_path):
         "twin serve: port 70000 must be 0..65535",
         f"twin serve: run folder {tmp_path} has no store/ directory",
     ]
+
+
+# -- the simulator's parse cache: same answers, less re-parsing ----------------
+
+def _snapshot(mailbox_, work):
+    return ([(m.uid, m.size, m.internaldate, m.flags, m.recent)
+             for m in mailbox_.messages],
+            mailbox_.uidvalidity, mailbox_.uidnext, work)
+
+
+def _fresh(root, name="INBOX"):
+    """What a backend with no cache says about the file now."""
+    mailbox_, work = MboxBackend(root).open("bob", name, True, NOW)
+    return _snapshot(mailbox_, work)
+
+
+def _deliver(path, text):
+    with open(path, "ab") as out:
+        out.write(b"From MAILER-DAEMON Thu Jan 25 12:00:00 2007\n" + text + b"\n")
+
+
+def test_parse_cache_is_reused_grown_and_refreshed_after_rewrites(tmp_path):
+    spool = tmp_path / "bob"
+    for i in range(3):
+        _deliver(spool, b"Subject: %d\n\nbody %d\n" % (i, i))
+    backend = MboxBackend(tmp_path)
+    box, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts == {"reused": 0, "tail": 0, "whole": 1}
+    assert work.cpu["mbox.byte"] == spool.stat().st_size  # UW parses it all
+    again, work_again = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts["reused"] == 1
+    assert _snapshot(again, work_again) == _fresh(tmp_path) == _snapshot(box, work)
+    # a delivery appends: only the tail is parsed, the work is still the file
+    _deliver(spool, b"Subject: late\n\n>From the tail\n")
+    grown, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts["tail"] == 1
+    assert len(grown.messages) == 4
+    assert work.cpu["mbox.byte"] == spool.stat().st_size
+    assert _snapshot(grown, work) == _fresh(tmp_path)
+    # the server's own rewrite (clearing \Recent, new flags) updates the cache
+    rw, _ = backend.open("bob", "INBOX", False, NOW)
+    rw.set_flags([(1, 9)])  # \Seen \Deleted
+    rw.close()
+    whole = backend.parse_counts["whole"]
+    after, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts["whole"] == whole
+    assert [m.flags for m in after.messages] == [0, 9, 0, 0]
+    assert _snapshot(after, work) == _fresh(tmp_path)
+    rw, _ = backend.open("bob", "INBOX", False, NOW)
+    assert rw.expunge(None)[0] == [2]
+    after, work = backend.open("bob", "INBOX", True, NOW)
+    assert len(after.messages) == 3 and _snapshot(after, work) == _fresh(tmp_path)
+    assert backend.parse_counts["whole"] == whole
+
+
+def test_parse_cache_notices_other_writers(tmp_path):
+    spool = tmp_path / "bob"
+    _deliver(spool, b"Subject: a\n\nbody\n")
+    backend = MboxBackend(tmp_path)
+    backend.open("bob", "INBOX", True, NOW)
+    # replaced by another program (new inode), then rewritten in place, larger
+    replacement = tmp_path / "bob.new"
+    replacement.write_bytes(b"From x Thu Jan 25 12:00:00 2007\nSubject: b\n\nb\n")
+    os.replace(replacement, spool)
+    box, work = backend.open("bob", "INBOX", True, NOW)
+    assert [m.uid for m in box.messages] == [1]
+    assert _snapshot(box, work) == _fresh(tmp_path)
+    with open(spool, "r+b") as handle:
+        handle.write(b"From y Fri Jan 26 12:00:00 2007\nSubject: cc\n\nmore\n\n"
+                     b"From z Fri Jan 26 12:00:00 2007\nSubject: d\n\nd\n")
+    box, work = backend.open("bob", "INBOX", True, NOW)
+    assert len(box.messages) == 2 and _snapshot(box, work) == _fresh(tmp_path)
+
+
+def test_qpopper_drops_the_spool_parse(tmp_path):
+    spool = tmp_path / "bob"
+    for i in range(2):
+        _deliver(spool, b"Subject: %d\nX-UIDL: u%d\n\nbody\n" % (i, i))
+    backend = MboxBackend(tmp_path)
+    backend.open("bob", "INBOX", True, NOW)
+    drop, _ = backend.open_drop("bob", NOW)
+    assert drop.uidls == ["u0", "u1"]
+    box, _ = backend.open("bob", "INBOX", True, NOW)
+    assert box.messages == []  # taken aside, not the cached parse
+    _deliver(spool, b"Subject: new\n\nbody\n")
+    drop.commit({0})
+    box, work = backend.open("bob", "INBOX", True, NOW)
+    assert len(box.messages) == 2 and _snapshot(box, work) == _fresh(tmp_path)
+    again, _ = backend.open_drop("bob", NOW)  # memoized listing, same answer
+    assert again.uidls[0] == "u1" and len(again.sizes) == 2
+    again.abort()
+
+
+def test_folder_delete_and_rename_forget_parses(tmp_path):
+    backend = MboxBackend(tmp_path)
+    backend.create("bob", "old", NOW)
+    backend.append("bob", "old", [(b"Subject: a\r\n\r\nx\r\n", 0, int(NOW))], NOW)
+    assert len(backend.open("bob", "old", True, NOW)[0].messages) == 1
+    backend.rename("bob", "old", "new")
+    backend.create("bob", "old", NOW)
+    assert backend.open("bob", "old", True, NOW)[0].messages == []
+    backend.delete("bob", "new")
+    backend.create("bob", "new", NOW)
+    assert backend.open("bob", "new", True, NOW)[0].messages == []
+
+
+def _reference_scan(data):
+    """The whole-file split, written out once more without any memo."""
+    out = []
+    pos = 0 if data.startswith(b"From ") else data.find(b"\nFrom ") + 1
+    if pos == 0 and not data.startswith(b"From "):
+        return out
+    while True:
+        nxt = data.find(b"\nFrom ", pos) + 1
+        if nxt == 0:
+            end = len(data) - 1 if data.endswith(b"\n\n") else len(data)
+        else:
+            end = nxt - 1 if data[nxt - 2 : nxt] == b"\n\n" else nxt
+        line_end = data.find(b"\n", pos, end)
+        header_start = end if line_end < 0 else line_end + 1
+        if data[header_start : header_start + 1] == b"\n":
+            body_start, header = header_start + 1, b""
+        else:
+            blank = data.find(b"\n\n", header_start, end)
+            body_start = end if blank < 0 else blank + 2
+            header = data[header_start : end if blank < 0 else blank + 1]
+        out.append((pos, body_start, end, data[pos:header_start], header))
+        if nxt == 0:
+            return out
+        pos = nxt
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.sampled_from(
+    [b"From a Thu Jan 25 12:00:00 2007\n", b"From b", b"Status: RO\n",
+     b"X-UID: 7\n", b"Subject: s\r\n", b" folded\n", b"\n", b"\n\n", b"body",
+     b">From x\n", b"X-IMAPbase: 5 9\n"]), max_size=14))
+def test_memoized_scan_matches_the_plain_split(data):
+    data = b"".join(data)
+    for _ in range(2):  # the second pass is served from the memo
+        spans = scan(data, 10)
+        assert [(s.start - 10, s.body_start - 10, s.end - 10, s.from_line, s.header)
+                for s in spans] == _reference_scan(data)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.builds(
+    Work,
+    cpu=st.dictionaries(st.sampled_from(["a.x", "b.y", "c.z"]),
+                        st.integers(0, 9), max_size=3),
+    reads=st.lists(st.tuples(st.sampled_from(["f", "g"]), st.integers(0, 9)),
+                   max_size=2).map(tuple),
+    writes=st.lists(st.tuples(st.just("w"), st.integers(0, 9)),
+                    max_size=2).map(tuple),
+    fsyncs=st.integers(0, 3), locks=st.integers(0, 3), net_bytes=st.integers(0, 3),
+), max_size=6))
+def test_sum_work_is_the_left_fold(works):
+    folded = Work()
+    for work in works:
+        folded += work
+    total = sum_work(works)
+    assert total == folded and list(total.cpu.items()) == list(folded.cpu.items())

@@ -33,7 +33,13 @@ import re
 from collections.abc import Callable
 
 from twin.access.auth import Authenticator
-from twin.access.imapfetch import fetch_one, flag_list, parse_fetch_items, quote
+from twin.access.imapfetch import (
+    fetch_one,
+    fetch_plan,
+    flag_list,
+    parse_fetch_items,
+    quote,
+)
 from twin.access.imapparse import (
     ParseError,
     Reader,
@@ -46,7 +52,14 @@ from twin.access.imapparse import (
 from twin.access.imapsearch import BadCharset, Searcher, parse_search
 from twin.access.names import MailboxNameError, check_user, list_matcher, split_name
 from twin.access.settings import AccessSettings
-from twin.access.store import ALL_FLAGS, FLAG_BITS, Backend, Mailbox, StoreError
+from twin.access.store import (
+    ALL_FLAGS,
+    FLAG_BITS,
+    Backend,
+    Mailbox,
+    StoreError,
+    sum_work,
+)
 from twin.stages.work import Work
 
 CPU_UNITS: dict[str, str] = {
@@ -539,11 +552,13 @@ class ImapSession:
         reader.sp()
         items = parse_fetch_items(reader)
         reader.end()
-        out, work = [], Work()
+        out, works = [], []
+        plan = fetch_plan(items)
         for index in indices:
-            line, got, _ = fetch_one(self.mailbox, index, items, uid)
+            line, got, _ = fetch_one(self.mailbox, index, items, uid, plan)
             out.append(line)
-            work += got
+            works.append(got)
+        work = sum_work(works)
         verb = b"UID FETCH" if uid else b"FETCH"
         return b"".join(out) + self._ok(tag, verb + b" completed"), work
 

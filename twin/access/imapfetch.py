@@ -302,41 +302,54 @@ def _section(item: FetchItem, text: bytes | None, header: bytes | None,
                          item.text == b"HEADER.FIELDS")
 
 
+def fetch_plan(items: list[FetchItem]) -> tuple[bool, ...]:
+    """What *items* need of each message; work it out once per FETCH command."""
+    kinds = {item.kind for item in items}
+    return (
+        b"BODYSTRUCTURE" in kinds,
+        any(item.needs_text for item in items),
+        any(item.needs_header for item in items),
+        any(item.parts or item.kind == b"BODY" for item in items),
+        any(not item.peek for item in items),
+        b"UID" in kinds,
+        b"FLAGS" in kinds,
+    )
+
+
 def fetch_one(mailbox: Mailbox, index: int, items: list[FetchItem],
-              with_uid: bool) -> tuple[bytes, Work, bool]:
-    """``* n FETCH (...)`` for message *index*, its Work, and whether it set \\Seen."""
+              with_uid: bool, plan: tuple[bool, ...] | None = None
+              ) -> tuple[bytes, Work, bool]:
+    """``* n FETCH (...)`` for message *index*, its Work, and whether it set \\Seen.
+
+    *plan* is ``fetch_plan(items)``, computed here when not given.
+    """
+    (wants_structure, needs_text, needs_header, wants_tree, unpeeked, has_uid,
+     has_flags) = plan or fetch_plan(items)
     info = mailbox.messages[index]
     work = Work(cpu={"imap.message": 1})
     text = header = None
     tree: Part | None = None
     cached = None
-    wants_structure = any(item.kind == b"BODYSTRUCTURE" for item in items)
     if wants_structure:
         cached, got = mailbox.bodystructure(index)
         work += got
-    if any(item.needs_text for item in items) or (wants_structure and not cached):
+    if needs_text or (wants_structure and not cached):
         text, got = mailbox.text(index)
         work += got
         header = split_message(text)[0]
-    elif any(item.needs_header for item in items):
+    elif needs_header:
         header, got = mailbox.header(index)
         work += got
-    if text is not None and (
-        any(item.parts or item.kind == b"BODY" for item in items)
-        or (wants_structure and not cached)
-    ):
+    if text is not None and (wants_tree or (wants_structure and not cached)):
         tree = parse_mime(text)
         work += Work(cpu={"imap.parse_byte": len(text)})
-    set_seen = not mailbox.readonly and not info.flags & SEEN and any(
-        not item.peek for item in items
-    )
+    set_seen = not mailbox.readonly and not info.flags & SEEN and unpeeked
     if set_seen:
         work += mailbox.set_flags([(index, info.flags | SEEN)])
     out: list[bytes] = []
-    kinds = {item.kind for item in items}
-    if with_uid and b"UID" not in kinds:
+    if with_uid and not has_uid:
         out.append(b"UID %d" % info.uid)
-    if set_seen and b"FLAGS" not in kinds:
+    if set_seen and not has_flags:
         out.append(b"FLAGS " + flag_list(info.flags, info.recent))
     for item in items:
         kind = item.kind

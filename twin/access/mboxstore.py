@@ -24,6 +24,12 @@ escape body ``From `` lines as ``>From``.
 Locks: POSIX ``lockf`` on the spool (what ``mailbox`` and Postfix take) plus an
 in-process lock per file, since POSIX locks do not exclude threads.
 
+Simulation shortcut (no effect on replies or Work): the backend keeps each
+file's last parse keyed by (size, mtime, inode) and reuses it while the file is
+unchanged, parses only the tail when it merely grew (deliveries append), and
+records its own rewrites; per-message parses are memoized by a digest of the
+message's bytes. The Work still says what UW IMAP does: read and scan it all.
+
 Work counted: ``reads``/``writes`` of the spool, its copy and folders (keys are
 paths relative to the store root), ``fsyncs``, ``locks``, ``files_*``; CPU
 kinds in ``CPU_UNITS``.
@@ -39,11 +45,13 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
+from hashlib import blake2b
 from pathlib import Path
 
 from twin.access.message import crlf_size, header_fields, to_crlf
 from twin.access.names import MailboxNameError, check_user, split_name
 from twin.access.store import (
+    ALL_FLAGS,
     ANSWERED,
     DELETED,
     DRAFT,
@@ -93,12 +101,46 @@ class _Span:
     info: MessageInfo
     has_uid: bool
     uidl: str = ""
+    parsed: _Parsed | None = None  # the parse of the bytes it covers, if known
+    status: tuple[int, bool, int, tuple[int, int] | None] | None = None
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """One message's parse, offsets relative to its ``From `` line.
+
+    A pure function of the message's bytes (from its ``From `` line up to the
+    next one, or the end of the file), so it is memoized by their digest;
+    ``_rewrite`` derives the parse of what it writes instead of re-reading it.
+    """
+
+    body_start: int
+    end: int
+    from_line: bytes
+    header: bytes
+    visible: bytes
+    size: int
+    internaldate: int
+    status: tuple[int, bool, int, tuple[int, int] | None]
+    pop: tuple[int, str] | None = None  # QPopper's (octets, UIDL), when asked
+    # (flags, uid, X-IMAPbase) this header was written with, by our rewrite
+    written: tuple[int, int, tuple[int, int] | None] | None = None
+
+
+_MEMO: dict[bytes, _Parsed] = {}
+_MEMO_LIMIT = 20_000
+"""Parses by message digest; content-addressed, so never stale, only bounded."""
 
 
 def _status_flags(header: bytes) -> tuple[int, bool, int, tuple[int, int] | None]:
     """(flags, old, uid, (uidvalidity, uidlast) or None) from UW's headers."""
+    return _fields_status(header_fields(to_crlf(header)))
+
+
+def _fields_status(fields: list[tuple[bytes, bytes]]
+                   ) -> tuple[int, bool, int, tuple[int, int] | None]:
     flags, old, uid, base = 0, False, 0, None
-    for name, raw in header_fields(to_crlf(header)):
+    for name, raw in fields:
         if name not in HIDDEN_FIELDS:
             continue
         value = raw[raw.find(b":") + 1 :].strip()
@@ -135,40 +177,78 @@ def _from_date(from_line: bytes) -> int:
         return 0
 
 
-def scan(data: bytes, base: int = 0) -> list[_Span]:
-    """Split *data* (an mbox file from offset *base*) as ``mailbox.mbox`` does."""
-    spans: list[_Span] = []
+def _parse_chunk(chunk: bytes) -> _Parsed:
+    """Parse one message: *chunk* runs from its ``From `` line to the next one."""
+    size = len(chunk)
+    end = size - 1 if chunk.endswith(b"\n\n") else size
+    line_end = chunk.find(b"\n", 0, end)
+    header_start = end if line_end < 0 else line_end + 1
+    if chunk[header_start : header_start + 1] == b"\n":
+        body_start = header_start + 1
+        header = b""
+    else:
+        blank = chunk.find(b"\n\n", header_start, end)
+        body_start = end if blank < 0 else blank + 2
+        header = chunk[header_start : end if blank < 0 else blank + 1]
+    from_line = chunk[:header_start]
+    fields = header_fields(to_crlf(header))
+    visible = b"".join(
+        raw for name, raw in fields if name not in HIDDEN_FIELDS
+    ) + b"\r\n"
+    size_crlf = len(visible) + crlf_size(chunk[body_start:end])
+    return _Parsed(body_start, end, from_line, header, visible, size_crlf,
+                   _from_date(from_line), _fields_status(fields))
+
+
+def _chunks(data: bytes, base: int = 0) -> list[tuple[int, _Parsed]]:
+    """(offset, parse) of each message of *data* (an mbox file from *base*)."""
+    out: list[tuple[int, _Parsed]] = []
     pos = 0 if data.startswith(b"From ") else data.find(b"\nFrom ") + 1
     if pos == 0 and not data.startswith(b"From "):
-        return spans
-    size = len(data)
+        return out
+    view = memoryview(data)
+    memo = _MEMO
     while True:
         nxt = data.find(b"\nFrom ", pos) + 1
+        stop = nxt or len(data)
+        key = blake2b(view[pos:stop], digest_size=20).digest()
+        parsed = memo.get(key)
+        if parsed is None:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            parsed = memo[key] = _parse_chunk(data[pos:stop])
+        out.append((base + pos, parsed))
         if nxt == 0:
-            end = size - 1 if data.endswith(b"\n\n") else size
-        else:
-            end = nxt - 1 if data[nxt - 2 : nxt] == b"\n\n" else nxt
-        line_end = data.find(b"\n", pos, end)
-        header_start = end if line_end < 0 else line_end + 1
-        if data[header_start : header_start + 1] == b"\n":
-            body_start = header_start + 1
-            header = b""
-        else:
-            blank = data.find(b"\n\n", header_start, end)
-            body_start = end if blank < 0 else blank + 2
-            header = data[header_start : end if blank < 0 else blank + 1]
-        from_line = data[pos:header_start]
-        visible = b"".join(
-            raw for name, raw in header_fields(to_crlf(header))
-            if name not in HIDDEN_FIELDS
-        ) + b"\r\n"
-        size_crlf = len(visible) + crlf_size(data[body_start:end])
-        info = MessageInfo(0, size_crlf, _from_date(from_line), 0)
-        spans.append(_Span(base + pos, base + body_start, base + end, from_line,
-                           header, visible, info, False))
-        if nxt == 0:
-            return spans
+            return out
         pos = nxt
+
+
+def _span(start: int, parsed: _Parsed) -> _Span:
+    return _Span(start, start + parsed.body_start, start + parsed.end,
+                 parsed.from_line, parsed.header, parsed.visible,
+                 MessageInfo(0, parsed.size, parsed.internaldate, 0), False,
+                 parsed=parsed, status=parsed.status)
+
+
+def scan(data: bytes, base: int = 0) -> list[_Span]:
+    """Split *data* (an mbox file from offset *base*) as ``mailbox.mbox`` does."""
+    return [_span(start, parsed) for start, parsed in _chunks(data, base)]
+
+
+def _stripped(span: _Span) -> bytes:
+    """The header fields a client sees, LF-terminated, as UW writes them back."""
+    if b"\r" not in span.header:
+        # visible is exactly these fields in CRLF form (for scan-made spans and,
+        # since re-parsing them yields the same fields, for rewritten ones)
+        return span.visible[:-2].replace(b"\r\n", b"\n")
+    return b"".join(
+        raw for name, raw in header_fields(to_crlf(span.header))
+        if name not in HIDDEN_FIELDS
+    ).replace(b"\r\n", b"\n")
+
+
+def _status_of(span: _Span) -> tuple[int, bool, int, tuple[int, int] | None]:
+    return span.status if span.status is not None else _status_flags(span.header)
 
 
 def _status_header(flags: int) -> bytes:
@@ -199,19 +279,21 @@ class MboxMailbox:
     def load(self) -> Work:
         """Parse the whole file; clear \\Recent (set O) when read-write."""
         with locked_file(self._path) as handle:
-            data = handle.read()
+            # UW reads and parses the whole file; the simulator reuses the
+            # backend's parse of an unchanged file (same work reported)
+            items, size = self._backend.parsed(self._path, handle)
             self._stamp = self._stat(handle)
-        spans = scan(data)
-        work = self._adopt(spans, data, first=True)
+        spans = [_span(start, parsed) for start, parsed in items]
+        work = self._adopt(spans, size, first=True)
         recent = [s for s in self._spans if s.info.recent]
         if recent and not self.readonly:
             self._dirty = True  # UW writes Status: O for every recent message
-        return work + Work(reads=((self._key, len(data)),), locks=1)
+        return work + Work(reads=((self._key, size),), locks=1)
 
-    def _adopt(self, spans: list[_Span], data: bytes, first: bool) -> Work:
+    def _adopt(self, spans: list[_Span], size: int, first: bool) -> Work:
         """Take parsed spans: read their flags and UIDs, give UIDs to new ones."""
         if first and spans:
-            flags, old, uid, base = _status_flags(spans[0].header)
+            base = _status_of(spans[0])[3]
             if base is not None and b"\nX-IMAP:" in b"\n" + spans[0].header:
                 self.uidvalidity, self.uidnext = base[0], base[1] + 1
                 spans = spans[1:]  # UW's FOLDER INTERNAL DATA pseudo-message
@@ -222,7 +304,7 @@ class MboxMailbox:
             self._dirty = self._dirty or (bool(spans) and not self.readonly)
         last = self._spans[-1].info.uid if self._spans else 0
         for span in spans:
-            flags, old, uid, _ = _status_flags(span.header)
+            flags, old, uid, _ = _status_of(span)
             span.info.flags = flags
             span.info.recent = not old
             if last < uid < self.uidnext:
@@ -234,7 +316,6 @@ class MboxMailbox:
             span.info.uid = last = uid
         self._spans.extend(spans)
         self.messages = [span.info for span in self._spans]
-        size = len(data)
         return Work(cpu={"mbox.byte": size, "mbox.message": len(spans)})
 
     @staticmethod
@@ -301,7 +382,7 @@ class MboxMailbox:
                 if tail.startswith(b"From ", skip):
                     self._stamp = self._stat(handle)
                     spans = scan(tail[skip:], known + skip)
-                    work = self._adopt(spans, tail, first=not self._spans)
+                    work = self._adopt(spans, len(tail), first=not self._spans)
                     return [], work + Work(reads=((self._key, len(tail)),), locks=1)
             handle.seek(0)
             data = handle.read()
@@ -311,7 +392,7 @@ class MboxMailbox:
     def _reconcile(self, data: bytes) -> tuple[list[int], Work]:
         old = {info.uid: info for info in self.messages}
         self._spans, self.uidvalidity = [], 0
-        work = self._adopt(scan(data), data, first=True)
+        work = self._adopt(scan(data), len(data), first=True)
         kept = {info.uid for info in self.messages}
         gone = [i + 1 for i, uid in enumerate(old) if uid not in kept]
         for info in self.messages:
@@ -335,9 +416,11 @@ class MboxMailbox:
                 tail = data[tail_start:]
                 skip = len(tail) - len(tail.lstrip(b"\n"))
                 extra_spans = scan(tail[skip:], tail_start + skip)
-            self._adopt(extra_spans, b"", first=False)
+            self._adopt(extra_spans, 0, first=False)
             pieces: list[bytes] = []
             spans: list[_Span] = []
+            # the parse of what we write, message by message, for the cache
+            items: list[tuple[int, _Parsed | None]] = []
             offset = 0
             for index, span in enumerate(self._spans):
                 if index in drop:
@@ -345,32 +428,70 @@ class MboxMailbox:
                 if pieces:
                     pieces.append(b"\n")
                     offset += 1
-                header = b"".join(
-                    raw for name, raw in header_fields(to_crlf(span.header))
-                    if name not in HIDDEN_FIELDS
-                ).replace(b"\r\n", b"\n")
-                if not spans:
-                    header += b"X-IMAPbase: %d %d\n" % (
-                        self.uidvalidity, self.uidnext - 1
-                    )
-                header += _status_header(span.info.flags)
-                header += b"X-UID: %d\n" % span.info.uid
-                body = data[span.body_start : span.end]
-                if body and not body.endswith(b"\n"):
-                    body += b"\n"
+                base = None if spans else (self.uidvalidity, self.uidnext - 1)
+                written = (span.info.flags & ALL_FLAGS, span.info.uid, base)
+                parsed = span.parsed
+                if parsed is not None and not (
+                    parsed.body_start == span.body_start - span.start
+                    and parsed.end == span.end - span.start
+                    and span.from_line.endswith(b"\n")
+                    and b"\r" not in span.header
+                ):
+                    parsed = None  # not provably what a fresh parse would see
                 start = offset
-                head = span.from_line + header + b"\n"
-                pieces += (head, body)
-                offset += len(head) + len(body)
-                spans.append(_Span(start, start + len(head), offset, span.from_line,
-                                   header, span.visible, span.info, True))
+                if (parsed is not None and parsed.written == written
+                        and (span.end == span.body_start
+                             or data[span.end - 1] == 10)):
+                    # already exactly as UW writes it: the same bytes again
+                    header, head_size = span.header, parsed.body_start
+                    pieces.append(data[span.start : span.end])
+                    offset += span.end - span.start
+                else:
+                    header = _stripped(span)
+                    if base is not None:
+                        header += b"X-IMAPbase: %d %d\n" % base
+                    header += _status_header(span.info.flags)
+                    header += b"X-UID: %d\n" % span.info.uid
+                    body = data[span.body_start : span.end]
+                    body_crlf = 0 if parsed is None else parsed.size - len(
+                        parsed.visible)
+                    if body and not body.endswith(b"\n"):
+                        body_crlf += 1 if body.endswith(b"\r") else 2
+                        body += b"\n"
+                    head = span.from_line + header + b"\n"
+                    head_size = len(head)
+                    pieces += (head, body)
+                    offset += head_size + len(body)
+                    if parsed is not None:
+                        # what scan() finds in these bytes (unless they end the
+                        # file, which is parsed for real below)
+                        parsed = _Parsed(
+                            head_size, head_size + len(body), span.from_line,
+                            header, span.visible, len(span.visible) + body_crlf,
+                            parsed.internaldate,
+                            (written[0], True, written[1] if written[1] < 10**10
+                             else 0, None if base is None else
+                             (base[0] & 0xFFFFFFFF, base[1] & 0xFFFFFFFF)),
+                            written=written,
+                        )
+                items.append((start, parsed))
+                spans.append(_Span(start, start + head_size, offset, span.from_line,
+                                   header, span.visible, span.info, True,
+                                   parsed=parsed,
+                                   status=None if parsed is None else parsed.status))
             content = b"".join(pieces)
+            if items and all(parsed is not None for _, parsed in items):
+                start = items[-1][0]  # the last one ends the file: parse it
+                items[-1] = _chunks(content[start:], start)[0]
+            else:
+                items = _chunks(content)
             handle.seek(0)
             handle.write(content)
             handle.truncate()
             handle.flush()
             os.fsync(handle.fileno())
             self._stamp = self._stat(handle)
+            self._backend.remember(self._path, handle, content, items)
         self._spans = spans
         self.messages = [span.info for span in spans]
         self._dirty = False
@@ -413,19 +534,16 @@ class QpopperDrop:
             handle.seek(0)
             handle.truncate()
             os.fsync(handle.fileno())
+            self._backend.forget(self._spool)
         self._open = True
         self._spans = scan(combined)
         for span in self._spans:
-            raw = combined[span.start + len(span.from_line) : span.end]
-            self.sizes.append(crlf_size(raw))
-            uidl = None
-            for name, field in header_fields(to_crlf(span.header)):
-                if name == b"x-uidl":
-                    uidl = field[field.find(b":") + 1 :].strip()[:70]
-            self.uidls.append(
-                uidl.decode("ascii", "replace") if uidl else
-                hashlib.md5(span.visible + _body(combined, span)).hexdigest()
-            )
+            parsed = span.parsed
+            if parsed.pop is None:  # memoized with the message's parse
+                parsed.pop = _pop_listing(combined, span)
+            octets, uidl = parsed.pop
+            self.sizes.append(octets)
+            self.uidls.append(uidl)
         copy_key = _relkey(self._backend.root, self._copy)
         spool_key = _relkey(self._backend.root, self._spool)
         return Work(
@@ -471,6 +589,7 @@ class QpopperDrop:
                 handle.flush()
                 os.fsync(handle.fileno())
                 wrote = len(content)
+                self._backend.forget(self._spool)
             os.unlink(self._copy)
         self._backend.release_drop(self._user)
         spool_key = _relkey(self._backend.root, self._spool)
@@ -487,6 +606,19 @@ class QpopperDrop:
     def abort(self) -> Work:
         """A dropped connection keeps every message (RFC 1939: no UPDATE state)."""
         return self.commit(set())
+
+
+def _pop_listing(data: bytes, span: _Span) -> tuple[int, str]:
+    """QPopper's (octets, UIDL) of one message: X-UIDL if present, else an MD5."""
+    raw = data[span.start + len(span.from_line) : span.end]
+    uidl = None
+    for name, field in header_fields(to_crlf(span.header)):
+        if name == b"x-uidl":
+            uidl = field[field.find(b":") + 1 :].strip()[:70]
+    return crlf_size(raw), (
+        uidl.decode("ascii", "replace") if uidl else
+        hashlib.md5(span.visible + _body(data, span)).hexdigest()
+    )
 
 
 def _body(data: bytes, span: _Span) -> bytes:
@@ -517,6 +649,60 @@ class MboxBackend:
         self.root = os.path.realpath(root)
         self._pop_guard = threading.Lock()
         self._pop_users: set[str] = set()
+        # path -> ((size, mtime_ns, inode), [(offset, parse)]): each file's last
+        # parse, so the simulator need not redo what UW IMAP redoes every open
+        self._parses: dict[str, tuple[tuple[int, int, int],
+                                      list[tuple[int, _Parsed]]]] = {}
+        self.parse_counts = {"reused": 0, "tail": 0, "whole": 0}
+
+    # -- the parse cache -------------------------------------------------------
+    def parsed(self, path: str, handle) -> tuple[list[tuple[int, _Parsed]], int]:
+        """(offset, parse) of every message of locked *handle*, and its size.
+
+        Reused while (size, mtime, inode) is unchanged; when the file only grew
+        (deliveries append) the tail from the last known message is parsed;
+        otherwise the whole file. Writers in this module update or drop it.
+        """
+        info = os.fstat(handle.fileno())
+        key = (info.st_size, info.st_mtime_ns, info.st_ino)
+        known = self._parses.get(path)
+        if known is not None and known[0] == key:
+            self.parse_counts["reused"] += 1
+            return known[1], info.st_size
+        if (known is not None and known[1] and known[0][2] == info.st_ino
+                and known[0][0] < info.st_size):
+            start, last = known[1][-1]
+            handle.seek(start)
+            tail = handle.read()
+            if tail.startswith(last.from_line):
+                items = known[1][:-1] + _chunks(tail, start)
+                self._parses[path] = (key, items)
+                self.parse_counts["tail"] += 1
+                return items, info.st_size
+        handle.seek(0)
+        data = handle.read()
+        items = _chunks(data)
+        self._parses[path] = (key, items)
+        self.parse_counts["whole"] += 1
+        return items, len(data)
+
+    def remember(self, path: str, handle, content: bytes,
+                 items: list[tuple[int, _Parsed]]) -> None:
+        """Record *items*, the parse of *content* just written to locked *handle*."""
+        info = os.fstat(handle.fileno())
+        key = (info.st_size, info.st_mtime_ns, info.st_ino)
+        if info.st_size == len(content):
+            self._parses[path] = (key, items)
+        else:
+            self.forget(path)
+
+    def forget(self, path: str, tree: bool = False) -> None:
+        """Drop the parse of *path* (and, with *tree*, of anything under it)."""
+        self._parses.pop(path, None)
+        if tree:
+            for known in [p for p in list(self._parses)
+                          if p.startswith(path + os.sep)]:
+                self._parses.pop(known, None)
 
     # -- paths ---------------------------------------------------------------
     def _user(self, user: str) -> str:
@@ -605,6 +791,7 @@ class MboxBackend:
             os.rmdir(path)
         elif os.path.isfile(path):
             os.unlink(path)
+            self.forget(path)
         else:
             raise StoreError(f"mailbox {name!r} does not exist")
         return Work(files_deleted=1)
@@ -620,6 +807,8 @@ class MboxBackend:
             raise StoreError(f"mailbox {new!r} already exists")
         os.makedirs(os.path.dirname(new_path), exist_ok=True)
         shutil.move(old_path, new_path)
+        self.forget(old_path, tree=True)
+        self.forget(new_path, tree=True)
         return Work(files_renamed=1)
 
     def append(self, user: str, name: str, entries: list[tuple[bytes, int, int]],
