@@ -16,8 +16,10 @@ It works on the ``MailModel`` it belongs to.
 
 from __future__ import annotations
 
+from twin.access.cyrusstore import index_delivery
 from twin.resources import Servers
 from twin.sim.mailrecord import DELIVER, RELAY, REMOTE, MessageRecord
+from twin.sim.mailsetup import EPOCH_S
 from twin.stages.smtp import RcptStatus, SmtpResult
 from twin.stages.work import Work
 
@@ -143,12 +145,20 @@ class Delivery:
             yield grant
         start = env.now
         store = self.model.stages.store
+        work = None
         if self.model.scenario.pipeline.deliver.format == "maildir":
             done = store.deliver(user, data, env.now, f"M{record.spec.msg_id}")
+            if self.model.access is not None:
+                # Cyrus's lmtpd appends the message to the mailbox's index and
+                # cache as it delivers, so readers never rescan the folder
+                name = done.key.split("/Maildir/", 1)[1]
+                work = done.work + index_delivery(
+                    self.model.stages.store_root, user, name, data, EPOCH_S + env.now
+                )
         else:
             done = store.deliver(user, data, env.now, record.spec.sender)
         yield from self.model._run(
-            "deliver", self.model.box_host, done.work, self.model.box_array
+            "deliver", self.model.box_host, work or done.work, self.model.box_array
         )
         self.local.release()
         self.model.counters.deliveries_local += 1

@@ -404,15 +404,15 @@ class MailModel:
                 tuple(result.accepted_recipients),
             )
             self._queued(host_name, +1)
+            # counted once its queue file exists, even if the run ends before
+            # smtpd's 250 reaches the client: messages.lost stays exact
+            self.counters.accepted += 1
+            record.accepted = len(result.accepted_recipients)
             work = work + entry.work
         yield from self._run("smtp", host_name, work, self.queue_array[host_name])
         pool.release()
         record.visit(SMTP, queued, start, env.now)
-        if not accepted:
-            return None
-        self.counters.accepted += 1
-        record.accepted = len(result.accepted_recipients)
-        return result
+        return result if accepted else None
 
     def _count_dialogue(self, result: SmtpResult) -> None:
         counters = self.counters
