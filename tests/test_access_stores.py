@@ -19,7 +19,7 @@ from twin.access.cyrusstore import (
 from twin.access.mboxstore import MboxBackend, scan
 from twin.access.names import MailboxNameError, check_user, list_matcher, split_name
 from twin.access.settings import AccessSettings
-from twin.access.store import StoreError, sum_work
+from twin.access.store import FLAGGED, SEEN, StoreError, sum_work
 from twin.stages.work import Work
 
 NOW = 1_170_000_000.0
@@ -103,6 +103,75 @@ def test_cyrus_index_is_rebuilt_or_resynced(tmp_path):
     index.write_bytes(b"garbage")
     assert len(backend.open("bob", "INBOX", True, NOW)[0].messages) == 2
     assert index_delivery(tmp_path, "nobody", "new/x", b"x", NOW).reads == ()
+
+
+def _same_tick(*paths):
+    """Stat *paths* now; the returned function puts their mtimes back, as if
+    the changes in between fell within one file system timestamp tick."""
+    before = [(path, os.stat(path)) for path in paths]
+
+    def restore():
+        for path, info in before:
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+    return restore
+
+
+def _two_sessions(tmp_path):
+    (tmp_path / "bob").mkdir()
+    box = mailbox.Maildir(tmp_path / "bob" / "Maildir")
+    for subject in (b"a", b"b"):
+        box.add(b"Subject: " + subject + b"\n\nbody\n")
+    backend = CyrusBackend(tmp_path)
+    first, _ = backend.open("bob", "INBOX", False, NOW)
+    return backend, first, tmp_path / "bob" / "Maildir"
+
+
+def test_cyrus_notices_an_index_rewrite_within_one_mtime_tick(tmp_path):
+    backend, first, maildir = _two_sessions(tmp_path)
+    box = mailbox.Maildir(maildir)
+    message = b"Subject: c\n\nbody\n"
+    key = box.add(message)
+    index_delivery(tmp_path, "bob", "new/" + key, message, NOW)
+    assert first.refresh()[1].reads  # a bigger index: uid 3
+    restore = _same_tick(maildir / "cyrus.index")
+    backend.open("bob", "INBOX", False, NOW)  # rewrites the header in place
+    restore()
+    gone, work = first.refresh()
+    size = HEADER_BYTES + 3 * RECORD_BYTES
+    assert gone == [] and work == Work(cpu={"cyrus.record": 3}, locks=1,
+                                       reads=(("bob/Maildir/cyrus.index", size),))
+    assert first.refresh() == ([], Work())  # and only once
+
+
+def test_cyrus_notices_two_flag_changes_within_one_mtime_tick(tmp_path):
+    backend, first, maildir = _two_sessions(tmp_path)
+    second, _ = backend.open("bob", "INBOX", False, NOW)
+    restore = _same_tick(maildir / "cyrus.index", maildir / "new", maildir / "cur")
+    second.set_flags([(0, SEEN)])
+    second.set_flags([(1, FLAGGED)])
+    restore()  # same size, same mtimes: only this process knows
+    gone, work = first.refresh()
+    assert gone == [] and [m.flags for m in first.messages] == [SEEN, FLAGGED]
+    assert work.locks == 1 and work.reads[0] == (
+        "bob/Maildir/cyrus.index", HEADER_BYTES + 2 * RECORD_BYTES)
+    assert first.refresh() == ([], Work())
+
+
+def test_cyrus_append_names_repeat_run_to_run(tmp_path):
+    names = []
+    for run in ("one", "two"):
+        root = tmp_path / run
+        (root / "bob" / "Maildir").mkdir(parents=True)
+        backend = CyrusBackend(root)
+        backend.create("bob", "Sent", NOW)
+        work = backend.append("bob", "Sent", [(b"Subject: s\r\n\r\nx\r\n", 0,
+                                               int(NOW))] * 2, NOW)
+        names.append([key for key, _ in work.writes])
+    assert names[0] == names[1]
+    assert names[0][:2] == ["bob/Maildir/.Sent/cur/1170000000.M1.twin:2,",
+                            "bob/Maildir/.Sent/cur/1170000000.M2.twin:2,"]
+    assert str(os.getpid()) not in "".join(names[0])
 
 
 @pytest.mark.parametrize("filename", ["../x", "new/../../etc", "tmp/x", "a/b/c/d",

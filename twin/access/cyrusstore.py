@@ -17,19 +17,32 @@ the index stays current at the cost of one appended record and cache entry;
 SELECT then reads the index alone, FETCH of flags/sizes reads nothing more and
 FETCH of headers or ENVELOPE reads the cache. A missing or damaged index is
 rebuilt from the maildir (every message read, as Cyrus ``reconstruct`` does);
-when ``new/`` or ``cur/`` changed behind the index's back (mtime differs) the
-directories are rescanned. Flag changes rewrite one record in place and rename
-the file to its ``cur/NAME:2,FLAGS`` name; EXPUNGE unlinks the files and
-rewrites index and cache.
+when ``new/`` or ``cur/`` changed behind the index's back the directories are
+rescanned.
+
+Change detection never depends on the host's clock for changes made in this
+process: every writer here (sessions through the backend, ``index_delivery``,
+rebuilds) bumps a process-wide generation of the mailbox folder and notes the
+directories' state it left in step with the index, and an open mailbox
+re-reads its index when the generation moved on. The file system's mtimes
+(and the index's size and mtime) are consulted only for changes made outside
+the process (``twin serve`` over a maildir someone else edits).
+
+Flag changes rewrite one record in place and rename the file to its
+``cur/NAME:2,FLAGS`` name; EXPUNGE unlinks the files and rewrites index and
+cache. APPEND names its files ``<time>.M<serial>.twin`` from the simulated
+time and a per-backend serial (skipping names in use), never the host's
+process id, so file names (and the disk blocks they map to) repeat run to run.
 
 Layout under the store root: ``<user>/Maildir`` is INBOX, ``<user>/Maildir/.A.B``
 the maildir++ folder ``A/B`` (so ``.`` is not allowed in names),
 ``<user>/Maildir/subscriptions`` the subscriptions.
 
 Limits: file names longer than ``NAME_BYTES`` cannot be indexed and are left
-out; an external writer that changes a directory within the file system's
-timestamp granularity of the last indexed change may go unseen until the
-next change.
+out; a writer outside the process that changes a directory within the file
+system's timestamp granularity of the last indexed change may go unseen until
+the next change; a file whose name does not start with its delivery time gets
+its internal date from the file's mtime (as a maildir server would).
 """
 
 from __future__ import annotations
@@ -136,6 +149,40 @@ def _lock(folder: str):
     return locked_file(os.path.join(folder, LOCK))
 
 
+class _Shared:
+    """What this process knows of one mailbox folder: *generation* counts
+    the changes made here to its index, cache or directories, and *dirs* is
+    the (``new/``, ``cur/``) mtimes at the last moment a writer here left the
+    index in step with the directories (None: not known yet; ``_STALE``: a
+    writer here changed them without indexing the change)."""
+
+    __slots__ = ("generation", "dirs")
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.dirs: tuple[int, int] | None = None
+
+
+_STALE = (-1, -1)
+_SHARED: dict[str, _Shared] = {}
+_SHARED_GUARD = threading.Lock()
+
+
+def _shared(folder: str) -> _Shared:
+    with _SHARED_GUARD:
+        state = _SHARED.get(folder)
+        if state is None:
+            state = _SHARED[folder] = _Shared()
+        return state
+
+
+def _forget(folder: str) -> None:
+    """Drop what is known of *folder* and its subfolders (deleted, renamed)."""
+    with _SHARED_GUARD:
+        for known in [k for k in _SHARED if k == folder or k.startswith(folder + ".")]:
+            del _SHARED[known]
+
+
 def _dir_mtimes(folder: str) -> tuple[int, int]:
     try:
         return (os.stat(os.path.join(folder, "new")).st_mtime_ns,
@@ -158,6 +205,44 @@ class _Index:
         self.mtimes = (0, 0)
         self.records: list[_Record] = []
         self.stamp = (-1, -1)
+        self.shared = _shared(folder)
+        self.generation = -1  # the shared generation the records are in step with
+
+    def changed(self, info: os.stat_result) -> bool:
+        """Whether the index file (whose stat is *info*) changed since this
+        copy was last in step: a writer in this process bumped the
+        generation, or (outside writers only) the file's size or mtime moved."""
+        return (self.shared.generation != self.generation
+                or (info.st_size, info.st_mtime_ns) != self.stamp)
+
+    def in_step(self, info: os.stat_result) -> None:
+        """Note that this copy matches the index file whose stat is *info*."""
+        self.generation = self.shared.generation
+        self.stamp = (info.st_size, info.st_mtime_ns)
+
+    def bump(self, info: os.stat_result | None = None) -> None:
+        """Count a change made here; with *info* (the index file's stat
+        afterwards) this copy is in step with it."""
+        with _SHARED_GUARD:
+            self.shared.generation += 1
+        if info is not None:
+            self.in_step(info)
+
+    def dirs_moved(self) -> bool:
+        """Whether ``new/`` or ``cur/`` changed behind the index's back."""
+        current = _dir_mtimes(self.folder)
+        known = self.shared.dirs
+        if known is None:  # first sight in this process: the header's note
+            if current != self.mtimes:
+                return True
+            self.shared.dirs = current
+            return False
+        return current != known
+
+    def dirs_synced(self) -> None:
+        """Note that index and directories are in step now."""
+        self.mtimes = _dir_mtimes(self.folder)
+        self.shared.dirs = self.mtimes
 
     def header_bytes(self, count: int | None = None) -> bytes:
         count = len(self.records) if count is None else count
@@ -187,7 +272,7 @@ class _Index:
             _unpack(data[offset : offset + RECORD_BYTES])
             for offset in range(HEADER_BYTES, len(data), RECORD_BYTES)
         ]
-        self.stamp = (info.st_size, info.st_mtime_ns)
+        self.in_step(info)
         return Work(cpu={"cyrus.record": count}, reads=((self.key + INDEX, len(data)),))
 
     def write_all(self, cache: bytes | None) -> Work:
@@ -206,8 +291,7 @@ class _Index:
             os.replace(temporary, path)
             work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
                          files_created=1, files_renamed=1)
-        info = os.stat(self.path)
-        self.stamp = (info.st_size, info.st_mtime_ns)
+        self.bump(os.stat(self.path))
         return work
 
     def read_cache(self) -> tuple[bytes, Work]:
@@ -254,7 +338,7 @@ class _Index:
         cache = bytearray()
         for _, subdir, filename in sorted(names):
             work += self.add_file(subdir, filename, cache, None)
-        self.mtimes = _dir_mtimes(self.folder)
+        self.dirs_synced()
         return work + self.write_all(bytes(cache))
 
     def _listing(self) -> tuple[list[tuple[int, str, str]], Work]:
@@ -287,8 +371,7 @@ class _Index:
     def disk_positions(self, handle) -> dict[int, int] | None:
         """UID -> record number on disk if the index file changed since we
         read it (another session wrote it), else None. Call under the lock."""
-        info = os.fstat(handle.fileno())
-        if (info.st_size, info.st_mtime_ns) == self.stamp:
+        if not self.changed(os.fstat(handle.fileno())):
             return None
         handle.seek(0)
         data = handle.read()
@@ -306,8 +389,8 @@ class _Index:
             info = os.stat(self.path)
         except FileNotFoundError:
             return None
-        index_changed = (info.st_size, info.st_mtime_ns) != self.stamp
-        if not index_changed and _dir_mtimes(self.folder) == self.mtimes:
+        index_changed = self.changed(info)
+        if not index_changed and not self.dirs_moved():
             return None
         with _lock(self.folder):
             work = Work(locks=1)
@@ -316,7 +399,7 @@ class _Index:
                 if got is None:
                     return None
                 work += got
-            if _dir_mtimes(self.folder) != self.mtimes:
+            if self.dirs_moved():
                 work += self.resync()
         return work
 
@@ -347,7 +430,7 @@ class _Index:
         for base in sorted(where, key=lambda b: (_stamp_key(b), b)):
             subdir, filename = where[base]
             work += self.add_file(subdir, filename, grown, None)
-        self.mtimes = _dir_mtimes(self.folder)
+        self.dirs_synced()
         return work + self.write_all(bytes(grown))
 
 
@@ -445,13 +528,17 @@ class CyrusMailbox:
                 work += Work(cpu={"cyrus.record": 1},
                              writes=((index.key + INDEX, RECORD_BYTES),))
             if positions is None:  # the header is still ours to rewrite
-                index.mtimes = _dir_mtimes(index.folder)
+                index.dirs_synced()
                 handle.seek(0)
                 handle.write(index.header_bytes())
                 handle.flush()
-                info = os.fstat(handle.fileno())
-                index.stamp = (info.st_size, info.st_mtime_ns)
+                index.bump(os.fstat(handle.fileno()))
                 work += Work(writes=((index.key + INDEX, HEADER_BYTES),))
+            else:  # records written where the other writer keeps them
+                handle.flush()
+                index.bump()
+                if index.shared.dirs != _STALE:
+                    index.shared.dirs = _dir_mtimes(index.folder)
         return work
 
     def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
@@ -490,7 +577,7 @@ class CyrusMailbox:
                 compact += entry
                 kept.append(record)
             index.records = kept
-            index.mtimes = _dir_mtimes(index.folder)
+            index.dirs_synced()
             self._cache = bytes(compact)
             work += index.write_all(self._cache)
         return self._reconcile(), work
@@ -612,7 +699,7 @@ class CyrusBackend:
                 work += index.rebuild(now)
             else:
                 work += got
-                if _dir_mtimes(folder) != index.mtimes:
+                if index.dirs_moved():
                     work += index.resync()
         return canonical, index, work + Work(locks=1)
 
@@ -646,8 +733,7 @@ class CyrusBackend:
             with _lock(index.folder), open(index.path, "r+b") as handle:
                 handle.write(index.header_bytes())
                 handle.flush()
-                info = os.fstat(handle.fileno())
-                index.stamp = (info.st_size, info.st_mtime_ns)
+                index.bump(os.fstat(handle.fileno()))
             work += Work(writes=((index.key + INDEX, HEADER_BYTES),), locks=1)
         return CyrusMailbox(canonical, index, readonly), work
 
@@ -669,9 +755,10 @@ class CyrusBackend:
             raise StoreError(f"mailbox {name!r} already exists")
         for sub in ("cur", "new", "tmp"):
             os.makedirs(os.path.join(folder, sub))
+        _forget(folder)
         index = _Index(folder, key)
         index.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
-        index.mtimes = _dir_mtimes(folder)
+        index.dirs_synced()
         return Work(files_created=4) + index.write_all(b"")
 
     def delete(self, user: str, name: str) -> Work:
@@ -682,6 +769,7 @@ class CyrusBackend:
             raise StoreError(f"mailbox {name!r} does not exist")
         count = sum(len(files) + len(dirs) for _, dirs, files in os.walk(folder)) + 1
         shutil.rmtree(folder)
+        _forget(folder)
         return Work(files_deleted=count)
 
     def rename(self, user: str, old: str, new: str) -> Work:
@@ -702,6 +790,8 @@ class CyrusBackend:
         ]
         for source, target in moves:
             os.rename(source, target)
+        _forget(old_folder)
+        _forget(new_folder)
         return Work(files_renamed=len(moves), dir_entries_scanned=len(moves))
 
     def append(self, user: str, name: str, entries: list[tuple[bytes, int, int]],
@@ -715,12 +805,17 @@ class CyrusBackend:
             work += got
             grown = bytearray(cache)
             for text, flags, internaldate in entries:
-                with self._pop_guard:
-                    self._serial += 1
-                    serial = self._serial
-                base = f"{int(now)}.M{serial}P{os.getpid()}.twin"
-                temporary = os.path.join(index.folder, "tmp", base)
-                final = base + ":2," + maildir_info(flags)
+                final = ":2," + maildir_info(flags)
+                while True:
+                    with self._pop_guard:
+                        self._serial += 1
+                        serial = self._serial
+                    base = f"{int(now)}.M{serial}.twin"
+                    temporary = os.path.join(index.folder, "tmp", base)
+                    if not (os.path.lexists(temporary) or os.path.lexists(
+                            os.path.join(index.folder, "cur", base + final))):
+                        break
+                final = base + final
                 with open(temporary, "wb") as handle:
                     handle.write(text)
                     handle.flush()
@@ -729,7 +824,7 @@ class CyrusBackend:
                 work += Work(writes=((index.key + "cur/" + final, len(text)),),
                              fsyncs=1, files_created=1, files_renamed=1)
                 work += index.add_file("cur", final, grown, internaldate, text)
-            index.mtimes = _dir_mtimes(index.folder)
+            index.dirs_synced()
             work += index.write_all(bytes(grown))
         return work
 
@@ -773,6 +868,13 @@ def _folder_ok(folder_part: str) -> bool:
     return True
 
 
+def _unindexed(index: _Index) -> None:
+    """A delivery changed *index*'s folder without indexing the message:
+    whoever looks next rescans (or rebuilds), whatever the clock did."""
+    index.bump()
+    index.shared.dirs = _STALE
+
+
 def index_delivery(store_root: str | Path, user: str, filename: str, message: bytes,
                    now: float) -> Work:
     """Add a just-delivered maildir file to its mailbox's index and cache.
@@ -806,17 +908,20 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
     key = os.path.relpath(folder, os.path.realpath(store_root)).replace(os.sep, "/")
     index = _Index(folder, key + "/")
     if not os.path.exists(index.path):
+        _unindexed(index)
         return Work()
     with _lock(folder), open(index.path, "r+b") as handle:
         head = handle.read(HEADER_BYTES)
         size = handle.seek(0, os.SEEK_END)
         if len(head) < HEADER_BYTES:
+            _unindexed(index)
             return Work()
         magic, version, record_size, validity, uidnext, count, recent, _, _ = (
             HEADER.unpack_from(head)
         )
         if (magic != MAGIC or record_size != RECORD_BYTES
                 or size != HEADER_BYTES + count * RECORD_BYTES):
+            _unindexed(index)
             return Work()  # damaged: the next open rebuilds it
         index.uidvalidity, index.uidnext, index.recent_uid = validity, uidnext, recent
         with open(index.cache_path, "ab") as cache_file:
@@ -824,16 +929,21 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
             work = index.add_file(subdir, base, entry, int(now), to_crlf(message),
                                   cache_file.tell())
             if not index.records:
+                _unindexed(index)
                 return work  # name too long to index
             cache_file.write(entry)
             cache_file.flush()
             os.fsync(cache_file.fileno())
-        index.mtimes = _dir_mtimes(folder)
+        stale = index.shared.dirs == _STALE
+        index.dirs_synced()
+        if stale:
+            index.shared.dirs = _STALE  # an earlier change is still unindexed
         handle.write(index.records[-1].pack())
         handle.seek(0)
         handle.write(index.header_bytes(count + 1))
         handle.flush()
         os.fsync(handle.fileno())
+        index.bump()
     return work + Work(
         reads=((index.key + INDEX, HEADER_BYTES),),
         writes=((index.key + CACHE, len(entry)), (index.key + INDEX, RECORD_BYTES),
