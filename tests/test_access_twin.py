@@ -9,16 +9,22 @@ from twin.scenario import load_scenario
 from twin.sim.run import run_scenario
 
 ROOT = Path(__file__).parent.parent / "scenarios"
-READING = ["duration=14h", "warmup=8h", "traffic.users.inboxes=30",
-           "access={mailbox_scale: 0.01}", "output.batches=5"]
+READING = [
+    "duration=14h",
+    "warmup=8h",
+    "traffic.users.inboxes=30",
+    "access={mailbox_scale: 0.01}",
+    "output.batches=5",
+]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("access")
     return {
-        name: run_scenario(load_scenario(ROOT / f"{name}.yaml", READING),
-                           folder / name, quiet=True)
+        name: run_scenario(
+            load_scenario(ROOT / f"{name}.yaml", READING), folder / name, quiet=True
+        )
         for name in ("ece-2004-sun", "ece-2007-dell")
     }
 
@@ -50,3 +56,15 @@ def test_stores_stay_readable_after_the_sessions(runs):
     spools = [p for p in store.iterdir() if p.is_file() and not p.name.startswith(".")]
     for spool in spools[:10]:
         assert len(mailbox.mbox(spool, create=False)) >= 0
+
+
+def test_reading_load_is_deterministic(runs, tmp_path):
+    """Same seed, same bytes: nothing of the host (pids, mtimes) leaks in."""
+    again = run_scenario(
+        load_scenario(ROOT / "ece-2007-dell.yaml", READING),
+        tmp_path / "again",
+        quiet=True,
+    )
+    first = runs["ece-2007-dell"].path
+    for name in ("summary.json", "jobs.parquet", "resources.parquet"):
+        assert (first / name).read_bytes() == (again.path / name).read_bytes(), name
