@@ -200,11 +200,17 @@ class Host:
 
     # -- SimPy ---------------------------------------------------------------
 
-    def complete_at(self, work: Work, array: str | None = None) -> float:
-        """Book *work* on this host now; return when it is done (no event)."""
+    def complete_at(
+        self, work: Work, array: str | None = None, cpu_s: float | None = None
+    ) -> float:
+        """Book *work* on this host now; return when it is done (no event).
+
+        *cpu_s* is ``cpu_seconds(work)`` when the caller has it already.
+        """
         t = self.env.now
         target = self.array(array) if work.touches_storage else None
-        cpu_s = self.cpu_seconds(work)
+        if cpu_s is None:
+            cpu_s = self.cpu_seconds(work)
         if cpu_s > 0:
             t = self.cpu.reserve(cpu_s)
         if target is not None:
@@ -214,11 +220,11 @@ class Host:
         return t
 
     def execute(
-        self, work: Work, array: str | None = None
+        self, work: Work, array: str | None = None, cpu_s: float | None = None
     ) -> Generator[simpy.Event, object, None]:
         """Spend *work* on this host: CPU, then storage, then network."""
         env = self.env
-        end = self.complete_at(work, array)
+        end = self.complete_at(work, array, cpu_s)
         if end > env.now:
             yield env.timeout(end - env.now)
 

@@ -128,7 +128,8 @@ class MailModel:
         self.live: dict[int, MessageRecord] = {}
         self.in_queue = {name: 0 for name in self.stages.queues}
         self.in_queue_max = dict(self.in_queue)
-        self.warm_marks: dict[str, tuple[float, int]] = {}
+        self.warm_marks: dict[str, float] = {}
+        """Busy area of each monitored resource at the end of the warm-up."""
         self.access = None
         if scenario.access is not None and scenario.access.enabled:
             from twin.sim.access import AccessLoad
@@ -190,7 +191,7 @@ class MailModel:
         yield self.env.timeout(self.scenario.warmup)
         for name, resource in self.monitors():
             resource.sync()
-            self.warm_marks[name] = (resource.busy_area, 0)
+            self.warm_marks[name] = resource.busy_area
 
     def _source(self):
         env = self.env
@@ -434,10 +435,9 @@ class MailModel:
         """Spend *work* of *stage* on *host*, counting its CPU seconds."""
         target = self.hosts[host]
         key = (host, stage)
-        self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + target.cpu_seconds(
-            work
-        )
-        yield from target.execute(work, array)
+        cpu_s = target.cpu_seconds(work)
+        self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + cpu_s
+        yield from target.execute(work, array, cpu_s)
 
     def queued_on_disk(self) -> int:
         """Distinct queue ids with a queue file on any host, read from disk."""

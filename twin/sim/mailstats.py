@@ -148,14 +148,12 @@ class Latencies:
         return out
 
 
-def utilisation(
-    marks: dict[str, tuple[float, int]], monitors, span: float
-) -> dict[str, float]:
+def utilisation(marks: dict[str, float], monitors, span: float) -> dict[str, float]:
     """``util.<resource>`` over [warm-up, end] from busy-area marks."""
     out = {}
     for name, resource in monitors:
         resource.sync()
-        start_area, _ = marks.get(name, (0.0, 0))
+        start_area = marks.get(name, 0.0)
         capacity = max(resource.capacity, 1)
         out[f"util.{name}"] = (resource.busy_area - start_area) / (capacity * span)
     return out

@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -270,7 +269,3 @@ def _replace(staging: Path, folder: Path) -> None:
     os.replace(staging, folder)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def progress_stream() -> TextIO:
-    return sys.stderr
