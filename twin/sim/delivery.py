@@ -189,12 +189,13 @@ class Delivery:
                 yield grant
             start = env.now
             talk = queue_settings.remote_rtt * (DIALOGUE_COMMANDS + destinations)
-            yield from self.model._run(
+            end = self.model._book(
                 "relay",
                 holder,
                 Work(cpu=_handover_work(size).cpu, net_bytes=size, net_round_trips=0),
             )
-            yield env.timeout(talk + size / queue_settings.remote_bandwidth)
+            wire = size / queue_settings.remote_bandwidth
+            yield env.timeout(end - start + talk + wire)
             failed = unreachable or (
                 self.model.remote_rng.random() < queue_settings.remote_tempfail_share
             )
