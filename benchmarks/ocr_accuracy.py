@@ -9,6 +9,7 @@ against FuzzyOcr.words with the stage's fuzzy matcher. Prints, per engine:
 
 - word recall: list words planted in the images that were found (micro mean);
 - flagged: images whose matches reach counts_required (2), i.e. would score;
+- recall per trick set (plain, noise, shapes, rotate, noise+shapes);
 - seconds per image (wall time of this host; the external programs include
   their process start, as they did under FuzzyOCR).
 
@@ -101,21 +102,28 @@ def external_reader(name: str, folder: Path):
     return read
 
 
-def evaluate(read, images, words) -> tuple[float, float, int]:
-    """Recall, seconds per image (reading only) and images flagged."""
+def evaluate(read, images, words) -> tuple[float, float, int, dict[str, float]]:
+    """Recall, seconds per image (reading only), images flagged, recall per trick."""
     planted_total = found_total = flagged = 0
     seconds = 0.0
-    for rgb, planted in images:
+    per_trick: dict[str, list[int]] = {}
+    for index, (rgb, planted) in enumerate(images):
         readings, spent = read(rgb)
         seconds += spent
         best: dict[str, int] = {}
         for lines in readings:
             for word, count in match_words(lines, words, 0.25).lines_per_word:
                 best[word] = max(best.get(word, 0), count)
+        found = sum(1 for word in planted if best.get(word))
         planted_total += len(planted)
-        found_total += sum(1 for word in planted if best.get(word))
+        found_total += found
         flagged += sum(best.values()) >= 2
-    return found_total / planted_total, seconds / len(images), flagged
+        trick = "+".join(TRICK_SETS[index % len(TRICK_SETS)])
+        tally = per_trick.setdefault(trick, [0, 0])
+        tally[0] += found
+        tally[1] += len(planted)
+    recalls = {trick: hit / total for trick, (hit, total) in per_trick.items()}
+    return found_total / planted_total, seconds / len(images), flagged, recalls
 
 
 def main() -> None:
@@ -145,9 +153,15 @@ def main() -> None:
         if row is None:
             print(f"{label:<22} {'not installed':>26}")
             continue
-        recall, seconds, flagged = row
+        recall, seconds, flagged, _ = row
         share = f"{flagged}/{len(images)}"
         print(f"{label:<22} {recall:>7.1%} {share:>8} {seconds:>9.4f}")
+    shown = {k: v for k, v in rows.items() if v is not None}
+    print("recall per trick set (images cycle through them; every 3rd is JPEG):")
+    print(f"{'engine':<22} " + " ".join(f"{'+'.join(t):>12}" for t in TRICK_SETS))
+    for label, row in shown.items():
+        cells = " ".join(f"{row[3].get('+'.join(t), 0.0):>12.1%}" for t in TRICK_SETS)
+        print(f"{label:<22} {cells}")
     external = {k: v for k, v in rows.items() if v is not None and k in EXTERNAL}
     if external:
         best = max(external, key=lambda k: external[k][0])

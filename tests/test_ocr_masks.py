@@ -2,7 +2,15 @@
 
 import numpy as np
 
-from twin.stages.ocr.masks import clean_mask, deskew, otsu_threshold, scansets
+from twin.stages.ocr.masks import (
+    SKEW_ANGLES_DEG,
+    clean_mask,
+    deskew,
+    deskew_counted,
+    despeckle,
+    otsu_threshold,
+    scansets,
+)
 
 
 def test_otsu_splits_a_bimodal_image():
@@ -44,3 +52,20 @@ def test_deskew_levels_a_sheared_line():
     flat = np.zeros((40, 100), dtype=bool)
     flat[10:20, 10:90:4] = True
     assert deskew(flat) is flat
+
+
+def test_deskew_counts_ink_pixels_per_angle():
+    mask = np.zeros((40, 100), dtype=bool)
+    mask[10:20, 10:90:4] = True
+    _, examined = deskew_counted(mask)
+    assert examined == int(mask.sum()) * len(SKEW_ANGLES_DEG) == 200 * 25
+    assert deskew_counted(np.zeros((5, 5), dtype=bool))[1] == 0
+
+
+def test_despeckle_removes_lone_specks_and_keeps_thin_strokes():
+    gray = np.full((20, 20), 230, dtype=np.uint8)
+    gray[5, 5] = 10  # a lone dark speck
+    gray[2:18, 12] = 20  # a 1 px stroke
+    clean = despeckle(gray)
+    assert clean[5, 5] >= 230 - 24
+    assert (clean[2:18, 12] == 20).all()

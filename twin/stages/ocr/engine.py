@@ -11,7 +11,10 @@ character at their thinnest column, and recognises every glyph
 (``glyphs.Recogniser``). A wide glyph that reads poorly is tried again as
 its connected components (kerned pairs such as "Ta" share columns) or cut at
 its thinnest middle column (touching pairs); the parts are kept when they
-read better. Labels come normalised the FuzzyOCR way, so a line is a string
+read better. Neighbours that read better joined are joined (an m whose thin
+joins fell below the threshold), and strokes are told apart by shape: a
+stroke with a dot is i (j below the baseline), one without is l (I only with
+serifs on both sides). Labels come normalised the FuzzyOCR way, so a line is a string
 of lower-case letters.
 
 Raises nothing for odd images; an empty mask reads no lines.
@@ -19,6 +22,7 @@ Raises nothing for odd images; an empty mask reads no lines.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +32,9 @@ from twin.stages.ocr.glyphs import (
     default_recogniser,
     glyph_features,
     integral,
+    normalised_label,
 )
-from twin.stages.ocr.masks import MAX_LINE_HEIGHT_PX, clean_mask, deskew
+from twin.stages.ocr.masks import MAX_LINE_HEIGHT_PX, clean_mask, deskew_counted
 
 MIN_GLYPH_HEIGHT_PX = 5
 """Ink bands lower than this are specks, not text lines."""
@@ -40,17 +45,56 @@ SPLIT_DISTANCE = 2.0
 SPLIT_WIDTH = 0.7
 """Glyphs wider than this many line heights may be two glyphs."""
 
+DOT_SHARE = 0.45
+"""A stroke whose top ink part ends above this share of its height is dotted."""
+
+DESCENDER_SHARE = 0.12
+"""A dotted stroke reaching this share of the line height below the baseline is j."""
+
+_STROKES = np.array(list("iljI1|!;"), dtype=object)
+
+_DOTTED = frozenset("ij;")
+
+DESCENT_SHARE = 0.3
+"""A line without descenders is taken to reach this share of its height below
+the baseline (the median glyph bottom), as the templates' "Hg" line does."""
+
+MERGE_ROUNDS = 2
+"""Rounds of joining neighbours: an m broken in three parts needs two."""
+
+MERGE_WIDTH = 1.1
+"""Joined glyphs are at most this many line heights wide."""
+
+MERGE_GAP_PX = 2
+"""Only neighbours at most this many blank columns apart are joined."""
+
+MERGE_WORSE = 1.5
+"""Pairs whose parts both read closer than this are left alone."""
+
+MERGE_GAIN = 0.75
+"""A joined pair must read this much closer than the worse of its parts."""
+
 CUT_GAIN = 0.75
 """A glyph cut at a column must read at least this much closer in every part."""
 
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """What one OCR pass read: normalised text lines and the work it did."""
+    """What one OCR pass read: normalised text lines and the work it did.
+
+    ``pixels`` examined, ``glyphs`` recognised in the final reading, ``tried``
+    extra glyph boxes recognised while re-segmenting (parts of wide glyphs,
+    joined neighbours) and ``skew_pixels`` ink pixels projected by ``deskew``
+    (once per angle tried)."""
 
     lines: tuple[str, ...]
     pixels: int
     glyphs: int
+    tried: int = 0
+    skew_pixels: int = 0
+
+
+_normalised = functools.lru_cache(maxsize=None)(normalised_label)
 
 
 def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +138,8 @@ def find_glyphs(mask: np.ndarray, max_lines: int = 200) -> _Glyphs:
             band, left, right, upper, lower, bottom - top
         )
         count = len(left)
+        baseline = float(np.median(lower))
+        depth = max(bottom - top, int(round(baseline * (1.0 + DESCENT_SHARE))))
         boxes.append(
             np.stack(
                 [
@@ -102,7 +148,7 @@ def find_glyphs(mask: np.ndarray, max_lines: int = 200) -> _Glyphs:
                     left,
                     right,
                     np.full(count, top),
-                    np.full(count, bottom),
+                    np.full(count, top + depth),
                     np.full(count, number),
                 ]
             )
@@ -222,7 +268,7 @@ def _resegment(
     labels: np.ndarray,
     distances: np.ndarray,
     recogniser: Recogniser,
-) -> tuple[_Glyphs, np.ndarray]:
+) -> tuple[_Glyphs, np.ndarray, np.ndarray, int]:
     """Split poorly read wide glyphs into their connected parts (kerned pairs
     such as "Ta" share columns) when the parts read better than the whole."""
     heights = glyphs.line_bottom - glyphs.line_top
@@ -230,7 +276,7 @@ def _resegment(
         (glyphs.x1 - glyphs.x0 > SPLIT_WIDTH * heights) & (distances > SPLIT_DISTANCE)
     )
     if len(suspects) == 0:
-        return glyphs, labels
+        return glyphs, labels, distances, 0
     pieces: list[tuple[int, int, int, int, int]] = []
     owners: list[int] = []
     cut: set[int] = set()
@@ -248,12 +294,12 @@ def _resegment(
             pieces.append((y0 + top, y0 + bottom, x0 + left, x0 + right, index))
             owners.append(index)
     if not pieces:
-        return glyphs, labels
+        return glyphs, labels, distances, 0
     py0, py1, px0, px1, owner = (np.array(v) for v in zip(*pieces, strict=True))
     features = glyph_features(
         table, py0, py1, px0, px1, glyphs.line_top[owner], glyphs.line_bottom[owner]
     )
-    piece_labels, piece_distances = recogniser.classify(features)
+    piece_labels, piece_distances = recogniser.classify_chars(features)
     replace: dict[int, list[int]] = {}
     for number, index in enumerate(owners):
         replace.setdefault(index, []).append(number)
@@ -268,7 +314,7 @@ def _resegment(
             drop[index] = True
             extra += numbers
     if not extra:
-        return glyphs, labels
+        return glyphs, labels, distances, len(pieces)
     chosen = np.array(extra)
     keep = ~drop
 
@@ -287,7 +333,137 @@ def _resegment(
         merged(glyphs.line_bottom, glyphs.line_bottom[owner])[order],
         line[order],
     )
-    return result, np.concatenate([labels[keep], piece_labels[chosen]])[order]
+    return (
+        result,
+        np.concatenate([labels[keep], piece_labels[chosen]])[order],
+        np.concatenate([distances[keep], piece_distances[chosen]])[order],
+        len(pieces),
+    )
+
+
+def _merge_broken(
+    table: np.ndarray,
+    glyphs: _Glyphs,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    recogniser: Recogniser,
+) -> tuple[_Glyphs, np.ndarray, np.ndarray, int]:
+    """Join neighbours of a line that read better as one glyph (an m whose thin
+    joins fell below the threshold reads as three strokes). A pair is joined
+    when the joined box is at most MERGE_WIDTH line heights wide and reads
+    closer than MERGE_GAIN times the worse of its parts; left to right, so a
+    joined pair may take the next part in the next round. Returns the glyph
+    boxes tried as well."""
+    tried = 0
+    for _ in range(int(MERGE_ROUNDS)):
+        count = len(glyphs.y0)
+        if count < 2:
+            break
+        a = np.arange(count - 1)
+        b = a + 1
+        heights = glyphs.line_bottom[a] - glyphs.line_top[a]
+        y0 = np.minimum(glyphs.y0[a], glyphs.y0[b])
+        y1 = np.maximum(glyphs.y1[a], glyphs.y1[b])
+        x1 = np.maximum(glyphs.x1[a], glyphs.x1[b])
+        worse = np.maximum(distances[a], distances[b])
+        candidates = np.flatnonzero(
+            (glyphs.line[a] == glyphs.line[b])
+            & (x1 - glyphs.x0[a] <= MERGE_WIDTH * heights)
+            & (glyphs.x0[b] - glyphs.x1[a] <= MERGE_GAP_PX)
+            & (worse > MERGE_WORSE)
+        )
+        if len(candidates) == 0:
+            break
+        tried += len(candidates)
+        features = glyph_features(
+            table,
+            y0[candidates],
+            y1[candidates],
+            glyphs.x0[candidates],
+            x1[candidates],
+            glyphs.line_top[candidates],
+            glyphs.line_bottom[candidates],
+        )
+        joined_labels, joined = recogniser.classify_chars(features)
+        good = (joined < MERGE_GAIN * worse[candidates]) & (joined_labels != "")
+        if not good.any():
+            break
+        keep = np.ones(count, dtype=bool)
+        y0n, y1n, x1n = glyphs.y0.copy(), glyphs.y1.copy(), glyphs.x1.copy()
+        labels, distances = labels.copy(), distances.copy()
+        taken = -1
+        for slot in np.flatnonzero(good).tolist():
+            left = int(candidates[slot])
+            if left <= taken:
+                continue
+            taken = left + 1
+            keep[left + 1] = False
+            y0n[left], y1n[left], x1n[left] = y0[left], y1[left], x1[left]
+            labels[left], distances[left] = joined_labels[slot], joined[slot]
+        glyphs = _Glyphs(
+            y0n[keep],
+            y1n[keep],
+            glyphs.x0[keep],
+            x1n[keep],
+            glyphs.line_top[keep],
+            glyphs.line_bottom[keep],
+            glyphs.line[keep],
+        )
+        labels, distances = labels[keep], distances[keep]
+    return glyphs, labels, distances, tried
+
+
+def _capital_i(crop: np.ndarray) -> bool:
+    """A stroke whose top serif reaches out on both sides alike: I, not l (a
+    plain bar is read l, the far more frequent letter)."""
+    stem = np.flatnonzero(crop[len(crop) // 2])
+    top = np.flatnonzero(crop[0])
+    if len(stem) == 0 or len(top) == 0:
+        return False
+    left = int(stem[0] - top[0])
+    right = int(top[-1] - stem[-1])
+    return left >= 1 and right >= 1 and abs(left - right) <= 1
+
+
+def _dotted_strokes(
+    cleaned: np.ndarray, glyphs: _Glyphs, labels: np.ndarray
+) -> np.ndarray:
+    """Tell i, l and j apart by their shape, not the template grid (a small i-dot
+    gap is lost in a GRID x GRID cell): a stroke with a dot above it is i, or j
+    when it reaches below the line's baseline (the median glyph bottom); a
+    stroke without one is l."""
+    strokes = np.flatnonzero(np.isin(labels, _STROKES))
+    if len(strokes) == 0:
+        return labels
+    labels = labels.copy()
+    baselines: dict[int, float] = {}
+    for index in strokes.tolist():
+        y0, y1 = int(glyphs.y0[index]), int(glyphs.y1[index])
+        crop = cleaned[y0:y1, glyphs.x0[index] : glyphs.x1[index]]
+        per_row = crop.sum(axis=1)
+        starts, ends = _runs(per_row > 0)
+        stem = int(np.argmax(ends - starts))
+        stroke = float(np.median(per_row[starts[stem] : ends[stem]]))
+        dot = int(per_row[starts[0] : ends[0]].sum()) if stem > 0 else 0
+        dotted = (
+            stem > 0
+            and ends[0] <= DOT_SHARE * len(per_row)
+            and dot >= max(2.0, 0.5 * stroke * stroke)
+        )
+        if not dotted:
+            if labels[index] in _DOTTED or (
+                labels[index] in "I|" and not _capital_i(crop)
+            ):
+                labels[index] = "l"
+            continue
+        line = int(glyphs.line[index])
+        if line not in baselines:
+            bottoms = glyphs.y1[glyphs.line == line]
+            baselines[line] = float(np.median(bottoms))
+        height = int(glyphs.line_bottom[index] - glyphs.line_top[index])
+        below = y1 - baselines[line] > DESCENDER_SHARE * height
+        labels[index] = "j" if below else "i"
+    return labels
 
 
 def read_mask(
@@ -295,10 +471,10 @@ def read_mask(
 ) -> Reading:
     """Read the text of one binary mask (True = ink)."""
     recogniser = recogniser or default_recogniser()
-    cleaned = deskew(clean_mask(mask))
+    cleaned, skew_pixels = deskew_counted(clean_mask(mask))
     glyphs = find_glyphs(cleaned, max_lines)
     if len(glyphs.y0) == 0:
-        return Reading((), int(mask.size), 0)
+        return Reading((), int(mask.size), 0, 0, skew_pixels)
     table = integral(cleaned)
     features = glyph_features(
         table,
@@ -309,12 +485,20 @@ def read_mask(
         glyphs.line_top,
         glyphs.line_bottom,
     )
-    labels, distances = recogniser.classify(features)
-    glyphs, labels = _resegment(cleaned, table, glyphs, labels, distances, recogniser)
+    labels, distances = recogniser.classify_chars(features)
+    glyphs, labels, distances, pieces = _resegment(
+        cleaned, table, glyphs, labels, distances, recogniser
+    )
+    glyphs, labels, distances, joined = _merge_broken(
+        table, glyphs, labels, distances, recogniser
+    )
+    labels = _dotted_strokes(cleaned, glyphs, labels)
     lines: list[str] = []
     breaks = np.flatnonzero(np.diff(glyphs.line)) + 1
     for chunk in np.split(labels, breaks):
-        text = "".join(chunk)
+        text = "".join(_normalised(c) for c in chunk.tolist())
         if text:
             lines.append(text)
-    return Reading(tuple(lines), int(mask.size), len(glyphs.y0))
+    return Reading(
+        tuple(lines), int(mask.size), len(glyphs.y0), pieces + joined, skew_pixels
+    )

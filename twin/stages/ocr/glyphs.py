@@ -46,7 +46,7 @@ TEMPLATE_FONTS = (
 )
 
 
-TEMPLATE_SIZES_PX = (10, 11, 12, 13, 15, 18, 23, 30)
+TEMPLATE_SIZES_PX = tuple(range(10, 31))
 
 
 TEMPLATE_FONT_MODES = ("1", "L")
@@ -134,14 +134,16 @@ def _spread_out(points: np.ndarray, labels: np.ndarray, spacing: float) -> np.nd
     keep = np.zeros(len(points), dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        chosen: list[int] = []
-        for index in members:
-            if chosen:
-                gap = np.sqrt(((points[chosen] - points[index]) ** 2).sum(axis=1))
-                if gap.min() < spacing:
-                    continue
-            chosen.append(index)
-        keep[chosen] = True
+        group = points[members].astype(np.float64)
+        norms = (group**2).sum(axis=1)
+        squared = norms[:, None] + norms[None, :] - 2.0 * group @ group.T
+        close = squared < spacing**2
+        blocked = np.zeros(len(members), dtype=bool)
+        for index in range(len(members)):
+            if blocked[index]:
+                continue
+            keep[members[index]] = True
+            blocked |= close[index]
     return keep
 
 
@@ -152,11 +154,13 @@ class Recogniser:
         cells = GRID * GRID
         self.mean = features[:, :cells].mean(axis=0)
         centred = features[:, :cells] - self.mean
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        self.basis = vt[:_PCA_DIMENSIONS].T.copy()
+        # principal axes from the small cells x cells covariance, not an SVD of
+        # the tens of thousands of rendered templates
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        self.basis = vectors[:, ::-1][:, :_PCA_DIMENSIONS].copy()
         projected = self._project(features)
         names = np.array([normalised_label(c) for c in chars], dtype=object)
-        keep = _spread_out(projected, names, TEMPLATE_SPACING_PX)
+        keep = _spread_out(projected, np.array(chars), TEMPLATE_SPACING_PX)
         self.chars = np.array(chars, dtype=object)[keep]
         self.templates = projected[keep]
         self.template_norms = (self.templates**2).sum(axis=1)
@@ -171,8 +175,22 @@ class Recogniser:
 
     def classify(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised labels of the glyphs ('' for rejected ones) and distances."""
+        best, nearest = self._nearest(features)
+        labels = self.labels[best]
+        labels[nearest > REJECT_DISTANCE] = ""
+        return labels, nearest
+
+    def classify_chars(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Template characters, not normalised ('' for rejected), and distances."""
+        best, nearest = self._nearest(features)
+        chars = self.chars[best]
+        chars[nearest > REJECT_DISTANCE] = ""
+        return chars, nearest
+
+    def _nearest(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index of the nearest template of every glyph and its distance."""
         if len(features) == 0:
-            return np.zeros(0, dtype=object), np.zeros(0)
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         projected = self._project(features)
         distances = (
             (projected**2).sum(axis=1)[:, None]
@@ -181,9 +199,7 @@ class Recogniser:
         )
         best = distances.argmin(axis=1)
         nearest = np.sqrt(np.maximum(distances[np.arange(len(best)), best], 0.0))
-        labels = self.labels[best]
-        labels[nearest > REJECT_DISTANCE] = ""
-        return labels, nearest
+        return best, nearest
 
 
 def template_fonts() -> list[ImageFont.FreeTypeFont | ImageFont.ImageFont]:
@@ -199,37 +215,44 @@ def template_fonts() -> list[ImageFont.FreeTypeFont | ImageFont.ImageFont]:
     return fonts
 
 
+_GAP = "   "
+"""Blank between template characters, wide enough that no two share a column."""
+
+
 def _render_templates(
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont, mode: str
 ) -> tuple[np.ndarray, list[str]]:
+    """Features of every CHARSET character of one font, drawn in one call (one
+    FreeType layout per font, not one per character)."""
     size = int(getattr(font, "size", 11))
-    canvas = Image.new("L", (len(CHARSET) * size * 2 + 4 * size, size * 3), 0)
+    text = _GAP.join(CHARSET)
+    origin = size // 2
+    width = int(font.getlength(text)) + 2 * size
+    canvas = Image.new("L", (width, size * 3), 0)
     draw = ImageDraw.Draw(canvas)
     draw.fontmode = mode
-    origin = size // 2
-    line = Image.new("L", canvas.size, 0)
-    line_draw = ImageDraw.Draw(line)
-    line_draw.fontmode = mode
-    line_draw.text((origin, origin), "Hg", fill=255, font=font)
-    line_rows = np.flatnonzero(np.asarray(line).any(axis=1) > 0)
-    line_top, line_bottom = int(line_rows[0]), int(line_rows[-1]) + 1
-    x = origin
-    positions = []
-    for char in CHARSET:
-        draw.text((x, origin), char, fill=255, font=font)
-        positions.append(x)
-        x += size * 2
+    draw.text((origin, origin), "Hg" + _GAP + text, fill=255, font=font)
     mask = np.asarray(canvas) >= 128
+    offset = origin + font.getlength("Hg" + _GAP)
+    hg = mask[:, : int(offset)]
+    line_rows = np.flatnonzero(hg.any(axis=1))
+    line_top, line_bottom = int(line_rows[0]), int(line_rows[-1]) + 1
+    gap = font.getlength(_GAP)
     table = integral(mask)
     boxes = []
     labels = []
-    for char, start in zip(CHARSET, positions, strict=True):
-        part = mask[:, start : start + size * 2]
+    x = offset
+    for char in CHARSET:
+        advance = font.getlength(char)
+        left = max(int(x - gap / 2), 0)
+        right = int(x + advance + gap / 2)
+        x += advance + gap
+        part = mask[:, left:right]
         cols = np.flatnonzero(part.any(axis=0))
-        rows = np.flatnonzero(part.any(axis=1))
         if len(cols) == 0:
             continue
-        boxes.append((rows[0], rows[-1] + 1, start + cols[0], start + cols[-1] + 1))
+        rows = np.flatnonzero(part.any(axis=1))
+        boxes.append((rows[0], rows[-1] + 1, left + cols[0], left + cols[-1] + 1))
         labels.append(char)
     y0, y1, x0, x1 = (np.array(v) for v in zip(*boxes, strict=True))
     count = len(boxes)

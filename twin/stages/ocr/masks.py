@@ -9,7 +9,9 @@ of one dominant colour after a median-cut quantisation to 8 colours, for
 text drawn in one colour over a busy picture). ``clean_mask`` drops isolated
 pixels, rules and frames (ink runs longer than a line is tall or a rule is
 long) and filled shapes (ink within an 11 x 11 fully inked square);
-``deskew`` levels text skewed by up to 3 degrees. All vectorised: cumulative
+``deskew`` levels text skewed by up to 3 degrees; ``despeckle`` clips lone
+noise pixels of the grey image into their neighbours' range before Otsu.
+All vectorised: cumulative
 sums along one axis, no per-pixel Python.
 
 Raises nothing; an empty image gives empty masks.
@@ -34,9 +36,13 @@ THICK_RADIUS_PX = 5
 """A pixel whose whole 11 x 11 square is ink lies inside a filled shape."""
 
 
-SKEW_ANGLES_DEG = tuple(sorted((a / 2 for a in range(-6, 7)), key=abs))
-"""Skew angles tried by ``deskew``: -3..3 degrees in half-degree steps, level first
-(a tilt must beat it to be used)."""
+SPECKLE_MARGIN = 24
+"""A pixel more than this many grey levels outside its neighbours' range is a speck."""
+
+
+SKEW_ANGLES_DEG = tuple(sorted((a / 4 for a in range(-12, 13)), key=abs))
+"""Skew angles tried by ``deskew``: -3..3 degrees in quarter-degree steps, level
+first (a tilt must beat it to be used)."""
 
 
 def otsu_threshold(gray: np.ndarray) -> int:
@@ -140,14 +146,20 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def deskew(mask: np.ndarray) -> np.ndarray:
-    """Shear the mask so that text lines run level (skew up to 3 degrees).
+    """Shear the mask so that text lines run level (skew up to 3 degrees)."""
+    return deskew_counted(mask)[0]
+
+
+def deskew_counted(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``deskew`` and the work it did: ink pixels projected, once per angle tried.
 
     The angle is the one whose row projection of the ink is most peaked (the
-    largest sum of squared row counts), tried in half-degree steps.
+    largest sum of squared row counts), tried in quarter-degree steps.
     """
     ys, xs = np.nonzero(mask)
     if len(ys) < 50:
-        return mask
+        return mask, 0
+    examined = len(ys) * len(SKEW_ANGLES_DEG)
     centred = xs - mask.shape[1] // 2
     best_angle, best_peak = 0.0, -1.0
     shifts = {}
@@ -160,12 +172,34 @@ def deskew(mask: np.ndarray) -> np.ndarray:
         if peak > best_peak * 1.0001:
             best_angle, best_peak = angle, peak
     if best_angle == 0.0:
-        return mask
+        return mask, examined
     rows = shifts[best_angle]
     rows = rows - rows.min()
     sheared = np.zeros((int(rows.max()) + 1, mask.shape[1]), dtype=bool)
     sheared[rows, xs] = True
-    return sheared
+    return sheared, examined
+
+
+def despeckle(gray: np.ndarray) -> np.ndarray:
+    """Clip every pixel into the range of its 8 neighbours, widened by
+    SPECKLE_MARGIN: a lone speck (salt-and-pepper noise) takes its surroundings'
+    level, while a pixel of any stroke, which has stroke neighbours, keeps its own."""
+    if gray.shape[0] < 3 or gray.shape[1] < 3:
+        return gray
+    padded = np.pad(gray, 1, mode="edge")
+    rows, cols = gray.shape
+    low = np.full(gray.shape, 255, dtype=np.uint8)
+    high = np.zeros(gray.shape, dtype=np.uint8)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy == 1 and dx == 1:
+                continue
+            near = padded[dy : dy + rows, dx : dx + cols]
+            np.minimum(low, near, out=low)
+            np.maximum(high, near, out=high)
+    low = np.maximum(low.astype(np.int16) - SPECKLE_MARGIN, 0)
+    high = np.minimum(high.astype(np.int16) + SPECKLE_MARGIN, 255)
+    return np.clip(gray, low, high).astype(np.uint8)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -182,7 +216,7 @@ def scansets(rgb: np.ndarray, colour_layers: int) -> Iterator[tuple[str, np.ndar
     frequent colour after median-cut quantisation to 8 colours, the most
     frequent (background) one left out.
     """
-    gray = luminance(rgb)
+    gray = despeckle(luminance(rgb))
     threshold = otsu_threshold(gray)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     dark_background = np.median(border) <= threshold
