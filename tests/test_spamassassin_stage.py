@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from twin.stages.spamassassin import commands
 from twin.stages.spamassassin.awl import AutoWhitelist
 from twin.stages.spamassassin.bayes import BayesDB, tokenize
 from twin.stages.spamassassin.commands import load_rules
@@ -234,3 +235,26 @@ def test_memo_reuses_rule_results_with_identical_work(small):
     assert len(memo._memo) == 1
     with pytest.raises(ValueError, match="memo_messages -1 must be >= 0"):
         SpamFilterSettings(memo_messages=-1)
+
+
+def test_rules_cache_dir_keeps_the_compiled_set(tmp_path: Path):
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "local.cf").write_text(SMALL_RULES)
+    cache = tmp_path / "cache"
+    compiled = load_rules(rules_dir, cache_dir=cache)
+    stored = sorted(cache.glob("sa-rules-*.pickle"))
+    assert len(stored) == 1
+    loaded = commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
+    assert loaded is not compiled
+    assert [r.name for r in loaded.body_rules] == ["BODY_MONEY"]
+    for rules in (compiled, loaded):
+        result = _filter(rules).check(SMALL_MESSAGE, now=0.0)
+        assert result.tests == (("SUBJ_FREE", 2.5), ("BODY_MONEY", 1.5), ("BOTH", 1.2))
+    # A damaged cache file is rebuilt; a changed rule file gets a new key.
+    stored[0].write_bytes(b"not a pickle")
+    rebuilt = commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
+    assert [r.name for r in rebuilt.body_rules] == ["BODY_MONEY"]
+    (rules_dir / "local.cf").write_text(SMALL_RULES + "score BOTH 2.0\n")
+    commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
+    assert len(list(cache.glob("sa-rules-*.pickle"))) == 2

@@ -10,12 +10,18 @@ ham (one message a file, as the SpamAssassin public corpus), as
 ``sa-learn --spam/--ham``.  The skipped-rule summary is said once, on ``err``.
 
 ``load_rules`` parses and compiles a rules folder (the shipped
-``twin/data/spamassassin`` by default) once per process and keeps it.
+``twin/data/spamassassin`` by default) once per process and keeps it; given a
+cache folder it also keeps the compiled set there, keyed by a digest of the
+rule files and of the package's code, for the next process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pickle
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
@@ -31,15 +37,49 @@ __all__ = ["DEFAULT_RULES_DIR", "learn", "load_rules", "score_files", "skipped_s
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "data" / "spamassassin"
 
 
+def _digest(files: list[Path]) -> str:
+    """A key for a compiled rule set: the rule files and this package's code."""
+    digest = hashlib.sha256(sys.version.encode())
+    code = sorted(Path(__file__).parent.glob("*.py"))
+    for path in [*files, *code]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
 @lru_cache(maxsize=4)
-def _load(rules_dir: str) -> RuleSet:
-    config = parse_files(rule_files(Path(rules_dir)))
-    return compile_rules(config)
+def _load(rules_dir: str, cache_dir: str) -> RuleSet:
+    files = rule_files(Path(rules_dir))
+    cached = None
+    if cache_dir:
+        cached = Path(cache_dir) / f"sa-rules-{_digest(files)}.pickle"
+    if cached is not None and cached.is_file():
+        try:
+            rules = pickle.loads(cached.read_bytes())
+        except Exception:  # noqa: BLE001 -- a damaged cache file is rebuilt
+            rules = None
+        if isinstance(rules, RuleSet):
+            return rules
+    rules = compile_rules(parse_files(files))
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        partial.write_bytes(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(partial, cached)
+    return rules
 
 
-def load_rules(rules_dir: Path | None = None) -> RuleSet:
-    """The compiled rule set of a folder (cached per process)."""
-    return _load(str((rules_dir or DEFAULT_RULES_DIR).resolve()))
+def load_rules(rules_dir: Path | None = None, cache_dir: Path | None = None) -> RuleSet:
+    """The compiled rule set of a folder (cached per process).
+
+    With ``cache_dir`` the compiled set is also kept there as a pickle named
+    by a digest of the rule files and of this package's code, and loaded from
+    it when present (about half the compile time; a trusted folder only:
+    loading a pickle runs code).
+    """
+    return _load(
+        str((rules_dir or DEFAULT_RULES_DIR).resolve()),
+        str(cache_dir.resolve()) if cache_dir is not None else "",
+    )
 
 
 def skipped_summary(rules: RuleSet) -> str:

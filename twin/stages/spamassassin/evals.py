@@ -279,13 +279,22 @@ def check_body_length(scan: Scan, length: str) -> bool:
     return len(scan.msg.raw_body) < int(length)
 
 
+_NOT_LETTER = bytes(c for c in range(256) if not (65 <= c <= 90 or 97 <= c <= 122))
+_LOWER_LETTERS = bytes(range(97, 123))
+
+
 def check_for_uppercase(scan: Scan, low: str, high: str) -> bool:
-    text = b"".join(scan.msg.body_lines[1:])
-    letters = re.sub(rb"[^A-Za-z]", b"", text)
-    if len(letters) < 200:
+    counts = scan.memo.get("uppercase")
+    if counts is None:
+        # Letters of the body (Subject left out), and how many are capitals.
+        text = b"".join(scan.msg.body_lines[1:])
+        letters = text.translate(None, _NOT_LETTER)
+        upper = len(letters.translate(None, _LOWER_LETTERS))
+        counts = scan.memo["uppercase"] = (len(letters), upper)
+    total, upper = counts  # type: ignore[misc]
+    if total < 200:
         return False
-    upper = sum(1 for c in letters if 65 <= c <= 90)
-    percent = upper * 100.0 / len(letters)
+    percent = upper * 100.0 / total
     return float(low) <= percent < float(high) or (
         float(high) >= 100 and percent >= float(low)
     )

@@ -50,6 +50,10 @@ class Expression:
     names: frozenset[str]
     evaluate: Evaluator
 
+    def __reduce__(self) -> tuple[Callable[[str], Expression], tuple[str]]:
+        # Pickled as its text (the evaluator is a closure): parsed again.
+        return (parse, (self.text,))
+
 
 def _tokenize(text: str) -> list[str]:
     tokens: list[str] = []

@@ -617,6 +617,15 @@ class TrigramIndex:
         for key in keys:
             self.table[key] = True
 
+    def __getstate__(self) -> tuple[np.ndarray, bool]:
+        # Pickled as the set keys (a few thousand), not the 16 MiB table.
+        return (np.flatnonzero(self.table).astype(np.int32), self._frozen)
+
+    def __setstate__(self, state: tuple[np.ndarray, bool]) -> None:
+        keys, self._frozen = state
+        self.table = np.zeros(1 << 24, dtype=np.bool_)
+        self.table[keys] = True
+
     def present(self, lower: bytes) -> set[int]:
         if len(lower) < 3:
             return set()
@@ -632,7 +641,8 @@ class TextView:
     """One searched text and the derived forms the checks read, built on demand."""
 
     __slots__ = (
-        "text", "lower", "level", "index", "_squeezed", "_tri", "_tri_sq", "found"
+        "text", "lower", "level", "index", "_squeezed", "_tri", "_tri_sq", "found",
+        "checked", "held", "held_sq",
     )
 
     def __init__(self, text: bytes, index: TrigramIndex) -> None:
@@ -648,6 +658,11 @@ class TextView:
         self._tri_sq: set[int] | None = None
         # Per-text memo for the caller (literal -> paragraphs holding it).
         self.found: dict[bytes, object] = {}
+        # Per-text memo of check outcomes (check object -> present?).
+        self.checked: dict[object, bool] = {}
+        # Per-text memo of literal lookups in ``lower`` and in ``squeezed``.
+        self.held: dict[bytes, bool] = {}
+        self.held_sq: dict[bytes, bool] = {}
 
     @property
     def squeezed(self) -> bytes:
@@ -700,10 +715,17 @@ class LiteralCheck:
         self.trigrams = frozenset(every)
 
     def present(self, view: TextView) -> bool:
+        checked = view.checked
+        known = checked.get(self)
+        if known is None:
+            known = checked[self] = self._present(view)
+        return known
+
+    def _present(self, view: TextView) -> bool:
         if self.squeeze:
-            text, tri = view.squeezed, view.tri_sq
+            text, tri, held = view.squeezed, view.tri_sq, view.held_sq
         else:
-            text, tri = view.lower, view.tri
+            text, tri, held = view.lower, view.tri, view.held
         for literal in self.short:
             if literal in text:
                 return True
@@ -713,8 +735,14 @@ class LiteralCheck:
         longer = self.longer
         for code in keys & tri:
             for literal, codes in longer[code]:
-                if codes <= tri and (len(literal) == 3 or literal in text):
-                    return True
+                if codes <= tri:
+                    if len(literal) == 3:
+                        return True
+                    found = held.get(literal)
+                    if found is None:
+                        found = held[literal] = literal in text
+                    if found:
+                        return True
         return False
 
 
@@ -862,7 +890,11 @@ class RegexCheck:
         self.regex = regex
 
     def present(self, view: TextView) -> bool:
-        return self.regex.search(view.lower) is not None
+        checked = view.checked
+        known = checked.get(self)
+        if known is None:
+            known = checked[self] = self.regex.search(view.lower) is not None
+        return known
 
 
 def _skeleton(

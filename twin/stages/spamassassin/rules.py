@@ -13,7 +13,13 @@ both score sets used, no meta reading them) are not run, as SpamAssassin
 disables zero-scored rules.
 
 ``RuleSet.run(scan)`` evaluates everything on one message and returns the hit
-counts.  Body and rawbody rules work on the rendered body joined once: a set
+counts; it is ``finish(scan, run_static(scan))``, where ``run_static`` runs
+every rule but the Bayes eval tests and the metas (so its result, which does
+not depend on Bayes, can be kept per message and finished again under another
+Bayes verdict).  Header rules are grouped by the header they read: each header
+is fetched once per message and a group whose header is absent takes its
+outcome precomputed at compile time.  Body and rawbody rules work on the
+rendered body joined once: a set
 of literals one of which every match must contain (extracted from the compiled
 pattern) is looked for in the lower-cased body first; a rule whose literals are
 absent is done, one whose literals are present runs its regex only on the
@@ -28,8 +34,11 @@ also has a pattern for ASCII text and one for ASCII text without HTML
 entities (branches that need other octets removed), and necessary checks
 (literal sets, a lower-cased skeleton pattern) that skip the regex when it
 cannot match; header rules know whether they match an empty value and a few
-literals a value must hold.  The work counted is that of the engine described
-above, whatever the speed-ups skip.
+literals a value must hold.  Equal checks are shared between rules and each is
+answered once per text; every literal check of the body rules is filed under
+the trigram keys one of which it needs, so the rules whose checks can pass are
+picked from the text's trigrams in a few set operations.  The work counted is
+that of the engine described above, whatever the speed-ups skip.
 
 It counts, into the scan, rules evaluated, literal prefilter checks and bytes
 scanned by regexes.
@@ -56,6 +65,7 @@ from twin.stages.spamassassin.perlre import (
 from twin.stages.spamassassin.prefilter import (
     ENTITY,
     LiteralCheck,
+    RegexCheck,
     RuleFilter,
     TextView,
     TrigramIndex,
@@ -145,6 +155,11 @@ class RuleSet:
     # with a non-zero baseline, as (index, name, baseline).
     _readers: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _baseline_order: list[tuple[int, str, float]] = field(default_factory=list)
+    # Run plans (built once, on first use): header rules grouped by header,
+    # body and rawbody rules gated by the trigrams of one necessary check.
+    _header_plan: _HeaderPlan | None = None
+    _body_plans: dict[str, _BodyPlan] = field(default_factory=dict)
+    _eval_order: dict[str, int] = field(default_factory=dict)
 
     @property
     def rule_count(self) -> int:
@@ -161,36 +176,18 @@ class RuleSet:
 
     def run(self, scan: evals.Scan) -> dict[str, float]:
         """Evaluate every active rule on the scan's message; return hit counts."""
+        return self.finish(scan, self.run_static(scan))
+
+    def run_static(self, scan: evals.Scan) -> dict[str, float]:
+        """Hit counts of the rules that do not read the Bayes probability.
+
+        That is every rule but the Bayes eval tests and the metas, which
+        ``finish`` adds; the result can be kept and finished again for the
+        same message under another Bayes verdict.
+        """
         hits: dict[str, float] = {}
         msg = scan.msg
-        lowered: dict[bytes, bytes] = {}
-        for rule in self.header_rules:
-            scan.rules_evaluated += 1
-            if isinstance(rule, EvalRule):
-                value = rule.function(scan, *rule.args)
-                if value:
-                    hits[rule.name] = float(value)
-                continue
-            hval = msg.header(rule.header)
-            if hval is None:
-                hval = rule.if_unset if rule.if_unset is not None else b""
-            scan.regex_bytes += len(hval)
-            if not hval:
-                found = rule.matches_empty
-            elif rule.header_literals:
-                lower = lowered.get(hval)
-                if lower is None:
-                    lower = lowered[hval] = hval.lower()
-                for literal in rule.header_literals:
-                    if literal in lower:
-                        found = rule.regex.search(hval) is not None
-                        break
-                else:
-                    found = False
-            else:
-                found = rule.regex.search(hval) is not None
-            if found != rule.negate:
-                hits[rule.name] = 1.0
+        self._headers(scan, hits)
         for rule in self.mimeheader_rules:
             scan.rules_evaluated += 1
             for part in msg.parts:
@@ -199,8 +196,8 @@ class RuleSet:
                 if value and rule.regex.search(value):
                     hits[rule.name] = 1.0
                     break
-        self._lines(scan, self.body_rules, msg.body_lines, hits)
-        self._lines(scan, self.rawbody_rules, msg.rawbody_lines, hits)
+        self._lines(scan, "body", msg.body_lines, hits)
+        self._lines(scan, "rawbody", msg.rawbody_lines, hits)
         uris = msg.uris
         for rule in self.uri_rules:
             scan.rules_evaluated += 1
@@ -220,84 +217,117 @@ class RuleSet:
             if count:
                 hits[rule.name] = float(count)
         for rule in self.eval_rules:
+            if rule.function is evals.check_bayes:
+                continue
             scan.rules_evaluated += 1
             value = rule.function(scan, *rule.args)
             if value:
                 hits[rule.name] = float(value)
+        return hits
+
+    def finish(self, scan: evals.Scan, static: dict[str, float]) -> dict[str, float]:
+        """Add the Bayes eval tests and the metas to ``run_static``'s hits
+        (left unchanged); the hits come in rule order, as one full run's."""
+        hits = dict(static)
+        added = False
+        for rule in self.eval_rules:
+            if rule.function is not evals.check_bayes:
+                continue
+            scan.rules_evaluated += 1
+            value = rule.function(scan, *rule.args)
+            if value:
+                hits[rule.name] = float(value)
+                added = True
+        if added:
+            order = self._eval_order
+            if not order:
+                order.update((rule.name, i) for i, rule in enumerate(self.eval_rules))
+            # Eval hits sit last (in eval rule order) among the non-meta hits.
+            evals_hit = sorted((n for n in hits if n in order), key=order.__getitem__)
+            values = [(n, hits.pop(n)) for n in evals_hit]
+            hits.update(values)
         self._metas(scan, hits)
         return hits
+
+    def _headers(self, scan: evals.Scan, hits: dict[str, float]) -> None:
+        """Header rules, each header fetched once for all the rules reading it.
+
+        Same hits (in rule order) and counts as running the rules one by one:
+        a group whose header is absent takes its precomputed outcome.
+        """
+        plan = self._header_plan
+        if plan is None:
+            plan = self._header_plan = _HeaderPlan(self.header_rules)
+        msg = scan.msg
+        found: dict[str, float] = {}
+        octets = 0
+        for group in plan.groups:
+            hval = msg.header(group.spec)
+            if hval is None:
+                for name in group.missing_hits:
+                    found[name] = 1.0
+                octets += group.missing_octets
+                continue
+            rules = group.rules
+            if not hval:
+                for name in group.empty_hits:
+                    found[name] = 1.0
+                continue
+            octets += len(hval) * len(rules)
+            lower = None
+            for rule in rules:
+                header_lits = rule.header_literals
+                if header_lits:
+                    if lower is None:
+                        lower = hval.lower()
+                    for literal in header_lits:
+                        if literal in lower:
+                            hit = rule.regex.search(hval) is not None
+                            break
+                    else:
+                        hit = False
+                else:
+                    hit = rule.regex.search(hval) is not None
+                if hit != rule.negate:
+                    found[rule.name] = 1.0
+        for rule in plan.evals:
+            value = rule.function(scan, *rule.args)
+            if value:
+                found[rule.name] = float(value)
+        scan.rules_evaluated += plan.count
+        scan.regex_bytes += octets
+        if found:
+            position = plan.position
+            for name in sorted(found, key=position.__getitem__):
+                hits[name] = found[name]
+
+    def _body_plan(self, kind: str) -> _BodyPlan:
+        rules = getattr(self, f"{kind}_rules")
+        plan = self._body_plans.get(kind)
+        if plan is None or plan.rules is not rules:
+            plan = self._body_plans[kind] = _BodyPlan(rules)
+        return plan
 
     def _lines(
         self,
         scan: evals.Scan,
-        rules: Sequence[RegexRule],
+        kind: str,
         lines: list[bytes],
         hits: dict[str, float],
     ) -> None:
+        plan = self._body_plan(kind)
+        rules = plan.rules
         if not rules:
             return
-        text = b"".join(lines)
-        view = TextView(text, self.trigrams)
-        lower = view.lower
-        starts: list[int] | None = None
-        size = len(text)
-        found = view.found
-        for rule in rules:
-            scan.rules_evaluated += 1
-            literals = rule.literals
-            if literals is None:
-                scan.regex_bytes += size
-                regex = rule.filter.pattern_for(view)  # type: ignore[union-attr]
-                if regex is None:
-                    continue
-                match = regex.search(text)
-                if match is None:
-                    continue
-                start, end = match.span()
-                if (
-                    not rule.anchored
-                    and rule.maxhits == 1
-                    and b"\n" not in text[start : max(start, end - 1)]
-                ):
-                    hits[rule.name] = 1.0
-                    continue
-                candidates = lines
-            else:
-                scan.prefilter_checks += len(literals)
-                if not rule.literal_check.present(view):  # type: ignore[union-attr]
-                    continue
-                # Only paragraphs holding a literal can match: scan just those.
-                if starts is None:
-                    starts = list(accumulate((len(line) for line in lines), initial=0))
-                chosen: set[int] = set()
-                for literal in literals:
-                    held = found.get(literal)
-                    if held is None:
-                        held = found[literal] = _paragraphs(lower, literal, starts)
-                    chosen.update(held)  # type: ignore[arg-type]
-                candidates = [lines[i] for i in sorted(chosen)]
-                if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
-                    scan.regex_bytes += sum(map(len, candidates))
-                    continue
-            count = 0
-            maxhits = rule.maxhits
-            levels = rule.filter.levels  # type: ignore[union-attr]
-            level = view.level
-            for line in candidates:
-                scan.regex_bytes += len(line)
-                if level == 2:
-                    regex = levels[2][0]
-                elif level == 0 and not line.isascii():
-                    regex = levels[0][0]
-                else:
-                    regex = levels[1 if ENTITY.search(line) else 2][0]
-                if regex is None:
-                    continue
-                count += _count(regex, line, maxhits - count)
-                if count >= maxhits:
-                    break
+        body = _BodyText(lines, self.trigrams)
+        # Counted for every rule, whatever the gates skip below.
+        scan.rules_evaluated += len(rules)
+        scan.prefilter_checks += plan.prefilter_checks
+        scan.regex_bytes += body.size * plan.unfiltered
+        for rule in plan.candidates(body.view):
+            count = body.match(rule, scan)
             if count:
-                hits[rule.name] = float(count)
+                hits[rule.name] = count
 
     def _metas(self, scan: evals.Scan, hits: dict[str, float]) -> None:
         """Evaluate the metas some of whose inputs differ from the baseline.
@@ -347,6 +377,244 @@ class RuleSet:
                 value = metas[index].baseline
             if value:
                 hits[metas[index].name] = value
+
+class _BodyText:
+    """One message's body (or rawbody) text as the body rules search it."""
+
+    __slots__ = ("lines", "text", "view", "size", "starts")
+
+    def __init__(self, lines: list[bytes], trigrams: TrigramIndex) -> None:
+        self.lines = lines
+        self.text = b"".join(lines)
+        self.view = TextView(self.text, trigrams)
+        self.size = len(self.text)
+        self.starts: list[int] | None = None
+
+    def match(self, rule: RegexRule, scan: evals.Scan) -> float:
+        """One rule's hit count; counts the octets its literals' paragraphs
+        add (the caller counts the rule, its literals and a whole-text scan)."""
+        view = self.view
+        text = self.text
+        lines = self.lines
+        literals = rule.literals
+        if literals is None:
+            regex = rule.filter.pattern_for(view)  # type: ignore[union-attr]
+            if regex is None:
+                return 0.0
+            match = regex.search(text)
+            if match is None:
+                return 0.0
+            start, end = match.span()
+            if (
+                not rule.anchored
+                and rule.maxhits == 1
+                and b"\n" not in text[start : max(start, end - 1)]
+            ):
+                return 1.0
+            candidates = lines
+        else:
+            if not rule.literal_check.present(view):  # type: ignore[union-attr]
+                return 0.0
+            # Only paragraphs holding a literal can match: scan just those.
+            starts = self.starts
+            if starts is None:
+                starts = self.starts = list(
+                    accumulate((len(line) for line in lines), initial=0)
+                )
+            found = view.found
+            lower = view.lower
+            chosen: set[int] = set()
+            for literal in literals:
+                held = found.get(literal)
+                if held is None:
+                    held = found[literal] = _paragraphs(lower, literal, starts)
+                chosen.update(held)  # type: ignore[arg-type]
+            candidates = [lines[i] for i in sorted(chosen)]
+            if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
+                scan.regex_bytes += sum(map(len, candidates))
+                return 0.0
+        count = 0
+        maxhits = rule.maxhits
+        levels = rule.filter.levels  # type: ignore[union-attr]
+        level = view.level
+        for line in candidates:
+            scan.regex_bytes += len(line)
+            if level == 2:
+                regex = levels[2][0]
+            elif level == 0 and not line.isascii():
+                regex = levels[0][0]
+            else:
+                regex = levels[1 if ENTITY.search(line) else 2][0]
+            if regex is None:
+                continue
+            count += _count(regex, line, maxhits - count)
+            if count >= maxhits:
+                break
+        return float(count)
+
+
+
+class _HeaderGroup:
+    """The regex header rules reading one header (and the same if-unset value)."""
+
+    __slots__ = (
+        "spec", "rules", "missing_hits", "missing_octets", "empty_hits", "_if_unset"
+    )
+
+    def __init__(self, spec: str, if_unset: bytes | None) -> None:
+        self.spec = spec
+        self.rules: list[RegexRule] = []
+        self.missing_hits: tuple[str, ...] = ()
+        self.missing_octets = 0
+        self.empty_hits: tuple[str, ...] = ()
+        self._if_unset = if_unset
+
+    def finish(self) -> None:
+        """Precompute the outcomes for an absent header and an empty value."""
+        value = self._if_unset if self._if_unset is not None else b""
+        missing = []
+        for rule in self.rules:
+            if not value:
+                found = rule.matches_empty
+            else:
+                found = rule.regex.search(value) is not None
+            if found != rule.negate:
+                missing.append(rule.name)
+        self.missing_hits = tuple(missing)
+        self.missing_octets = len(value) * len(self.rules)
+        self.empty_hits = tuple(
+            rule.name for rule in self.rules if rule.matches_empty != rule.negate
+        )
+
+
+class _HeaderPlan:
+    """Header rules grouped by the header they read; eval tests apart."""
+
+    __slots__ = ("groups", "evals", "count", "position")
+
+    def __init__(self, header_rules: Sequence[RegexRule | EvalRule]) -> None:
+        groups: dict[tuple[str, bytes | None], _HeaderGroup] = {}
+        self.evals: list[EvalRule] = []
+        self.count = len(header_rules)
+        self.position = {rule.name: i for i, rule in enumerate(header_rules)}
+        for rule in header_rules:
+            if isinstance(rule, EvalRule):
+                self.evals.append(rule)
+                continue
+            key = (rule.header, rule.if_unset)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _HeaderGroup(rule.header, rule.if_unset)
+            group.rules.append(rule)
+        for group in groups.values():
+            group.finish()
+        self.groups = list(groups.values())
+
+
+def _intern_checks(rules: Sequence[RegexRule]) -> None:
+    """Share one check object between rules with equal checks (so a text's
+    memo answers each distinct check once)."""
+    shared: dict[tuple[object, ...], LiteralCheck | RegexCheck] = {}
+
+    def intern(check: LiteralCheck | RegexCheck) -> LiteralCheck | RegexCheck:
+        if isinstance(check, LiteralCheck):
+            literals = [lit for pairs in check.longer.values() for lit, _ in pairs]
+            key: tuple[object, ...] = (
+                "literal", check.squeeze, check.short, tuple(sorted(literals))
+            )
+        else:
+            key = ("regex", check.regex.pattern, check.regex.flags)
+        return shared.setdefault(key, check)
+
+    for rule in rules:
+        if rule.literal_check is not None:
+            rule.literal_check = intern(rule.literal_check)  # type: ignore[assignment]
+        if rule.filter is not None:
+            rule.filter.levels = tuple(  # type: ignore[assignment]
+                (pattern, tuple(intern(c) for c in checks))
+                for pattern, checks in rule.filter.levels
+            )
+
+
+def _gate(checks: Sequence[object]) -> LiteralCheck | None:
+    """A literal check that cannot pass unless one of its keys is present."""
+    best = None
+    for check in checks:
+        if isinstance(check, LiteralCheck) and check.keys and not check.short:
+            if best is None or (best.squeeze and not check.squeeze):
+                best = check
+    return best
+
+
+class _BodyPlan:
+    """Which body (or rawbody) rules can pass their necessary checks on a text.
+
+    Each rule gets, per text level, a gate: one literal check it cannot pass
+    without (its ``literals`` check, or for a rule without literals a check of
+    its level's filter).  A literal check needs one of its trigram keys in the
+    text, so the rules worth looking at are found from the text's trigrams
+    with a few set operations instead of one check per rule.  Rules without a
+    gate are always looked at; rules whose level pattern cannot match (and
+    that have no literals to count) never are.
+    """
+
+    __slots__ = (
+        "rules", "prefilter_checks", "unfiltered", "always", "gated", "keys",
+        "squeezed_keys", "needs_squeezed",
+    )
+
+    def __init__(self, rules: Sequence[RegexRule]) -> None:
+        _intern_checks(rules)
+        self.rules = rules
+        self.prefilter_checks = sum(len(r.literals) for r in rules if r.literals)
+        self.unfiltered = sum(1 for r in rules if r.literals is None)
+        # Per level: indexes always looked at; key -> indexes gated by it.
+        self.always: list[tuple[int, ...]] = []
+        self.gated: list[dict[int, tuple[int, ...]]] = []
+        self.keys: list[frozenset[int]] = []
+        self.squeezed_keys: list[frozenset[int]] = []
+        self.needs_squeezed: list[bool] = []
+        for level in range(3):
+            always: list[int] = []
+            plain: dict[int, list[int]] = {}
+            squeezed: dict[int, list[int]] = {}
+            for index, rule in enumerate(rules):
+                if rule.literals is not None:
+                    gate = _gate((rule.literal_check,))
+                else:
+                    pattern, checks = rule.filter.levels[level]  # type: ignore[union-attr]
+                    if pattern is None:
+                        continue
+                    gate = _gate(checks)
+                if gate is None:
+                    always.append(index)
+                    continue
+                table = squeezed if gate.squeeze else plain
+                for key in gate.keys:
+                    table.setdefault(key, []).append(index)
+            # Squeezed and plain keys may collide: keep them in one table with
+            # the squeezed ones offset past 2**24.
+            gated = {key: tuple(v) for key, v in plain.items()}
+            gated.update({key | (1 << 24): tuple(v) for key, v in squeezed.items()})
+            self.always.append(tuple(always))
+            self.gated.append(gated)
+            self.keys.append(frozenset(plain))
+            self.squeezed_keys.append(frozenset(squeezed))
+            self.needs_squeezed.append(bool(squeezed))
+
+    def candidates(self, view: TextView) -> list[RegexRule]:
+        """The rules to look at for ``view``, in rule order."""
+        level = view.level
+        gated = self.gated[level]
+        chosen = set(self.always[level])
+        for key in self.keys[level].intersection(view.tri):
+            chosen.update(gated[key])
+        if self.needs_squeezed[level]:
+            for key in self.squeezed_keys[level].intersection(view.tri_sq):
+                chosen.update(gated[key | (1 << 24)])
+        rules = self.rules
+        return [rules[i] for i in sorted(chosen)]
+
 
 def _paragraphs(lower: bytes, literal: bytes, starts: list[int]) -> tuple[int, ...]:
     """Indexes of the paragraphs where ``literal`` starts (once per paragraph)."""

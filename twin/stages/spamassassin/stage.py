@@ -85,9 +85,10 @@ class SpamFilterSettings:
     use_awl: bool = True  # the ECE gateway ran the AWL (sample report)
     autolearn: bool = True  # SpamAssassin default bayes_auto_learn 1
     max_message_bytes: int = 512_000  # spamc -s default: 500 KB
-    # Twin speed-up, not a SpamAssassin setting: rule results of this many
-    # distinct (message, Bayes band) pairs are kept and reused; the Work
-    # reported is the same as a fresh scan's.  0 turns it off.
+    # Twin speed-up, not a SpamAssassin setting: the hits of every rule but
+    # the Bayes tests and the metas (which are re-evaluated each time) are
+    # kept for this many distinct messages and reused; the hits and the Work
+    # reported are the same as a fresh scan's.  0 turns it off.
     memo_messages: int = 20_000
 
     def __post_init__(self) -> None:
@@ -136,10 +137,13 @@ class SpamFilter:
         self.rules = rules
         self.bayes = bayes
         self.awl = awl
-        self._memo: OrderedDict[tuple[bytes, tuple[bool, ...]], _Memo] = OrderedDict()
-        self._band_rules = [
-            rule for rule in rules.eval_rules if rule.function is check_bayes
-        ]
+        self._memo: OrderedDict[bytes, _Memo] = OrderedDict()
+        # The memo keeps run_static's hits, which must not read Bayes: a
+        # header rule calling check_bayes (none ships) turns it off.
+        self._memo_ok = not any(
+            getattr(rule, "function", None) is check_bayes
+            for rule in rules.header_rules
+        )
 
     def check(
         self, message: bytes, now: float, sender: str = "", client_ip: str = ""
@@ -236,26 +240,24 @@ class SpamFilter:
         )
 
     def _run_rules(self, scan: Scan, message: bytes) -> dict[str, float]:
-        """Run the rules, or reuse the result of the same message and Bayes band."""
+        """Run the rules, reusing the Bayes-independent hits of the same message."""
         limit = self.settings.memo_messages
-        if not limit:
+        if not limit or not self._memo_ok:
             return self.rules.run(scan)
-        band = tuple(
-            bool(rule.function(scan, *rule.args)) for rule in self._band_rules
-        )
-        key = (hashlib.blake2b(message, digest_size=16).digest(), band)
+        key = hashlib.blake2b(message, digest_size=16).digest()
         memo = self._memo.get(key)
         if memo is not None:
             self._memo.move_to_end(key)
+            static = memo[0]
             scan.rules_evaluated, scan.regex_bytes, scan.prefilter_checks = memo[1:]
-            return dict(memo[0])
-        hits = self.rules.run(scan)
-        self._memo[key] = (
-            dict(hits), scan.rules_evaluated, scan.regex_bytes, scan.prefilter_checks
-        )
-        if len(self._memo) > limit:
-            self._memo.popitem(last=False)
-        return hits
+        else:
+            static = self.rules.run_static(scan)
+            self._memo[key] = (
+                static, scan.rules_evaluated, scan.regex_bytes, scan.prefilter_checks
+            )
+            if len(self._memo) > limit:
+                self._memo.popitem(last=False)
+        return self.rules.finish(scan, static)
 
     def _autolearn(
         self, msg: ParsedMessage, hits: dict[str, float], score_set: int, is_spam: bool
