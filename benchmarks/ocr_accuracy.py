@@ -80,8 +80,9 @@ def twin_reader(all_scansets: bool):
     def read(rgb: np.ndarray) -> tuple[list[list[str]], float]:
         start = time.perf_counter()
         readings = []
-        for _, mask in scansets(rgb, 4 if all_scansets else 0):
-            readings.append(list(read_mask(mask).lines))
+        for scanset in scansets(rgb, 4 if all_scansets else 0):
+            reading = read_mask(scanset.mask, levelled=scanset.levelled)
+            readings.append(list(reading.lines))
             if not all_scansets:
                 break
         return readings, time.perf_counter() - start

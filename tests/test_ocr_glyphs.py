@@ -1,9 +1,12 @@
 """Glyph features, templates and the recogniser (twin.stages.ocr.glyphs)."""
 
 import numpy as np
+from PIL import ImageFont
 
 from twin.stages.ocr.glyphs import (
+    CHARSET,
     GRID,
+    _render_templates,
     default_recogniser,
     glyph_features,
     integral,
@@ -55,3 +58,15 @@ def test_recogniser_reads_its_own_kind_of_glyph():
     )
     labels, distances = recogniser.classify(features)
     assert labels[0] in ("l", "i") and distances[0] < 2.0
+
+
+def test_template_boxes_hold_their_own_character():
+    # hinted ("1") advances differ from unhinted ones; measured in the wrong
+    # mode the boxes drifted and the 10 px p template was an o
+    for mode in ("1", "L"):
+        features, labels = _render_templates(ImageFont.load_default(size=10), mode)
+        assert labels == [c for c in CHARSET if c != " "]
+        by_label = dict(zip(labels, features, strict=True))
+        heights = {c: by_label[c][-1] for c in "opbq"}  # size: log of box height
+        assert heights["p"] > heights["o"] and heights["q"] > heights["o"]
+        assert not np.allclose(by_label["p"], by_label["o"])

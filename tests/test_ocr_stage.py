@@ -83,7 +83,7 @@ def test_jpeg_sample_reads_the_readme_words_exactly(plugin):
         "ocr.pass": 1,
         "ocr.pass_pixel": 443 * 246,
         "ocr.glyph": 92,
-        "ocr.glyph_try": 36,  # wide glyphs cut and neighbours joined, tried
+        "ocr.glyph_try": 222,  # parts of wide glyphs (every cut column), pairs joined
         "ocr.skew_pixel": 268350,  # 10,734 ink pixels x 25 skew angles
         "ocr.despeckle_pixel": 443 * 246,
         "ocr.match_cell": 17751,
@@ -101,7 +101,7 @@ def test_corrupt_gif_with_wrong_content_type(plugin):
     )
     assert result.score == pytest.approx(4.0 + result.hits[2][1])
     cpu = result.work.cpu
-    assert (cpu["ocr.frame"], cpu["ocr.pixel"], cpu["ocr.glyph"]) == (1, 549 * 327, 482)
+    assert (cpu["ocr.frame"], cpu["ocr.pixel"], cpu["ocr.glyph"]) == (1, 549 * 327, 496)
 
 
 def test_animated_gif_counts_every_frame(plugin):
@@ -132,6 +132,11 @@ def test_generated_image_spam_scores(plugin):
         result = plugin.check(spam_message(rng, tricks).raw, now=0.0)
         assert result.decision is OcrDecision.SPAM, tricks
         assert result.hits[-1][0] == "FUZZY_OCR"
+        rotated = result.work.cpu.get("ocr.rotate_pixel", 0)
+        if tricks == ("rotate",):  # the grey image is rotated level, every pixel
+            assert rotated == result.work.cpu["ocr.despeckle_pixel"]
+        elif tricks == ("plain",):
+            assert rotated == 0
 
 
 def test_wrong_ctype_trick_scores_the_rule(plugin):

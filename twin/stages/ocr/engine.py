@@ -4,18 +4,21 @@ Twins what gocr/ocrad did for FuzzyOCR (FACTS.md "FuzzyOCR": "OCR (gocr, ocrad;
 several passes)"), written in numpy so that it really reads the text of an
 image and the work it counts (pixels examined, glyphs recognised) is the work
 a real OCR pass had to do. ``masks.scansets`` makes the masks;
-``read_mask`` cleans and levels one (``masks.clean_mask``, ``masks.deskew``),
+``read_mask`` cleans one (``masks.clean_mask``) and levels it unless the
+scanset came levelled (``masks.deskew_counted``),
 finds text lines by row projection and glyphs by column projection inside
 each line (an i-dot stays with its stem), splits runs too wide for one
 character at their thinnest column, and recognises every glyph
 (``glyphs.Recogniser``). A wide glyph that reads poorly is tried again as
 its connected components (kerned pairs such as "Ta" share columns) or cut at
-its thinnest middle column (touching pairs); the parts are kept when they
-read better. Neighbours that read better joined are joined (an m whose thin
-joins fell below the threshold), and strokes are told apart by shape: a
-stroke with a dot is i (j below the baseline), one without is l (I only with
-serifs on both sides). Labels come normalised the FuzzyOCR way, so a line is a string
-of lower-case letters.
+every column of its middle half (touching pairs such as "rt", whose join is
+rarely the thinnest column), keeping the cut whose worse part reads best
+when that is clearly better than the whole. Neighbours that read better
+joined are joined (an m whose thin joins fell below the threshold), and
+shapes settle what the template grid cannot: a stroke with a dot is i (j
+below the baseline), one without is l (I with serifs on both sides or
+between capitals), and a $ needs its bar above and below the s. Labels come
+normalised the FuzzyOCR way, so a line is a string of lower-case letters.
 
 Raises nothing for odd images; an empty mask reads no lines.
 """
@@ -39,10 +42,17 @@ from twin.stages.ocr.masks import MAX_LINE_HEIGHT_PX, clean_mask, deskew_counted
 MIN_GLYPH_HEIGHT_PX = 5
 """Ink bands lower than this are specks, not text lines."""
 
+TOUCHING_LINES = 1.6
+"""Ink bands this many median band heights tall may be two touching lines."""
+
+TOUCH_SHARE = 0.15
+"""Two touching lines meet in a row holding at most this share of the ink of
+the band's fullest row."""
+
 SPLIT_DISTANCE = 2.0
 """Wide glyphs read worse than this are tried as their connected parts."""
 
-SPLIT_WIDTH = 0.7
+SPLIT_WIDTH = 0.5
 """Glyphs wider than this many line heights may be two glyphs."""
 
 DOT_SHARE = 0.45
@@ -54,6 +64,20 @@ DESCENDER_SHARE = 0.12
 _STROKES = np.array(list("iljI1|!;"), dtype=object)
 
 _DOTTED = frozenset("ij;")
+
+_NUMERIC = frozenset("0123456789$.,%")
+
+_DIGIT_LIKE = frozenset("oOlIiSsZzB")
+
+_X_HEIGHT = np.array(list("acemnorsuvwxz"), dtype=object)
+
+X_HEIGHT_SLACK = 0.1
+"""A stroke whose top is within this share of the line height of the x-height
+starts there (a half of a broken u or n)."""
+
+HALVES_DISTANCE = 1.5
+"""Two x-height strokes are joined when they read closer than this as one
+glyph that is not a stroke."""
 
 DESCENT_SHARE = 0.3
 """A line without descenders is taken to reach this share of its height below
@@ -84,14 +108,16 @@ class Reading:
 
     ``pixels`` examined, ``glyphs`` recognised in the final reading, ``tried``
     extra glyph boxes recognised while re-segmenting (parts of wide glyphs,
-    joined neighbours) and ``skew_pixels`` ink pixels projected by ``deskew``
-    (once per angle tried)."""
+    joined neighbours), ``skew_pixels`` ink pixels projected by ``deskew``
+    (once per angle tried) and ``rotated_pixels`` mask pixels it interpolated
+    (none for a mask already levelled)."""
 
     lines: tuple[str, ...]
     pixels: int
     glyphs: int
     tried: int = 0
     skew_pixels: int = 0
+    rotated_pixels: int = 0
 
 
 _normalised = functools.lru_cache(maxsize=None)(normalised_label)
@@ -117,10 +143,44 @@ class _Glyphs:
     line: np.ndarray
 
 
+def _split_touching_lines(
+    rows: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ink bands more than TOUCHING_LINES times the median band tall at
+    their faintest middle row when it holds at most TOUCH_SHARE of the band's
+    fullest row: two lines joined where a descender meets the caps below."""
+    heights = ends - starts
+    usable = heights[heights >= MIN_GLYPH_HEIGHT_PX]
+    if len(usable) < 2:
+        return starts, ends
+    limit = TOUCHING_LINES * float(np.median(usable))
+    if not (heights > limit).any():
+        return starts, ends
+    bands: list[tuple[int, int]] = []
+    stack = [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)][::-1]
+    while stack:
+        top, bottom = stack.pop()
+        height = bottom - top
+        if height <= limit:
+            bands.append((top, bottom))
+            continue
+        low, high = top + height // 4, bottom - height // 4
+        middle = rows[low:high]
+        cut = low + int(np.argmin(middle))
+        if rows[cut] > TOUCH_SHARE * rows[top:bottom].max():
+            bands.append((top, bottom))
+            continue
+        stack += [(cut + 1, bottom), (top, cut + 1)]
+    return (
+        np.array([b[0] for b in bands], dtype=starts.dtype),
+        np.array([b[1] for b in bands], dtype=ends.dtype),
+    )
+
+
 def find_glyphs(mask: np.ndarray, max_lines: int = 200) -> _Glyphs:
     """Text lines by row projection, glyphs by column projection inside a line."""
     rows = mask.sum(axis=1)
-    starts, ends = _runs(rows > 0)
+    starts, ends = _split_touching_lines(rows, *_runs(rows > 0))
     boxes: list[np.ndarray] = []
     for number, (top, bottom) in enumerate(
         zip(starts[:max_lines], ends[:max_lines], strict=True)
@@ -244,21 +304,29 @@ def _components(crop: np.ndarray) -> list[tuple[int, int, int, int]]:
     return sorted((tuple(k) for k in kept), key=lambda b: b[2])
 
 
-def _cut_touching(crop: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Two boxes from cutting touching glyphs at the thinnest middle column."""
-    width = crop.shape[1]
-    low, high = width // 4, width - width // 4
-    if high - low < 1:
+def _cut_touching(crop: np.ndarray) -> list[list[tuple[int, int, int, int]]]:
+    """Ways to cut touching glyphs in two: at every column of the middle half
+    (an r's arm may touch the next letter where neither is thin), two boxes
+    per way, each trimmed to the rows its columns ink."""
+    height, width = crop.shape
+    cuts = np.arange(max(width // 4, 1), width - width // 4)
+    if len(cuts) == 0:
         return []
-    profile = crop[:, low:high].sum(axis=0)
-    cut = low + int(np.argmin(profile))
-    boxes = []
-    for left, right in ((0, cut), (cut, width)):
-        rows = np.flatnonzero(crop[:, left:right].any(axis=1))
-        if len(rows) == 0:
-            return []
-        boxes.append((int(rows[0]), int(rows[-1]) + 1, left, right))
-    return boxes
+    # rows inked left of each cut (OR over columns so far) and right of it
+    left = np.logical_or.accumulate(crop, axis=1)[:, cuts - 1]
+    right = np.logical_or.accumulate(crop[:, ::-1], axis=1)[:, ::-1][:, cuts]
+    ways = []
+    for number, cut in enumerate(cuts.tolist()):
+        boxes = []
+        for rows, x0, x1 in ((left[:, number], 0, cut), (right[:, number], cut, width)):
+            if not rows.any():
+                break
+            top = int(rows.argmax())
+            bottom = height - int(rows[::-1].argmax())
+            boxes.append((top, bottom, x0, x1))
+        if len(boxes) == 2:
+            ways.append(boxes)
+    return ways
 
 
 def _resegment(
@@ -278,21 +346,19 @@ def _resegment(
     if len(suspects) == 0:
         return glyphs, labels, distances, 0
     pieces: list[tuple[int, int, int, int, int]] = []
-    owners: list[int] = []
-    cut: set[int] = set()
+    groups: list[tuple[int, bool, list[int]]] = []
     for index in suspects.tolist():
         y0, y1 = int(glyphs.line_top[index]), int(glyphs.line_bottom[index])
         x0, x1 = int(glyphs.x0[index]), int(glyphs.x1[index])
         crop = cleaned[y0:y1, x0:x1]
         parts = _components(crop)
-        if len(parts) < 2:
-            parts = _cut_touching(crop)
-            cut.add(index)
-        if len(parts) < 2:
-            continue
-        for top, bottom, left, right in parts:
-            pieces.append((y0 + top, y0 + bottom, x0 + left, x0 + right, index))
-            owners.append(index)
+        ways = [parts] if len(parts) >= 2 else _cut_touching(crop)
+        for way in ways:
+            numbers = []
+            for top, bottom, left, right in way:
+                numbers.append(len(pieces))
+                pieces.append((y0 + top, y0 + bottom, x0 + left, x0 + right, index))
+            groups.append((index, len(parts) < 2, numbers))
     if not pieces:
         return glyphs, labels, distances, 0
     py0, py1, px0, px1, owner = (np.array(v) for v in zip(*pieces, strict=True))
@@ -300,19 +366,21 @@ def _resegment(
         table, py0, py1, px0, px1, glyphs.line_top[owner], glyphs.line_bottom[owner]
     )
     piece_labels, piece_distances = recogniser.classify_chars(features)
-    replace: dict[int, list[int]] = {}
-    for number, index in enumerate(owners):
-        replace.setdefault(index, []).append(number)
+    chosen_way: dict[int, tuple[float, list[int]]] = {}
+    for index, cut, numbers in groups:
+        if cut:
+            score = float(piece_distances[numbers].max())
+            better = score < CUT_GAIN * distances[index]
+        else:
+            score = float(piece_distances[numbers].mean())
+            better = score < distances[index]
+        if better and score < chosen_way.get(index, (np.inf, []))[0]:
+            chosen_way[index] = (score, numbers)
     drop = np.zeros(len(labels), dtype=bool)
     extra: list[int] = []
-    for index, numbers in replace.items():
-        if index in cut:
-            better = piece_distances[numbers].max() < CUT_GAIN * distances[index]
-        else:
-            better = piece_distances[numbers].mean() < distances[index]
-        if better:
-            drop[index] = True
-            extra += numbers
+    for index, (_, numbers) in chosen_way.items():
+        drop[index] = True
+        extra += numbers
     if not extra:
         return glyphs, labels, distances, len(pieces)
     chosen = np.array(extra)
@@ -341,6 +409,27 @@ def _resegment(
     )
 
 
+def _short_strokes(glyphs: _Glyphs, labels: np.ndarray) -> np.ndarray:
+    """Glyphs read as strokes (l, I, 1...) that start at their line's x-height
+    (the median top of its x-height letters, within X_HEIGHT_SLACK of the line
+    height): halves of a u or n whose thin join was lost. A real l or I rises
+    above the x-height and an i has its dot."""
+    short = np.zeros(len(labels), dtype=bool)
+    strokes = np.isin(labels, _STROKES)
+    if not strokes.any():
+        return short
+    small = np.isin(labels, _X_HEIGHT)
+    for line in np.unique(glyphs.line[strokes]).tolist():
+        members = glyphs.line == line
+        tops = glyphs.y0[members & small]
+        if len(tops) == 0:
+            continue
+        height = glyphs.line_bottom[members][0] - glyphs.line_top[members][0]
+        near = np.abs(glyphs.y0 - np.median(tops)) <= X_HEIGHT_SLACK * height
+        short |= members & strokes & near
+    return short
+
+
 def _merge_broken(
     table: np.ndarray,
     glyphs: _Glyphs,
@@ -366,11 +455,13 @@ def _merge_broken(
         y1 = np.maximum(glyphs.y1[a], glyphs.y1[b])
         x1 = np.maximum(glyphs.x1[a], glyphs.x1[b])
         worse = np.maximum(distances[a], distances[b])
+        short = _short_strokes(glyphs, labels)
+        halves = short[a] & short[b]
         candidates = np.flatnonzero(
             (glyphs.line[a] == glyphs.line[b])
             & (x1 - glyphs.x0[a] <= MERGE_WIDTH * heights)
             & (glyphs.x0[b] - glyphs.x1[a] <= MERGE_GAP_PX)
-            & (worse > MERGE_WORSE)
+            & ((worse > MERGE_WORSE) | halves)
         )
         if len(candidates) == 0:
             break
@@ -385,7 +476,14 @@ def _merge_broken(
             glyphs.line_bottom[candidates],
         )
         joined_labels, joined = recogniser.classify_chars(features)
-        good = (joined < MERGE_GAIN * worse[candidates]) & (joined_labels != "")
+        good = (
+            (joined < MERGE_GAIN * worse[candidates])
+            | (
+                halves[candidates]
+                & (joined < HALVES_DISTANCE)
+                & ~np.isin(joined_labels, _STROKES)
+            )
+        ) & (joined_labels != "")
         if not good.any():
             break
         keep = np.ones(count, dtype=bool)
@@ -425,16 +523,30 @@ def _capital_i(crop: np.ndarray) -> bool:
     return left >= 1 and right >= 1 and abs(left - right) <= 1
 
 
+def _among_capitals(line: np.ndarray, labels: np.ndarray, index: int) -> bool:
+    """A glyph whose neighbours on its line (both, or the one it has) read as
+    capital letters: a plain bar there is I ("CIALIS"), not l."""
+    neighbours = [
+        str(labels[other])
+        for other in (index - 1, index + 1)
+        if 0 <= other < len(labels) and line[other] == line[index]
+    ]
+    return bool(neighbours) and all(
+        len(n) == 1 and n.isupper() and n not in _STROKES for n in neighbours
+    )
+
+
 def _dotted_strokes(
     cleaned: np.ndarray, glyphs: _Glyphs, labels: np.ndarray
 ) -> np.ndarray:
     """Tell i, l and j apart by their shape, not the template grid (a small i-dot
     gap is lost in a GRID x GRID cell): a stroke with a dot above it is i, or j
     when it reaches below the line's baseline (the median glyph bottom); a
-    stroke without one is l."""
+    stroke without one is l, or I between capitals ("CIALIS")."""
     strokes = np.flatnonzero(np.isin(labels, _STROKES))
     if len(strokes) == 0:
         return labels
+    original = labels
     labels = labels.copy()
     baselines: dict[int, float] = {}
     for index in strokes.tolist():
@@ -451,7 +563,9 @@ def _dotted_strokes(
             and dot >= max(2.0, 0.5 * stroke * stroke)
         )
         if not dotted:
-            if labels[index] in _DOTTED or (
+            if _among_capitals(glyphs.line, original, index):
+                labels[index] = "I"
+            elif labels[index] in _DOTTED or (
                 labels[index] in "I|" and not _capital_i(crop)
             ):
                 labels[index] = "l"
@@ -466,15 +580,70 @@ def _dotted_strokes(
     return labels
 
 
+def _dollars(cleaned: np.ndarray, glyphs: _Glyphs, labels: np.ndarray) -> np.ndarray:
+    """A $ has its bar sticking out of the s both above and below: rows of
+    ink narrower than half the glyph, in its middle third, over and under the
+    rows of the s. Without both stubs (a noise speck makes a small s as tall as
+    a $ only on one side) it is read s."""
+    dollars = np.flatnonzero(labels == "$")
+    if len(dollars) == 0:
+        return labels
+    labels = labels.copy()
+    for index in dollars.tolist():
+        crop = cleaned[
+            glyphs.y0[index] : glyphs.y1[index], glyphs.x0[index] : glyphs.x1[index]
+        ]
+        width = crop.shape[1]
+        wide = np.flatnonzero(crop.sum(axis=1) > width / 2)
+        if len(wide) == 0:
+            continue
+        middle = crop[:, width // 3 : width - width // 3].any(axis=1)
+        above = middle[: wide[0]].any()
+        below = middle[wide[-1] + 1 :].any()
+        if not (above and below):
+            labels[index] = "s"
+    return labels
+
+
+def _eights(glyphs: _Glyphs, labels: np.ndarray) -> np.ndarray:
+    """An 8 among letters is B ("Buy", "Breaking"): at least one neighbour on
+    its line reads as a letter that no digit looks like, and none reads as a
+    digit or a price sign. The two differ only in the left side of a few
+    pixels in small fonts, where the template grid can not tell them apart."""
+    eights = np.flatnonzero(labels == "8")
+    if len(eights) == 0:
+        return labels
+    labels = labels.copy()
+    for index in eights.tolist():
+        neighbours = [
+            str(labels[other])
+            for other in (index - 1, index + 1)
+            if 0 <= other < len(labels) and glyphs.line[other] == glyphs.line[index]
+        ]
+        if any(n in _NUMERIC for n in neighbours):
+            continue
+        if any(n.isalpha() and n not in _DIGIT_LIKE for n in neighbours):
+            labels[index] = "B"
+    return labels
+
+
 def read_mask(
-    mask: np.ndarray, recogniser: Recogniser | None = None, max_lines: int = 200
+    mask: np.ndarray,
+    recogniser: Recogniser | None = None,
+    max_lines: int = 200,
+    levelled: bool = False,
 ) -> Reading:
-    """Read the text of one binary mask (True = ink)."""
+    """Read the text of one binary mask (True = ink); ``levelled`` masks (cut
+    from a grey image already rotated level, ``masks.Scanset.levelled``) are
+    not deskewed again."""
     recogniser = recogniser or default_recogniser()
-    cleaned, skew_pixels = deskew_counted(clean_mask(mask))
+    cleaned = clean_mask(mask)
+    skew_pixels = rotated = 0
+    if not levelled:
+        cleaned, skew_pixels, rotated = deskew_counted(cleaned)
     glyphs = find_glyphs(cleaned, max_lines)
     if len(glyphs.y0) == 0:
-        return Reading((), int(mask.size), 0, 0, skew_pixels)
+        return Reading((), int(mask.size), 0, 0, skew_pixels, rotated)
     table = integral(cleaned)
     features = glyph_features(
         table,
@@ -493,6 +662,8 @@ def read_mask(
         table, glyphs, labels, distances, recogniser
     )
     labels = _dotted_strokes(cleaned, glyphs, labels)
+    labels = _dollars(cleaned, glyphs, labels)
+    labels = _eights(glyphs, labels)
     lines: list[str] = []
     breaks = np.flatnonzero(np.diff(glyphs.line)) + 1
     for chunk in np.split(labels, breaks):
@@ -500,5 +671,10 @@ def read_mask(
         if text:
             lines.append(text)
     return Reading(
-        tuple(lines), int(mask.size), len(glyphs.y0), pieces + joined, skew_pixels
+        tuple(lines),
+        int(mask.size),
+        len(glyphs.y0),
+        pieces + joined,
+        skew_pixels,
+        rotated,
     )

@@ -223,27 +223,30 @@ def _render_templates(
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont, mode: str
 ) -> tuple[np.ndarray, list[str]]:
     """Features of every CHARSET character of one font, drawn in one call (one
-    FreeType layout per font, not one per character)."""
+    FreeType layout per font, not one per character). Advances are measured
+    in the drawing mode: unantialiased ("1") text is hinted and its advances
+    differ, so unhinted ones drift a box onto the previous character (the
+    small default font's p was an o, and sample text read o as p)."""
     size = int(getattr(font, "size", 11))
     text = _GAP.join(CHARSET)
     origin = size // 2
-    width = int(font.getlength(text)) + 2 * size
+    width = int(font.getlength(text, mode=mode)) + 2 * size
     canvas = Image.new("L", (width, size * 3), 0)
     draw = ImageDraw.Draw(canvas)
     draw.fontmode = mode
     draw.text((origin, origin), "Hg" + _GAP + text, fill=255, font=font)
     mask = np.asarray(canvas) >= 128
-    offset = origin + font.getlength("Hg" + _GAP)
+    offset = origin + font.getlength("Hg" + _GAP, mode=mode)
     hg = mask[:, : int(offset)]
     line_rows = np.flatnonzero(hg.any(axis=1))
     line_top, line_bottom = int(line_rows[0]), int(line_rows[-1]) + 1
-    gap = font.getlength(_GAP)
+    gap = font.getlength(_GAP, mode=mode)
     table = integral(mask)
     boxes = []
     labels = []
     x = offset
     for char in CHARSET:
-        advance = font.getlength(char)
+        advance = font.getlength(char, mode=mode)
         left = max(int(x - gap / 2), 0)
         right = int(x + advance + gap / 2)
         x += advance + gap

@@ -26,8 +26,9 @@ Content-Type and corrupt-image hits found so far stay, as in the plugin.
 Counts (CPU_UNITS): the message, its bytes scanned, encoded bytes decoded,
 images handled, GIF frames assembled, pixels decoded, image hashes and the
 pixels they histogram, pixels despeckled, OCR passes, the pixels each pass
-examined, ink pixels projected to find the skew, glyphs recognised and the
-extra glyph boxes tried while re-segmenting, and fuzzy-matching cells. No
+examined, ink pixels projected to find the skew, pixels interpolated to rotate
+skewed text level, glyphs recognised and the extra glyph boxes tried while
+re-segmenting, and fuzzy-matching cells. No
 disk work: the hash database lives in memory (``HashDb.save`` persists it
 when the caller wants).
 
@@ -69,6 +70,7 @@ CPU_UNITS: dict[str, str] = {
     "ocr.glyph": "one glyph recognised by an OCR pass",
     "ocr.glyph_try": "one extra glyph box recognised while re-segmenting a pass",
     "ocr.skew_pixel": "one ink pixel projected at one trial skew angle",
+    "ocr.rotate_pixel": "one pixel interpolated (bilinear) rotating an image level",
     "ocr.despeckle_pixel": "one pixel despeckled before thresholding",
     "ocr.match_cell": "one cell of the fuzzy word-matching table",
 }
@@ -88,6 +90,7 @@ REFERENCE_COST_S: Mapping[str, float] = MappingProxyType(
         "ocr.glyph": 3.6e-4,
         "ocr.glyph_try": 3.6e-4,
         "ocr.skew_pixel": 3.0e-9,
+        "ocr.rotate_pixel": 1.6e-8,
         "ocr.despeckle_pixel": 6.0e-9,
         "ocr.match_cell": 2.0e-8,
     }
@@ -363,13 +366,16 @@ class FuzzyOcr:
         settings = self.settings
         best: dict[str, int] = {}
         meter.add("ocr.despeckle_pixel", int(rgb.shape[0] * rgb.shape[1]))
-        for _, mask in scansets(rgb, settings.colour_layers):
+        for scanset in scansets(rgb, settings.colour_layers):
             meter.add("ocr.pass", 1)
-            reading = read_mask(mask)
+            reading = read_mask(scanset.mask, levelled=scanset.levelled)
             meter.add("ocr.pass_pixel", reading.pixels)
             meter.add("ocr.glyph", reading.glyphs)
             meter.add("ocr.glyph_try", reading.tried)
-            meter.add("ocr.skew_pixel", reading.skew_pixels)
+            meter.add("ocr.skew_pixel", scanset.skew_pixels + reading.skew_pixels)
+            meter.add(
+                "ocr.rotate_pixel", scanset.rotated_pixels + reading.rotated_pixels
+            )
             matches = match_words(reading.lines, self.words, settings.threshold)
             meter.add("ocr.match_cell", matches.cells)
             for word, count in matches.lines_per_word:
