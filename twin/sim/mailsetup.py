@@ -139,6 +139,7 @@ def content_filters(model: MailScenario):
         scanner = Scanner(settings, load_database(av.signatures))
     sa = pipeline.spamfilter
     if sa is not None and sa.enabled:
+        from twin.cache import cache_dir
         from twin.stages.spamassassin.awl import AutoWhitelist
         from twin.stages.spamassassin.bayes import BayesDB
         from twin.stages.spamassassin.commands import load_rules
@@ -152,7 +153,11 @@ def content_filters(model: MailScenario):
             autolearn=sa.autolearn,
             max_message_bytes=int(sa.max_message_size),
         )
-        rules = load_rules(Path(sa.rules) if sa.rules else None)
+        rules_dir = Path(sa.rules) if sa.rules else None
+        try:
+            rules = load_rules(rules_dir, cache_dir())
+        except OSError:  # an unwritable cache only costs the compile time
+            rules = load_rules(rules_dir)
         spamfilter = SpamFilter(
             settings,
             rules,
