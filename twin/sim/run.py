@@ -19,6 +19,7 @@ runs resumes where it stopped.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -165,13 +166,21 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
         env.process(sampler.process())
         model.start()
         duration = model_spec.duration
-        if progress.stream is None:
-            env.run(until=duration)
-        else:
-            for step in range(1, PROGRESS_STEPS + 1):
-                env.run(until=duration * step / PROGRESS_STEPS)
-                progress.show(env.now)
-            progress.done()
+        # The model's long-lived objects (rule sets, OCR templates, stores,
+        # directories) stay out of the cyclic collector's full passes while the
+        # clock runs: without this they are ~10 % of a filtered run's time.
+        gc.collect()
+        gc.freeze()
+        try:
+            if progress.stream is None:
+                env.run(until=duration)
+            else:
+                for step in range(1, PROGRESS_STEPS + 1):
+                    env.run(until=duration * step / PROGRESS_STEPS)
+                    progress.show(env.now)
+                progress.done()
+        finally:
+            gc.unfreeze()
         sampler.sample()  # the last, partial interval up to the end
         summary = model.finish()
         for name, most in sampler.maxima.items():
