@@ -320,3 +320,39 @@ def test_random_bytes_never_crash(data):
     imap = ImapSession(MboxBackend("/nonexistent-twin-store"), Users())
     reply = imap.feed(data + b"\r\n")
     assert reply == b"" or reply.endswith(b"\r\n")
+
+
+@pytest.mark.parametrize("fmt", ["maildir", "mbox"])
+@pytest.mark.parametrize("items", [b"(UID FLAGS)", b"FLAGS", b"(FLAGS UID)", b"UID",
+                                   b"(FLAGS FLAGS UID)"])
+def test_flag_sync_fast_path_answers_as_fetch_one(tmp_path, fmt, items):
+    from twin.access.imapfetch import (
+        fetch_flags,
+        fetch_one,
+        flags_only,
+        parse_fetch_items,
+    )
+    from twin.access.imapparse import Reader
+    from twin.access.store import sum_work
+
+    _, backend, _ = make_store(tmp_path, fmt, count=6)
+    imap = logged_in(backend)
+    imap.feed(b"f STORE 2,4 +FLAGS (\\Seen \\Flagged)\r\n")
+    imap.feed(b"g STORE 5 +FLAGS (\\Deleted)\r\n")
+    parsed = parse_fetch_items(Reader(items))
+    order = flags_only(parsed)
+    assert order is not None
+    mailbox_ = imap.mailbox
+    for indices in ([], [3], [0, 1, 2, 3, 4, 5]):
+        for with_uid in (False, True):
+            lines, work = fetch_flags(mailbox_.messages, indices, order, with_uid)
+            answers = [fetch_one(mailbox_, i, parsed, with_uid) for i in indices]
+            assert lines == b"".join(a[0] for a in answers)
+            expected = sum_work([a[1] for a in answers])
+            assert work == expected
+            assert list(work.cpu.items()) == list(expected.cpu.items())
+    assert flags_only(parse_fetch_items(Reader(b"(UID RFC822.SIZE)"))) is None
+    reply = imap.feed(b"h UID FETCH 1:* (UID FLAGS)\r\n")
+    assert reply.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Recent))\r\n"
+                            b"* 2 FETCH (UID 2 FLAGS (\\Seen \\Flagged \\Recent))")
+    assert imap.last_work.cpu["imap.message"] == 6

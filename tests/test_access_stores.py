@@ -16,7 +16,13 @@ from twin.access.cyrusstore import (
     CyrusBackend,
     index_delivery,
 )
-from twin.access.mboxstore import MboxBackend, scan
+from twin.access.mboxstore import (
+    EDGE_BYTES,
+    MboxBackend,
+    note_change,
+    note_delivery,
+    scan,
+)
 from twin.access.names import MailboxNameError, check_user, list_matcher, split_name
 from twin.access.settings import AccessSettings
 from twin.access.store import FLAGGED, SEEN, StoreError, sum_work
@@ -322,6 +328,105 @@ def test_qpopper_drops_the_spool_parse(tmp_path):
     again.abort()
 
 
+def _rewrite_in_place(path, old, new, keep_mtime=True):
+    """Replace *old* by same-size *new* inside *path*, mtime kept (a writer
+    within the file system's timestamp granularity)."""
+    assert len(old) == len(new)
+    info = os.stat(path)
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    with open(path, "r+b") as handle:
+        handle.seek(data.index(old))
+        handle.write(new)
+    if keep_mtime:
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+def test_same_size_rewrites_with_the_same_mtime_are_seen(tmp_path):
+    """Outside writers: size and mtime alone would miss these; the edges not."""
+    spool = tmp_path / "bob"
+    _deliver(spool, b"Subject: a\n\nbody\n")
+    _deliver(spool, b"Subject: b\n\nbody\n")
+    MboxBackend(tmp_path).open("bob", "INBOX", False, NOW)[0].close()  # X-UIDs
+    backend = MboxBackend(tmp_path)
+    box, _ = backend.open("bob", "INBOX", True, NOW)
+    assert [m.flags for m in box.messages] == [0, 0]
+    _rewrite_in_place(spool, b"Status: O\nX-Status: \nX-UID: 2\n",
+                      b"Status: R\nX-Status: \nX-UID: 2\n")
+    again, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts == {"reused": 0, "tail": 0, "whole": 2}
+    assert [m.flags for m in again.messages] == [0, SEEN]
+    assert _snapshot(again, work) == _fresh(tmp_path)
+    # the mailbox opened before the rewrite notices it too (NOOP, IDLE poll)
+    assert box.refresh()[0] == [] and [m.flags for m in box.messages] == [0, SEEN]
+    assert box.refresh() == ([], Work())  # and then it is in step
+
+
+def test_in_process_writers_are_seen_by_their_change_count(tmp_path):
+    """A change in the middle of a large file leaves size, mtime and edges as
+    they were: only this process's change count tells (``note_change``)."""
+    spool = tmp_path / "bob"
+    _deliver(spool, b"Subject: a\n\n" + b"x" * EDGE_BYTES + b"\n")
+    _deliver(spool, b"Subject: b\n\n" + b"y" * 100 + b"\n")
+    _deliver(spool, b"Subject: c\n\n" + b"z" * EDGE_BYTES + b"\n")
+    MboxBackend(tmp_path).open("bob", "INBOX", False, NOW)[0].close()  # X-UIDs
+    backend = MboxBackend(tmp_path)
+    box, _ = backend.open("bob", "INBOX", True, NOW)
+    _rewrite_in_place(spool, b"Status: O\nX-Status: \nX-UID: 2\n",
+                      b"Status: R\nX-Status: \nX-UID: 2\n")
+    stale, _ = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts["reused"] == 1  # the documented outside limit
+    assert [m.flags for m in stale.messages] == [0, 0, 0]
+    assert box.refresh() == ([], Work())
+    note_change(spool)
+    again, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts["whole"] == 2
+    assert [m.flags for m in again.messages] == [0, SEEN, 0]
+    assert _snapshot(again, work) == _fresh(tmp_path)
+    assert box.refresh()[0] == [] and [m.flags for m in box.messages] == [0, SEEN, 0]
+
+
+def test_sessions_see_each_others_same_size_rewrites(tmp_path):
+    """UW's flag rewrite by one session keeps size (and, on a coarse clock,
+    mtime): the other session's mailbox still re-reads it."""
+    spool = tmp_path / "bob"
+    for i in range(2):
+        _deliver(spool, b"Subject: %d\n\nbody\n" % i)
+    backend = MboxBackend(tmp_path)
+    writer, _ = backend.open("bob", "INBOX", False, NOW)
+    writer.set_flags([(0, SEEN)])
+    writer.close()  # UIDs written, "Status: RO" and "Status: O"
+    reader, _ = backend.open("bob", "INBOX", True, NOW)
+    assert [m.flags for m in reader.messages] == [SEEN, 0]
+    writer, _ = backend.open("bob", "INBOX", False, NOW)
+    before = os.stat(spool)
+    writer.set_flags([(0, 0), (1, SEEN)])  # "RO", "O" -> "O", "RO"
+    writer.close()
+    os.utime(spool, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert spool.stat().st_size == before.st_size
+    expunged, work = reader.refresh()
+    assert expunged == [] and work.reads == (("bob", before.st_size),)
+    assert [m.flags for m in reader.messages] == [0, SEEN]
+
+
+def test_note_delivery_counts_an_append(tmp_path):
+    spool = tmp_path / "bob"
+    _deliver(spool, b"Subject: a\n\nbody\n")
+    first = spool.stat().st_size
+    backend = MboxBackend(tmp_path)
+    box, _ = backend.open("bob", "INBOX", True, NOW)
+    _deliver(spool, b"Subject: b\n\nbody\n")
+    note_delivery(tmp_path, "bob")
+    grown, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.parse_counts == {"reused": 0, "tail": 1, "whole": 1}
+    assert _snapshot(grown, work) == _fresh(tmp_path)
+    assert box.refresh()[1].reads == (("bob", spool.stat().st_size - first),)
+    assert len(box.messages) == 2
+
+
 def test_folder_delete_and_rename_forget_parses(tmp_path):
     backend = MboxBackend(tmp_path)
     backend.create("bob", "old", NOW)
@@ -391,3 +496,129 @@ def test_sum_work_is_the_left_fold(works):
         folded += work
     total = sum_work(works)
     assert total == folded and list(total.cpu.items()) == list(folded.cpu.items())
+
+
+# -- the simulator's shortcuts: no real fsync, an unchanged index not re-read --
+
+def _maildir_store(root, count=3):
+    (root / "bob").mkdir(parents=True)
+    box = mailbox.Maildir(root / "bob" / "Maildir")
+    for i in range(count):
+        box.add(b"Subject: %d\n\nbody %d\n" % (i, i))
+    box.flush()
+    return box
+
+
+def _cyrus_round(root, host_fsync, message):
+    """Open, flag, deliver, expunge: every Work along the way."""
+    backend = CyrusBackend(root, host_fsync=host_fsync)
+    works = []
+    box, work = backend.open("bob", "INBOX", False, NOW)
+    works.append(work)
+    works.append(box.set_flags([(0, SEEN | 8)]))
+    works.append(box.expunge(None)[1])
+    box.close()
+    (root / "bob" / "Maildir" / "new" / "1170000005.M1P1.x").write_bytes(message)
+    works.append(index_delivery(root, "bob", "new/1170000005.M1P1.x", message,
+                                NOW + 5))
+    works.append(backend.append("bob", "INBOX", [(b"Subject: x\r\n\r\nx\r\n", 0,
+                                                   int(NOW))], NOW))
+    again, work = backend.open("bob", "INBOX", True, NOW)
+    works.append(work)
+    return works, [(m.uid, m.flags) for m in again.messages]
+
+
+def test_host_fsync_off_skips_os_fsync_but_counts_it(tmp_path, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    for name in ("on", "off"):
+        _maildir_store(tmp_path / name)
+    on = _cyrus_round(tmp_path / "on", True, b"Subject: new\n\nnew\n")
+    synced = len(calls)
+    off = _cyrus_round(tmp_path / "off", False, b"Subject: new\n\nnew\n")
+    assert len(calls) == synced > 0  # none more
+    assert [w.fsyncs for w in on[0]] == [w.fsyncs for w in off[0]]
+    assert sum(w.fsyncs for w in off[0]) >= 6 and on[1] == off[1]
+    # index_delivery follows the backend made for that store root
+    assert [w.cpu for w in on[0]] == [w.cpu for w in off[0]]
+    # mbox: the same
+    mbox_work = []
+    for name, flag in (("m-on", True), ("m-off", False)):
+        (tmp_path / name).mkdir()
+        _deliver(tmp_path / name / "bob", b"Subject: a\n\nbody\n")
+        backend = MboxBackend(tmp_path / name, host_fsync=flag)
+        box, _ = backend.open("bob", "INBOX", False, NOW)
+        before = len(calls)
+        mbox_work.append((box.close(), len(calls) - before))
+    assert mbox_work[0][0] == mbox_work[1][0] and mbox_work[0][0].fsyncs == 1
+    assert [n for _, n in mbox_work] == [1, 0]
+
+
+def test_cyrus_reuses_an_unchanged_index_with_the_same_work(tmp_path):
+    _maildir_store(tmp_path)
+    backend = CyrusBackend(tmp_path)
+    first, _ = backend.open("bob", "INBOX", False, NOW)  # builds the index
+    first.close()
+    box, work = backend.open("bob", "INBOX", True, NOW)
+    box.close()
+    assert backend.index_counts == {"reused": 1, "read": 1}
+    fresh_box, fresh = CyrusBackend(tmp_path).open("bob", "INBOX", True, NOW)
+    assert work == fresh and work.reads == (
+        ("bob/Maildir/cyrus.index", HEADER_BYTES + 3 * RECORD_BYTES),)
+    assert [(m.uid, m.flags, m.recent) for m in box.messages] == [
+        (m.uid, m.flags, m.recent) for m in fresh_box.messages]
+    # a delivery (another index object) makes the kept one stale
+    message = b"Subject: late\n\nlate\n"
+    key = mailbox.Maildir(tmp_path / "bob" / "Maildir").add(message)
+    index_delivery(tmp_path, "bob", "new/" + key, message, NOW + 60)
+    box, work = backend.open("bob", "INBOX", True, NOW)
+    assert backend.index_counts == {"reused": 1, "read": 2}
+    assert len(box.messages) == 4 and box.messages[-1].recent
+    # another backend's flag change too
+    other, _ = CyrusBackend(tmp_path).open("bob", "INBOX", False, NOW)
+    other.set_flags([(0, FLAGGED)])
+    box.close()
+    again, _ = backend.open("bob", "INBOX", True, NOW)
+    assert backend.index_counts["read"] == 3 and again.messages[0].flags == FLAGGED
+    # an open mailbox holds its index: a second session reads its own copy
+    again.close()
+    held, _ = backend.open("bob", "INBOX", False, NOW)
+    second, _ = backend.open("bob", "INBOX", True, NOW)
+    assert backend.index_counts == {"reused": 2, "read": 4}
+    held.set_flags([(1, SEEN)])
+    assert second.refresh()[1].reads and second.messages[1].flags == SEEN
+    # a deleted and recreated folder never gets the old index back
+    backend.create("bob", "Lists", NOW)
+    lists, _ = backend.open("bob", "Lists", True, NOW)
+    lists.close()
+    backend.delete("bob", "Lists")
+    backend.create("bob", "Lists", NOW)
+    assert backend.open("bob", "Lists", True, NOW)[0].messages == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b"\r\n", b" "]), max_size=30))
+def test_to_crlf_turns_only_bare_line_feeds(pieces):
+    from twin.access.message import _BARE_LF, to_crlf
+
+    data = b"".join(pieces)
+    assert to_crlf(data) == _BARE_LF.sub(b"\r\n", data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"Content-ID: <x>\r\n", b"content-id : y\r\n",
+                                 b" folded\r\n", b"X-Content-Id: z\r\n",
+                                 b"Subject: CONTENT-ID\r\n", b"bad line\r\n"]),
+                max_size=6))
+def test_field_value_shortcut_changes_no_answer(lines):
+    from twin.access.message import field_value, header_fields
+
+    header = b"".join(lines) + b"\r\n"
+    for name in (b"content-id", b"subject", b"x-content-id", b"from"):
+        expected = None
+        for fname, raw in header_fields(header):
+            if fname == name:
+                expected = b" ".join(raw[raw.find(b":") + 1 :].split(b"\r\n")).strip()
+                break
+        assert field_value(header, name) == expected

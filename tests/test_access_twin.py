@@ -58,8 +58,21 @@ def test_stores_stay_readable_after_the_sessions(runs):
         assert len(mailbox.mbox(spool, create=False)) >= 0
 
 
-def test_reading_load_is_deterministic(runs, tmp_path):
-    """Same seed, same bytes: nothing of the host (pids, mtimes) leaks in."""
+def test_reading_load_is_deterministic(runs, tmp_path, monkeypatch):
+    """Same seed, same bytes: nothing of the host (pids, mtimes) leaks in.
+
+    The second run also plays every poll the memo replays and checks that the
+    replay is what the real session answers."""
+    import twin.sim.access as access
+    from twin.traffic.client import PollMemo
+
+    memos = []
+
+    def verifying():
+        memos.append(PollMemo(verify=True))
+        return memos[-1]
+
+    monkeypatch.setattr(access, "PollMemo", verifying)
     again = run_scenario(
         load_scenario(ROOT / "ece-2007-dell.yaml", READING),
         tmp_path / "again",
@@ -68,3 +81,4 @@ def test_reading_load_is_deterministic(runs, tmp_path):
     first = runs["ece-2007-dell"].path
     for name in ("summary.json", "jobs.parquet", "resources.parquet"):
         assert (first / name).read_bytes() == (again.path / name).read_bytes(), name
+    assert len(memos) == 1 and memos[0].hits > 20

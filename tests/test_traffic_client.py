@@ -6,7 +6,7 @@ import mailbox
 import numpy as np
 import pytest
 
-from twin.access.cyrusstore import CyrusBackend
+from twin.access.cyrusstore import CyrusBackend, index_delivery
 from twin.access.imap import ImapSession
 from twin.access.mboxstore import MboxBackend
 from twin.access.pop3 import Pop3Session
@@ -16,6 +16,7 @@ from twin.traffic.client import (
     COMMAND_CLASSES,
     ClientState,
     ImapClient,
+    PollMemo,
     run_session,
     uid_set,
 )
@@ -327,3 +328,47 @@ def test_generated_sessions_run_against_populated_stores(tmp_path, fmt):
     assert counts["login"] >= 6 * 6 and counts["logout"] >= 6 * 6
     for i, user in enumerate(population.usernames):
         assert len(store.inbox(user)) <= stats.per_user_messages[i] + 20
+
+
+@pytest.mark.parametrize("protocol,keep", [("imap", False), ("pop3", True),
+                                           ("pop3", False)])
+def test_poll_memo_replays_quiet_polls_exactly(tmp_path, population, protocol,
+                                               keep):
+    """Polls that changed nothing are replayed; every outcome is what a real
+    session gives (verify=True plays each replay too), in step with a twin
+    store served without the memo."""
+    user = population.usernames[0]
+    stores = [Store(tmp_path / name, "maildir", population)
+              for name in ("memo", "plain")]
+    memo = PollMemo(verify=True)
+    states = [ClientState(), ClientState()]
+    got = ([], [])
+    for sid in range(1, 61):
+        if sid % 9 == 1:  # mail arrives, indexed as the delivery agent does
+            for store in stores:
+                store.serial += 1
+                message = BODY % (user.encode(), store.serial, store.serial)
+                done = store.delivery.deliver(user, message, 100.0 + sid,
+                                              f"P1Q{store.serial}")
+                index_delivery(store.root, user, done.key.split("/Maildir/", 1)[1],
+                               message, EPOCH + sid)
+        poll = spec(population, protocol, session_id=sid, read_share=0.5,
+                    backlog_share=0.3, delete_share=0.3, keep_on_server=keep)
+        memo_store, plain = stores
+        got[0].append(memo.play(poll, lambda s=memo_store: s.session(protocol),
+                                states[0],
+                                lambda s=memo_store: s.backend.signature(user)))
+        got[1].append(run_session(poll, plain.session(protocol), state=states[1]))
+    assert got[0] == got[1]
+    assert (states[0].last_uid, states[0].pop3_seen) == (
+        states[1].last_uid, states[1].pop3_seen)
+    assert memo.hits >= 15 and memo.misses >= 6
+    assert sum(o.messages_read for o in got[0]) >= 6
+    # not memoized: other kinds, and a store without a signature
+    for kind in ("open", "idle"):
+        before = memo.hits + memo.misses
+        memo.play(spec(population, "imap", kind, session_id=99),
+                  lambda s=stores[0]: s.session("imap"), ClientState(),
+                  lambda: ("x",))
+        assert memo.hits + memo.misses == before
+    assert MboxBackend(tmp_path).signature(user) is None

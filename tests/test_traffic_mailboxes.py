@@ -164,3 +164,44 @@ def test_bad_format_and_profiles_raise(tmp_path, population):
     with pytest.raises(ValueError, match="profiles cover 3 users"):
         populate(tmp_path, "mbox", population, ReadingSettings(),
                  np.random.default_rng(0), profiles=profiles)
+
+
+def _store_bytes(root):
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*")) if path.is_file()
+    }
+
+
+def _attachment_lines(files):
+    """The first base64 line of every attachment in the stores' files."""
+    marker = b"Content-Transfer-Encoding: base64\n\n"
+    lines = []
+    for data in files.values():
+        pos = data.find(marker)
+        while pos >= 0:
+            start = pos + len(marker)
+            lines.append(data[start : data.index(b"\n", start)])
+            pos = data.find(marker, start)
+    return lines
+
+
+@pytest.mark.parametrize("fmt", ["maildir", "mbox"])
+def test_the_seed_decides_every_byte(tmp_path, population, fmt):
+    """Attachments come from the caller's generator too: same seed, same store;
+    another seed, other attachment bytes (no fixed module-wide seed)."""
+    settings = ReadingSettings(mailbox_scale=SCALE, message_size_median_bytes=20_000)
+    profiles = draw_profiles(settings, population, np.random.default_rng(2))
+    stores = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        stats = populate(tmp_path / name, fmt, population, settings,
+                         np.random.default_rng(seed), profiles=profiles,
+                         index=False)
+        stores[name] = (stats, _store_bytes(tmp_path / name))
+    (stats_a, files_a), (stats_b, files_b), (_stats_c, files_c) = (
+        stores["a"], stores["b"], stores["c"])
+    assert stats_a == stats_b and files_a == files_b
+    assert files_a != files_c
+    lines_a, lines_c = _attachment_lines(files_a), _attachment_lines(files_c)
+    assert len(lines_a) > 5 and len(lines_c) > 5
+    assert not set(lines_a) & set(lines_c)

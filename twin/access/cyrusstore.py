@@ -38,6 +38,16 @@ Layout under the store root: ``<user>/Maildir`` is INBOX, ``<user>/Maildir/.A.B`
 the maildir++ folder ``A/B`` (so ``.`` is not allowed in names),
 ``<user>/Maildir/subscriptions`` the subscriptions.
 
+Simulation shortcut (no effect on replies or Work): a closed mailbox leaves
+its in-memory index with the backend, and the next open of that folder takes
+it instead of re-reading the file while it is still in step (the same
+generation and index stat, see above), reporting the read it stands for; an
+index held by an open mailbox is never shared.
+
+``CyrusBackend(root, host_fsync=False)`` (the simulator's store, as the
+delivery stages' ``host_fsync`` setting) skips the real ``os.fsync`` calls;
+the Work counts them either way, so results do not change.
+
 Limits: file names longer than ``NAME_BYTES`` cannot be indexed and are left
 out; a writer outside the process that changes a directory within the file
 system's timestamp granularity of the last indexed change may go unseen until
@@ -63,9 +73,12 @@ from twin.access.store import (
     MessageInfo,
     StoreError,
     flags_from_info,
+    host_fsync_for,
     locked_file,
     maildir_info,
+    note_host_fsync,
     read_subscriptions,
+    sync,
     write_subscriptions,
 )
 from twin.stages.work import Work
@@ -194,8 +207,9 @@ def _dir_mtimes(folder: str) -> tuple[int, int]:
 class _Index:
     """The in-memory copy of one mailbox's index header and records."""
 
-    def __init__(self, folder: str, key: str) -> None:
+    def __init__(self, folder: str, key: str, host_fsync: bool = True) -> None:
         self.folder = folder
+        self.host_fsync = host_fsync  # really call os.fsync (Work counts it)
         self.key = key  # folder path relative to the store root
         self.path = os.path.join(folder, INDEX)
         self.cache_path = os.path.join(folder, CACHE)
@@ -275,6 +289,22 @@ class _Index:
         self.in_step(info)
         return Work(cpu={"cyrus.record": count}, reads=((self.key + INDEX, len(data)),))
 
+    def reuse(self) -> Work | None:
+        """What ``read`` would report, when this copy is still in step with
+        the index file (nothing changed it since): the simulator's shortcut
+        for a mailbox opened again, same Work; None when it must be read."""
+        if _SHARED.get(self.folder) is not self.shared:
+            return None  # the folder was deleted or renamed since
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        if self.changed(info):
+            return None
+        count = len(self.records)
+        return Work(cpu={"cyrus.record": count},
+                    reads=((self.key + INDEX, HEADER_BYTES + count * RECORD_BYTES),))
+
     def write_all(self, cache: bytes | None) -> Work:
         """Replace the index (and the cache, if given) with the in-memory state."""
         data = self.header_bytes() + b"".join(r.pack() for r in self.records)
@@ -287,7 +317,7 @@ class _Index:
             with open(temporary, "wb") as handle:
                 handle.write(content)
                 handle.flush()
-                os.fsync(handle.fileno())
+                sync(handle, self.host_fsync)
             os.replace(temporary, path)
             work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
                          files_created=1, files_renamed=1)
@@ -442,10 +472,12 @@ def _stamp_key(name: str) -> int:
 class CyrusMailbox:
     """A selected maildir mailbox seen through its Cyrus-style index."""
 
-    def __init__(self, name: str, index: _Index, readonly: bool) -> None:
+    def __init__(self, name: str, index: _Index, readonly: bool,
+                 spare: dict[str, _Index] | None = None) -> None:
         self.name = name
         self.readonly = readonly
         self._index = index
+        self._spare = spare  # where close() leaves the index for the next open
         self._cache: bytes | None = None
         self.messages: list[MessageInfo] = [r.info for r in index.records]
         self._records_seen = index.records
@@ -600,6 +632,9 @@ class CyrusMailbox:
         return Work()  # records are written as flags change
 
     def close(self) -> Work:
+        if self._spare is not None:
+            self._spare[self._index.folder] = self._index
+            self._spare = None
         return Work()
 
     def refresh(self) -> tuple[list[int], Work]:
@@ -639,6 +674,7 @@ class CyrusDrop:
                 ])
                 work += self._mailbox.expunge(uids)[1]
         finally:
+            self._mailbox.close()
             self._backend.release_drop(self._user)
         return work
 
@@ -651,11 +687,19 @@ class CyrusBackend:
 
     kind = "maildir"
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, host_fsync: bool = True) -> None:
         self.root = os.path.realpath(root)
+        self.host_fsync = host_fsync
+        note_host_fsync(self.root, host_fsync)
         self._pop_guard = threading.Lock()
         self._pop_users: set[str] = set()
         self._serial = 0
+        # folder -> the index of a mailbox closed there, reused by the next
+        # open while no writer changed the file (the simulator's shortcut: a
+        # poll of an unchanged mailbox re-reads nothing; the Work is the same)
+        self._spare: dict[str, _Index] = {}
+        self._inboxes: dict[str, tuple[str, str, str]] = {}
+        self.index_counts = {"reused": 0, "read": 0}
 
     def _maildir(self, user: str) -> str:
         try:
@@ -663,9 +707,42 @@ class CyrusBackend:
         except MailboxNameError as exc:
             raise StoreError(str(exc)) from None
 
+    def signature(self, user: str, name: str = "INBOX") -> tuple | None:
+        """A value that changes whenever mailbox *name* of *user* may have:
+        this process's change count of the folder and its directory state,
+        and the stats of its index and directories (outside writers); None
+        when not known yet. A simulator may key a memo of sessions that
+        changed nothing on it (``twin.traffic.client.PollMemo``)."""
+        try:
+            _, folder, _ = self._folder(user, name)
+        except StoreError:
+            return None
+        shared = _SHARED.get(folder)
+        if shared is None or shared.dirs is None or shared.dirs == _STALE:
+            return None
+        try:
+            info = os.stat(os.path.join(folder, INDEX))
+        except FileNotFoundError:
+            return None
+        return (shared, shared.generation, shared.dirs, info.st_size,
+                info.st_mtime_ns, info.st_ino, _dir_mtimes(folder))
+
+    def _drop_spares(self, folder: str) -> None:
+        """Forget kept indexes of *folder* and its subfolders (gone, renamed)."""
+        for known in [k for k in self._spare
+                      if k == folder or k.startswith(folder + ".")]:
+            self._spare.pop(known, None)
+
     def _folder(self, user: str, name: str) -> tuple[str, str, str]:
         """(canonical name, folder path, key prefix) of mailbox *name*."""
         maildir = self._maildir(user)
+        if name.upper() == "INBOX":  # the maildir itself: nothing to resolve
+            known = self._inboxes.get(maildir)
+            if known is None:
+                known = self._inboxes[maildir] = (
+                    "INBOX", maildir,
+                    os.path.relpath(maildir, self.root).replace(os.sep, "/") + "/")
+            return known
         try:
             parts = split_name(name, forbidden=".")
         except MailboxNameError as exc:
@@ -692,9 +769,15 @@ class CyrusBackend:
             for sub in ("cur", "new", "tmp"):
                 os.makedirs(os.path.join(folder, sub), exist_ok=True)
             work += Work(files_created=3)
-        index = _Index(folder, key)
+        index = self._spare.pop(folder, None)
         with _lock(folder):
-            got = index.read()
+            got = None if index is None else index.reuse()
+            if got is None:
+                index = _Index(folder, key, self.host_fsync)
+                got = index.read()
+                self.index_counts["read"] += 1
+            else:
+                self.index_counts["reused"] += 1
             if got is None:
                 work += index.rebuild(now)
             else:
@@ -735,11 +818,12 @@ class CyrusBackend:
                 handle.flush()
                 index.bump(os.fstat(handle.fileno()))
             work += Work(writes=((index.key + INDEX, HEADER_BYTES),), locks=1)
-        return CyrusMailbox(canonical, index, readonly), work
+        return CyrusMailbox(canonical, index, readonly, self._spare), work
 
     def status(self, user: str, name: str, now: float
                ) -> tuple[dict[str, int], Work]:
         _, index, work = self._load(user, name, now, create_inbox=True)
+        self._spare[index.folder] = index
         records = index.records
         return {
             "MESSAGES": len(records),
@@ -756,7 +840,8 @@ class CyrusBackend:
         for sub in ("cur", "new", "tmp"):
             os.makedirs(os.path.join(folder, sub))
         _forget(folder)
-        index = _Index(folder, key)
+        self._drop_spares(folder)
+        index = _Index(folder, key, self.host_fsync)
         index.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
         index.dirs_synced()
         return Work(files_created=4) + index.write_all(b"")
@@ -770,6 +855,7 @@ class CyrusBackend:
         count = sum(len(files) + len(dirs) for _, dirs, files in os.walk(folder)) + 1
         shutil.rmtree(folder)
         _forget(folder)
+        self._drop_spares(folder)
         return Work(files_deleted=count)
 
     def rename(self, user: str, old: str, new: str) -> Work:
@@ -792,6 +878,8 @@ class CyrusBackend:
             os.rename(source, target)
         _forget(old_folder)
         _forget(new_folder)
+        self._drop_spares(old_folder)
+        self._drop_spares(new_folder)
         return Work(files_renamed=len(moves), dir_entries_scanned=len(moves))
 
     def append(self, user: str, name: str, entries: list[tuple[bytes, int, int]],
@@ -819,7 +907,7 @@ class CyrusBackend:
                 with open(temporary, "wb") as handle:
                     handle.write(text)
                     handle.flush()
-                    os.fsync(handle.fileno())
+                    sync(handle, self.host_fsync)
                 os.rename(temporary, os.path.join(index.folder, "cur", final))
                 work += Work(writes=((index.key + "cur/" + final, len(text)),),
                              fsyncs=1, files_created=1, files_renamed=1)
@@ -876,15 +964,18 @@ def _unindexed(index: _Index) -> None:
 
 
 def index_delivery(store_root: str | Path, user: str, filename: str, message: bytes,
-                   now: float) -> Work:
+                   now: float, host_fsync: bool | None = None) -> Work:
     """Add a just-delivered maildir file to its mailbox's index and cache.
 
     *filename* is the file's path relative to the user's ``Maildir`` (for
     example ``new/1199.M1P2.host`` or ``.Lists/new/1199.M1P2.host``); a bare
     name means INBOX's ``new/``. *message* is the delivered bytes (so nothing
     is read back) and *now* its internal date. When the mailbox has no index
-    yet nothing is done: the next open rebuilds it. Raises ValueError for a
-    *filename* that is not a file in a maildir's ``new/`` or ``cur/``.
+    yet nothing is done: the next open rebuilds it. *host_fsync* says whether
+    to really call ``os.fsync`` (the Work counts two either way); None follows
+    the last ``CyrusBackend`` made for this store root (default: yes). Raises
+    ValueError for a *filename* that is not a file in a maildir's ``new/`` or
+    ``cur/``.
     """
     parts = filename.replace(os.sep, "/").split("/")
     if len(parts) == 1:
@@ -899,13 +990,15 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
             f"filename {filename!r} must be [.Folder/]new/NAME or [.Folder/]cur/NAME "
             "relative to the user's Maildir"
         )
+    real_root = os.path.realpath(store_root)
     try:
-        maildir = os.path.join(os.path.realpath(store_root), check_user(user),
-                               "Maildir")
+        maildir = os.path.join(real_root, check_user(user), "Maildir")
     except MailboxNameError as exc:
         raise ValueError(str(exc)) from None
     folder = os.path.join(maildir, folder_part) if folder_part else maildir
-    key = os.path.relpath(folder, os.path.realpath(store_root)).replace(os.sep, "/")
+    key = os.path.relpath(folder, real_root).replace(os.sep, "/")
+    if host_fsync is None:
+        host_fsync = host_fsync_for(real_root)
     index = _Index(folder, key + "/")
     if not os.path.exists(index.path):
         _unindexed(index)
@@ -933,7 +1026,7 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
                 return work  # name too long to index
             cache_file.write(entry)
             cache_file.flush()
-            os.fsync(cache_file.fileno())
+            sync(cache_file, host_fsync)
         stale = index.shared.dirs == _STALE
         index.dirs_synced()
         if stale:
@@ -942,7 +1035,7 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
         handle.seek(0)
         handle.write(index.header_bytes(count + 1))
         handle.flush()
-        os.fsync(handle.fileno())
+        sync(handle, host_fsync)
         index.bump()
     return work + Work(
         reads=((index.key + INDEX, HEADER_BYTES),),

@@ -34,9 +34,11 @@ from collections.abc import Callable
 
 from twin.access.auth import Authenticator
 from twin.access.imapfetch import (
+    fetch_flags,
     fetch_one,
     fetch_plan,
     flag_list,
+    flags_only,
     parse_fetch_items,
     quote,
 )
@@ -110,7 +112,7 @@ class ImapSession:
         self.failures = 0
         self.delay_s = 0.0
         self.last_work = Work()
-        self.total_work = Work()
+        self._spent: list[Work] = []  # every feed's and poll's Work, in order
         self.commands: list[tuple[str, Work]] = []
         self._buffer = bytearray()
         self._command = bytearray()
@@ -159,11 +161,16 @@ class ImapSession:
                 out.append(self._record("(too long)", reply, Work(), len(line)))
                 continue
             out.append(self._line(line))
-        self.last_work = Work()
-        for _, work in self.commands:
-            self.last_work += work
-        self.total_work += self.last_work
+        commands = self.commands
+        self.last_work = (commands[0][1] if len(commands) == 1 else
+                          sum_work([work for _, work in commands]))
+        self._spent.append(self.last_work)
         return b"".join(out)
+
+    @property
+    def total_work(self) -> Work:
+        """All Work of the session so far (the sum of every ``last_work``)."""
+        return sum_work(self._spent)
 
     def _line(self, line: bytes) -> bytes:
         if self._sasl_tag is not None:
@@ -483,7 +490,7 @@ class ImapSession:
             return b""
         updates, work = self._updates()
         self._record("IDLE poll", b"", work, 0)
-        self.total_work += work
+        self._spent.append(work)
         return updates
 
     # -- selected --------------------------------------------------------------
@@ -552,6 +559,11 @@ class ImapSession:
         reader.sp()
         items = parse_fetch_items(reader)
         reader.end()
+        verb = b"UID FETCH" if uid else b"FETCH"
+        order = flags_only(items)
+        if order is not None:
+            lines, work = fetch_flags(self.mailbox.messages, indices, order, uid)
+            return lines + self._ok(tag, verb + b" completed"), work
         out, works = [], []
         plan = fetch_plan(items)
         for index in indices:
@@ -559,7 +571,6 @@ class ImapSession:
             out.append(line)
             works.append(got)
         work = sum_work(works)
-        verb = b"UID FETCH" if uid else b"FETCH"
         return b"".join(out) + self._ok(tag, verb + b" completed"), work
 
     def _cmd_store(self, tag, reader, sub, uid=False):
@@ -630,5 +641,5 @@ class ImapSession:
         """The connection dropped: checkpoint the mailbox as LOGOUT would."""
         work = self._close_mailbox()
         self.closed = True
-        self.total_work += work
+        self._spent.append(work)
         return work

@@ -65,11 +65,55 @@ def internaldate(seconds: int) -> bytes:
     )
 
 
+_FLAG_LISTS: dict[tuple[int, bool], bytes] = {}
+
+
 def flag_list(flags: int, recent: bool) -> bytes:
-    names = [FLAG_NAMES[bit].encode() for bit in FLAG_NAMES if flags & bit]
-    if recent:
-        names.append(b"\\Recent")
-    return b"(" + b" ".join(names) + b")"
+    """``(\\Seen ...)`` of *flags* (memoized: a few dozen combinations)."""
+    key = (flags, recent)
+    known = _FLAG_LISTS.get(key)
+    if known is None:
+        names = [FLAG_NAMES[bit].encode() for bit in FLAG_NAMES if flags & bit]
+        if recent:
+            names.append(b"\\Recent")
+        known = b"(" + b" ".join(names) + b")"
+        if len(_FLAG_LISTS) < 4096:
+            _FLAG_LISTS[key] = known
+    return known
+
+
+def flags_only(items: list[FetchItem]) -> tuple[bool, ...] | None:
+    """For items that are all UID or FLAGS (what a client's flag sync asks),
+    which of them are UID; None otherwise. Such a FETCH reads nothing of the
+    messages and ``fetch_flags`` answers it in one pass."""
+    if not all(item.kind in (b"UID", b"FLAGS") for item in items):
+        return None
+    return tuple(item.kind == b"UID" for item in items)
+
+
+def fetch_flags(messages: list, indices: list[int], order: tuple[bool, ...],
+                with_uid: bool) -> tuple[bytes, Work]:
+    """The ``* n FETCH`` lines and Work of a ``flags_only`` FETCH: exactly
+    what ``fetch_one`` answers message by message, without its per-message
+    Work records."""
+    lead = with_uid and not any(order)
+    out = []
+    append = out.append
+    if order == (True, False) or (lead and order == (False,)):
+        line = b"* %d FETCH (UID %d FLAGS %s)\r\n"
+        for index in indices:
+            info = messages[index]
+            append(line % (index + 1, info.uid, flag_list(info.flags, info.recent)))
+    else:
+        for index in indices:
+            info = messages[index]
+            parts = [b"UID %d" % info.uid] if lead else []
+            for is_uid in order:
+                parts.append(b"UID %d" % info.uid if is_uid else
+                             b"FLAGS " + flag_list(info.flags, info.recent))
+            append(b"* %d FETCH (" % (index + 1) + b" ".join(parts) + b")\r\n")
+    work = Work(cpu={"imap.message": len(indices)}) if indices else Work()
+    return b"".join(out), work
 
 
 def _addresses(header: bytes, name: bytes) -> bytes:

@@ -25,10 +25,26 @@ Locks: POSIX ``lockf`` on the spool (what ``mailbox`` and Postfix take) plus an
 in-process lock per file, since POSIX locks do not exclude threads.
 
 Simulation shortcut (no effect on replies or Work): the backend keeps each
-file's last parse keyed by (size, mtime, inode) and reuses it while the file is
-unchanged, parses only the tail when it merely grew (deliveries append), and
-records its own rewrites; per-message parses are memoized by a digest of the
-message's bytes. The Work still says what UW IMAP does: read and scan it all.
+file's last parse and reuses it while the file is unchanged, parses only the
+tail when it merely grew (deliveries append), and records its own rewrites;
+per-message parses are memoized by a digest of the message's bytes. The Work
+still says what UW IMAP does: read and scan it all.
+
+Change detection never depends on the host's clock for changes made in this
+process: every writer here (sessions through the backend, QPopper's take and
+write-back, and deliveries that call ``note_delivery``) bumps a process-wide
+count of appends or of rewrites of the file, and a reader compares the counts
+it last saw. For writers outside the process (``twin serve`` over a spool that
+another program changes) it also compares size, mtime, inode and a digest of
+the first and last ``EDGE_BYTES`` of the file, so a same-size rewrite within
+the file system's timestamp granularity is still seen unless it changes only
+bytes in the middle of a large file (the remaining limit, for outside writers
+only). A file is taken as merely grown when no rewrite was counted, its inode
+is the same and its old first and last ``EDGE_BYTES`` are unchanged.
+
+``MboxBackend(root, host_fsync=False)`` (the simulator's store, as the
+delivery stages' ``host_fsync`` setting) skips the real ``os.fsync`` calls;
+the Work counts them either way.
 
 Work counted: ``reads``/``writes`` of the spool, its copy and folders (keys are
 paths relative to the store root), ``fsyncs``, ``locks``, ``files_*``; CPU
@@ -61,6 +77,7 @@ from twin.access.store import (
     StoreError,
     locked_file,
     read_subscriptions,
+    sync,
     write_subscriptions,
 )
 from twin.stages.work import Work
@@ -125,6 +142,136 @@ class _Parsed:
     pop: tuple[int, str] | None = None  # QPopper's (octets, UIDL), when asked
     # (flags, uid, X-IMAPbase) this header was written with, by our rewrite
     written: tuple[int, int, tuple[int, int] | None] | None = None
+
+
+EDGE_BYTES = 4096
+"""Bytes at each end of a file digested to notice outside same-size rewrites."""
+
+
+class _Changes:
+    """Changes made in this process to one mbox file: *appends* counts writes
+    that only added messages at the end, *rewrites* everything else."""
+
+    __slots__ = ("appends", "rewrites")
+
+    def __init__(self) -> None:
+        self.appends = 0
+        self.rewrites = 0
+
+
+_CHANGES: dict[str, _Changes] = {}
+_CHANGES_GUARD = threading.Lock()
+
+
+def _changes(path: str) -> _Changes:
+    state = _CHANGES.get(path)
+    if state is None:
+        with _CHANGES_GUARD:
+            state = _CHANGES.setdefault(path, _Changes())
+    return state
+
+
+def note_change(path: str | os.PathLike, append: bool = False) -> None:
+    """Count a change made in this process to the mbox file *path*: an append
+    of whole messages at its end (*append*) or any other write. Readers in
+    this process then look at the file again whatever its stat says."""
+    path = os.fspath(path)
+    _bump(os.path.join(os.path.realpath(os.path.dirname(path) or "."),
+                       os.path.basename(path)), append)
+
+
+def note_delivery(store_root: str | os.PathLike, user: str) -> None:
+    """Count a delivery appended to *user*'s spool under *store_root* (what
+    ``twin.stages.mbox`` writes) so readers here do not rely on its mtime."""
+    _bump(os.path.join(os.path.realpath(store_root), user), append=True)
+
+
+def _bump(path: str, append: bool = False) -> None:
+    """``note_change`` for a path already under the backend's real root."""
+    state = _changes(path)
+    with _CHANGES_GUARD:
+        if append:
+            state.appends += 1
+        else:
+            state.rewrites += 1
+
+
+def _bump_tree(path: str) -> None:
+    """Count a rewrite of *path* and of every file known under it."""
+    _bump(path)
+    with _CHANGES_GUARD:
+        for known, state in _CHANGES.items():
+            if known.startswith(path + os.sep):
+                state.rewrites += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    """What a reader saw of a file: change counts, stat and edge digests."""
+
+    appends: int
+    rewrites: int
+    size: int
+    mtime_ns: int
+    ino: int
+    head: bytes  # digest of the first min(size, EDGE_BYTES) bytes
+    tail: bytes  # digest of the last min(size, EDGE_BYTES) bytes
+
+
+_NO_STAMP = _Stamp(-1, -1, -1, -1, -1, b"", b"")
+
+
+def _digest(data: bytes) -> bytes:
+    return blake2b(data, digest_size=16).digest()
+
+
+def _pread(handle, offset: int, size: int) -> bytes:
+    return os.pread(handle.fileno(), size, offset)
+
+
+def _stamp(path: str, handle, info: os.stat_result,
+           data: bytes | None = None) -> _Stamp:
+    """The stamp of locked *handle* (stat *info*); *data* is its content, when
+    in memory (it must be the whole file)."""
+    state = _changes(path)
+    size = info.st_size
+    edge = min(size, EDGE_BYTES)
+    if data is not None:
+        head, tail = data[:edge], data[size - edge :]
+    else:
+        head = _pread(handle, 0, edge)
+        tail = head if edge == size else _pread(handle, size - edge, edge)
+    return _Stamp(state.appends, state.rewrites, size, info.st_mtime_ns,
+                  info.st_ino, _digest(head), _digest(tail))
+
+
+def _unchanged(stamp: _Stamp, path: str, handle, info: os.stat_result) -> bool:
+    """Whether locked *handle* (stat *info*) still holds what *stamp* saw."""
+    state = _changes(path)
+    if (state.appends != stamp.appends
+            or state.rewrites != stamp.rewrites or info.st_size != stamp.size
+            or info.st_mtime_ns != stamp.mtime_ns or info.st_ino != stamp.ino):
+        return False
+    size = stamp.size
+    edge = min(size, EDGE_BYTES)
+    head = _pread(handle, 0, edge)
+    if _digest(head) != stamp.head:
+        return False
+    return _digest(head if edge == size else _pread(handle, size - edge, edge)
+                   ) == stamp.tail
+
+
+def _grown(stamp: _Stamp, path: str, handle, info: os.stat_result) -> bool:
+    """Whether locked *handle* (stat *info*) is what *stamp* saw plus an
+    appended tail: no rewrite counted, same inode, old edges intact."""
+    state = _changes(path)
+    if (state.rewrites != stamp.rewrites
+            or info.st_ino != stamp.ino or not 0 <= stamp.size < info.st_size):
+        return False
+    size = stamp.size
+    edge = min(size, EDGE_BYTES)
+    return (_digest(_pread(handle, 0, edge)) == stamp.head
+            and _digest(_pread(handle, size - edge, edge)) == stamp.tail)
 
 
 _MEMO: dict[bytes, _Parsed] = {}
@@ -273,7 +420,7 @@ class MboxMailbox:
         self.uidvalidity = 0
         self.uidnext = 1
         self._dirty = False
-        self._stamp: tuple[int, int] = (-1, -1)
+        self._stamp = _NO_STAMP
 
     # -- parsing -------------------------------------------------------------
     def load(self) -> Work:
@@ -282,7 +429,7 @@ class MboxMailbox:
             # UW reads and parses the whole file; the simulator reuses the
             # backend's parse of an unchanged file (same work reported)
             items, size = self._backend.parsed(self._path, handle)
-            self._stamp = self._stat(handle)
+            self._stamp = self._backend.stamp_of(self._path)
         spans = [_span(start, parsed) for start, parsed in items]
         work = self._adopt(spans, size, first=True)
         recent = [s for s in self._spans if s.info.recent]
@@ -318,10 +465,8 @@ class MboxMailbox:
         self.messages = [span.info for span in self._spans]
         return Work(cpu={"mbox.byte": size, "mbox.message": len(spans)})
 
-    @staticmethod
-    def _stat(handle) -> tuple[int, int]:
-        info = os.fstat(handle.fileno())
-        return info.st_size, info.st_mtime_ns
+    def _restamp(self, handle, data: bytes | None = None) -> None:
+        self._stamp = _stamp(self._path, handle, os.fstat(handle.fileno()), data)
 
     # -- reading -------------------------------------------------------------
     def header(self, index: int) -> tuple[bytes, Work]:
@@ -365,28 +510,23 @@ class MboxMailbox:
 
     def refresh(self) -> tuple[list[int], Work]:
         """Pick up appended mail; reparse if another writer rewrote the file."""
-        try:
-            info = os.stat(self._path)
-            stamp = (info.st_size, info.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._stamp:
-            return [], Work()
-        known = self._stamp[0]
         with locked_file(self._path) as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() > known >= 0:
+            info = os.fstat(handle.fileno())
+            if _unchanged(self._stamp, self._path, handle, info):
+                return [], Work()
+            known = self._stamp.size
+            if _grown(self._stamp, self._path, handle, info):
                 handle.seek(known)
                 tail = handle.read()
                 skip = len(tail) - len(tail.lstrip(b"\n"))
                 if tail.startswith(b"From ", skip):
-                    self._stamp = self._stat(handle)
+                    self._restamp(handle)
                     spans = scan(tail[skip:], known + skip)
                     work = self._adopt(spans, len(tail), first=not self._spans)
                     return [], work + Work(reads=((self._key, len(tail)),), locks=1)
             handle.seek(0)
             data = handle.read()
-            self._stamp = self._stat(handle)
+            self._restamp(handle, data)
         return self._reconcile(data)
 
     def _reconcile(self, data: bytes) -> tuple[list[int], Work]:
@@ -406,13 +546,13 @@ class MboxMailbox:
         """Write every kept message back, with fresh UW headers (O(file size))."""
         with locked_file(self._path) as handle:
             data = handle.read()
-            if len(data) < self._stamp[0]:
+            if len(data) < self._stamp.size:
                 raise StoreError("mailbox was changed by another program; reselect")
             end = self._spans[-1].end if self._spans else 0
             extra_spans = []
-            if len(data) > self._stamp[0] >= 0:
+            if len(data) > self._stamp.size >= 0:
                 # mail delivered since the last look: keep it, after ours
-                tail_start = max(self._stamp[0], end)
+                tail_start = max(self._stamp.size, end)
                 tail = data[tail_start:]
                 skip = len(tail) - len(tail.lstrip(b"\n"))
                 extra_spans = scan(tail[skip:], tail_start + skip)
@@ -489,8 +629,9 @@ class MboxMailbox:
             handle.write(content)
             handle.truncate()
             handle.flush()
-            os.fsync(handle.fileno())
-            self._stamp = self._stat(handle)
+            sync(handle, self._backend.host_fsync)
+            _bump(self._path)
+            self._restamp(handle, content)
             self._backend.remember(self._path, handle, content, items)
         self._spans = spans
         self.messages = [span.info for span in spans]
@@ -530,10 +671,11 @@ class QpopperDrop:
             with open(self._copy, "wb") as out:
                 out.write(combined)
                 out.flush()
-                os.fsync(out.fileno())
+                sync(out, self._backend.host_fsync)
             handle.seek(0)
             handle.truncate()
-            os.fsync(handle.fileno())
+            sync(handle, self._backend.host_fsync)
+            _bump(self._spool)
             self._backend.forget(self._spool)
         self._open = True
         self._spans = scan(combined)
@@ -587,8 +729,9 @@ class QpopperDrop:
                 handle.write(content)
                 handle.truncate()
                 handle.flush()
-                os.fsync(handle.fileno())
+                sync(handle, self._backend.host_fsync)
                 wrote = len(content)
+                _bump(self._spool)
                 self._backend.forget(self._spool)
             os.unlink(self._copy)
         self._backend.release_drop(self._user)
@@ -645,54 +788,59 @@ class MboxBackend:
 
     kind = "mbox"
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, host_fsync: bool = True) -> None:
         self.root = os.path.realpath(root)
+        self.host_fsync = host_fsync  # really call os.fsync (Work counts it)
         self._pop_guard = threading.Lock()
         self._pop_users: set[str] = set()
-        # path -> ((size, mtime_ns, inode), [(offset, parse)]): each file's last
-        # parse, so the simulator need not redo what UW IMAP redoes every open
-        self._parses: dict[str, tuple[tuple[int, int, int],
-                                      list[tuple[int, _Parsed]]]] = {}
+        # path -> (stamp, [(offset, parse)]): each file's last parse, so the
+        # simulator need not redo what UW IMAP redoes every open
+        self._parses: dict[str, tuple[_Stamp, list[tuple[int, _Parsed]]]] = {}
         self.parse_counts = {"reused": 0, "tail": 0, "whole": 0}
 
     # -- the parse cache -------------------------------------------------------
     def parsed(self, path: str, handle) -> tuple[list[tuple[int, _Parsed]], int]:
         """(offset, parse) of every message of locked *handle*, and its size.
 
-        Reused while (size, mtime, inode) is unchanged; when the file only grew
+        Reused while the file is unchanged (see the module doc: change counts
+        of this process, then stat and edge digests); when the file only grew
         (deliveries append) the tail from the last known message is parsed;
         otherwise the whole file. Writers in this module update or drop it.
         """
         info = os.fstat(handle.fileno())
-        key = (info.st_size, info.st_mtime_ns, info.st_ino)
         known = self._parses.get(path)
-        if known is not None and known[0] == key:
-            self.parse_counts["reused"] += 1
-            return known[1], info.st_size
-        if (known is not None and known[1] and known[0][2] == info.st_ino
-                and known[0][0] < info.st_size):
-            start, last = known[1][-1]
-            handle.seek(start)
-            tail = handle.read()
-            if tail.startswith(last.from_line):
-                items = known[1][:-1] + _chunks(tail, start)
-                self._parses[path] = (key, items)
-                self.parse_counts["tail"] += 1
+        if known is not None:
+            stamp, items = known
+            if _unchanged(stamp, path, handle, info):
+                self.parse_counts["reused"] += 1
                 return items, info.st_size
+            if items and _grown(stamp, path, handle, info):
+                start, last = items[-1]
+                handle.seek(start)
+                tail = handle.read()
+                if tail.startswith(last.from_line):
+                    items = items[:-1] + _chunks(tail, start)
+                    self._parses[path] = (_stamp(path, handle, info), items)
+                    self.parse_counts["tail"] += 1
+                    return items, info.st_size
         handle.seek(0)
         data = handle.read()
         items = _chunks(data)
-        self._parses[path] = (key, items)
+        self._parses[path] = (_stamp(path, handle, info, data), items)
         self.parse_counts["whole"] += 1
         return items, len(data)
+
+    def stamp_of(self, path: str) -> _Stamp:
+        """The stamp of the last parse of *path* (``parsed`` just made one)."""
+        known = self._parses.get(path)
+        return _NO_STAMP if known is None else known[0]
 
     def remember(self, path: str, handle, content: bytes,
                  items: list[tuple[int, _Parsed]]) -> None:
         """Record *items*, the parse of *content* just written to locked *handle*."""
         info = os.fstat(handle.fileno())
-        key = (info.st_size, info.st_mtime_ns, info.st_ino)
         if info.st_size == len(content):
-            self._parses[path] = (key, items)
+            self._parses[path] = (_stamp(path, handle, info, content), items)
         else:
             self.forget(path)
 
@@ -703,6 +851,10 @@ class MboxBackend:
             for known in [p for p in list(self._parses)
                           if p.startswith(path + os.sep)]:
                 self._parses.pop(known, None)
+
+    def signature(self, user: str, name: str = "INBOX") -> None:
+        """Always None: sessions over mbox are not memoized (see Cyrus)."""
+        return None
 
     # -- paths ---------------------------------------------------------------
     def _user(self, user: str) -> str:
@@ -779,6 +931,7 @@ class MboxBackend:
         os.makedirs(parent, exist_ok=True)
         with open(path, "xb"):
             pass
+        _bump(path)
         return Work(files_created=1)
 
     def delete(self, user: str, name: str) -> Work:
@@ -791,6 +944,7 @@ class MboxBackend:
             os.rmdir(path)
         elif os.path.isfile(path):
             os.unlink(path)
+            _bump(path)
             self.forget(path)
         else:
             raise StoreError(f"mailbox {name!r} does not exist")
@@ -807,6 +961,8 @@ class MboxBackend:
             raise StoreError(f"mailbox {new!r} already exists")
         os.makedirs(os.path.dirname(new_path), exist_ok=True)
         shutil.move(old_path, new_path)
+        _bump_tree(old_path)
+        _bump_tree(new_path)
         self.forget(old_path, tree=True)
         self.forget(new_path, tree=True)
         return Work(files_renamed=1)
@@ -843,7 +999,8 @@ class MboxBackend:
                 content = _join_mbox(tail, content)[len(tail):]
             handle.write(content)
             handle.flush()
-            os.fsync(handle.fileno())
+            sync(handle, self.host_fsync)
+            _bump(path, append=True)
         key = _relkey(self.root, path)
         return Work(cpu={"mbox.rewrite_byte": len(content)},
                     writes=((key, len(content)),), fsyncs=1, locks=1)

@@ -28,7 +28,9 @@ def to_crlf(data: bytes) -> bytes:
     """*data* with every bare LF turned into CRLF."""
     if b"\r" not in data:
         return data.replace(b"\n", b"\r\n")
-    return _BARE_LF.sub(b"\r\n", data)
+    # the same as _BARE_LF.sub(b"\r\n", data), in two C passes: CRLF pairs
+    # cannot overlap, so folding them to LF and back changes only bare LFs
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def crlf_size(data: bytes) -> int:
@@ -66,6 +68,8 @@ def header_fields(header: bytes) -> list[tuple[bytes, bytes]]:
 
 def field_value(header: bytes, name: bytes) -> bytes | None:
     """Unfolded value of the first *name* field (lower-case), or None."""
+    if name not in header.lower():
+        return None  # no field can have that name (the usual case)
     for fname, raw in header_fields(header):
         if fname == name:
             value = raw[raw.find(b":") + 1 :]

@@ -25,7 +25,7 @@ from twin.access.auth import Authenticator
 from twin.access.message import split_message
 from twin.access.names import MailboxNameError, check_user
 from twin.access.settings import AccessSettings
-from twin.access.store import Backend, Drop, StoreError
+from twin.access.store import Backend, Drop, StoreError, sum_work
 from twin.stages.work import Work
 
 CPU_UNITS: dict[str, str] = {
@@ -64,7 +64,7 @@ class Pop3Session:
         self.failures = 0
         self.delay_s = 0.0
         self.last_work = Work()
-        self.total_work = Work()
+        self._spent: list[Work] = []  # every feed's and poll's Work, in order
         self.commands: list[tuple[str, Work]] = []
         self.drop: Drop | None = None
         self._user: str | None = None
@@ -95,11 +95,16 @@ class Pop3Session:
                                         Work(), len(line)))
                 continue
             out.append(self._execute(line))
-        self.last_work = Work()
-        for _, work in self.commands:
-            self.last_work += work
-        self.total_work += self.last_work
+        commands = self.commands
+        self.last_work = (commands[0][1] if len(commands) == 1 else
+                          sum_work([work for _, work in commands]))
+        self._spent.append(self.last_work)
         return b"".join(out)
+
+    @property
+    def total_work(self) -> Work:
+        """All Work of the session so far (the sum of every ``last_work``)."""
+        return sum_work(self._spent)
 
     def _record(self, name: str, reply: bytes, work: Work, size: int) -> bytes:
         work += Work(cpu={"pop3.command": 1, "pop3.byte": size,
@@ -262,7 +267,7 @@ class Pop3Session:
             return Work()
         drop, self.drop = self.drop, None
         work = drop.abort()
-        self.total_work += work
+        self._spent.append(work)
         return work
 
 

@@ -202,6 +202,33 @@ def sum_work(works) -> Work:
         cpu, total.reads, total.writes, *counts)
 
 
+_NO_HOST_FSYNC: set[str] = set()
+"""Real store roots whose backend was made with ``host_fsync=False``."""
+
+
+def note_host_fsync(root: str, enabled: bool) -> None:
+    """Remember whether writers under the real path *root* call ``os.fsync``
+    (a backend's choice, followed by module functions such as Cyrus's
+    ``index_delivery`` that are handed only the store root)."""
+    if enabled:
+        _NO_HOST_FSYNC.discard(root)
+    else:
+        _NO_HOST_FSYNC.add(root)
+
+
+def host_fsync_for(root: str) -> bool:
+    """Whether writers under the real path *root* really call ``os.fsync``."""
+    return root not in _NO_HOST_FSYNC
+
+
+def sync(handle, enabled: bool) -> None:
+    """``os.fsync`` of *handle* when *enabled*: a simulator's store (settings
+    ``host_fsync`` off, as ``twin.stages.maildir``) skips it; the Work counts
+    the fsync either way, so results do not change."""
+    if enabled:
+        os.fsync(handle.fileno())
+
+
 def read_subscriptions(path: str, key: str) -> tuple[set[str], Work]:
     """Mailbox names listed one a line in *path* (a missing file is empty)."""
     try:

@@ -31,7 +31,7 @@ from twin.access.imap import ImapSession
 from twin.access.mboxstore import MboxBackend
 from twin.access.pop3 import Pop3Session
 from twin.schema.mail import MailScenario
-from twin.traffic.client import ClientState, run_session
+from twin.traffic.client import ClientState, PollMemo
 from twin.traffic.mailboxes import populate
 from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
 
@@ -74,6 +74,9 @@ class AccessLoad:
             self.settings, population, streams("access.profiles")
         )
         fmt = scenario.pipeline.deliver.format
+        # the store is the run's scratch copy: real fsyncs only when the
+        # delivery stages make them too (the Work counts them either way)
+        host_fsync = scenario.pipeline.deliver.host_fsync
         stats = populate(
             stages.store_root,
             fmt,
@@ -81,19 +84,24 @@ class AccessLoad:
             self.settings,
             streams("access.mailboxes"),
             profiles=self.profiles,
+            host_fsync=host_fsync,
         )
         self.stats = stats
         self.states = [ClientState(known) for known in stats.known_messages]
         self.backend = (
-            CyrusBackend(stages.store_root)
+            CyrusBackend(stages.store_root, host_fsync=host_fsync)
             if fmt == "maildir"
-            else MboxBackend(stages.store_root)
+            else MboxBackend(stages.store_root, host_fsync=host_fsync)
         )
         self.directory = CredentialsFile(folder / "credentials.csv")
         self.population = population
         self.streams = streams
         self.warmup = scenario.warmup
         self.latencies: dict[str, array] = {}
+        self._names: dict[str, dict[str, str]] = {"imap": {}, "pop3": {}}
+        # polls that changed nothing are replayed, not played again (same
+        # commands, replies and Work; see PollMemo)
+        self.memo = PollMemo()
         self.sessions = {"imap": 0, "pop3": 0}
         self.failures = 0
         self.messages_read = 0
@@ -129,22 +137,33 @@ class AccessLoad:
         started = env.now
         kind = ImapSession if spec.protocol == "imap" else Pop3Session
         epoch = self.epoch
-        session = kind(self.backend, self.directory, now_fn=lambda: epoch + env.now)
-        outcome = run_session(spec, session, state=self.states[spec.user_index])
+        backend, directory = self.backend, self.directory
+
+        def make_session():
+            return kind(backend, directory, now_fn=lambda: epoch + env.now)
+
+        outcome = self.memo.play(spec, make_session, self.states[spec.user_index],
+                                 lambda: backend.signature(spec.user))
         self.sessions[spec.protocol] += 1
         self.failures += bool(outcome.failure)
         self.messages_read += outcome.messages_read
         self.bytes_fetched += outcome.bytes_fetched
         rtt = self.scenario.access.client_rtt
         measured = started >= self.warmup
+        protocol, run, host, array_name = spec.protocol, self.run, self.host, self.array
+        names = self._names[protocol]
+        note = self._note
         for name, work in outcome.commands:
             sent = env.now
-            yield from self.run(spec.protocol, self.host, work, self.array)
+            yield from run(protocol, host, work, array_name)
             yield env.timeout(rtt)
             if measured:
-                self._note(f"latency.{spec.protocol}.{name}", env.now - sent)
+                label = names.get(name)
+                if label is None:
+                    label = names[name] = f"latency.{protocol}.{name}"
+                note(label, env.now - sent)
         if measured:
-            self._note(f"latency.{spec.protocol}.session", env.now - started)
+            note(f"latency.{protocol}.session", env.now - started)
 
     def metrics(self) -> dict[str, float]:
         out = {

@@ -47,7 +47,7 @@ import numpy as np
 from twin.access.imap import ImapSession
 from twin.access.pop3 import Pop3Session
 from twin.stages.work import Work
-from twin.traffic.users import SessionSpec
+from twin.traffic.users import PROTOCOLS, SessionSpec
 
 COMMAND_CLASSES: dict[str, str] = {
     "connect": "TCP connect and the server greeting",
@@ -168,6 +168,7 @@ class _Script:
         self.sent = self.received = self.fetched = 0
         self.new = self.read = self.deleted = self.moved = 0
         self.failure = ""
+        self.draws: list[tuple[int, tuple[int, ...]]] = []  # (salt, uids) of _mix
 
     def exchange(self, name: str, data: bytes) -> bytes:
         reply = self.session.feed(data)
@@ -188,6 +189,8 @@ class _Script:
         if self.rng is not None:
             return self.rng.random(len(uids)).tolist()
         sid = self.spec.session_id
+        if uids:
+            self.draws.append((salt, tuple(uids)))
         return [_mix(sid, uid, salt) for uid in uids]
 
     def outcome(self) -> SessionOutcome:
@@ -477,6 +480,105 @@ def run_pop3(spec: SessionSpec, session: Pop3Session,
     if ok("logout", b"QUIT") is None:
         script.deleted = 0
     return script.outcome()
+
+
+def _quiet(outcome: SessionOutcome) -> bool:
+    """Whether no exchange of *outcome* wrote anything to the store."""
+    for _, work in outcome.commands:
+        if (work.writes or work.fsyncs or work.files_created or work.files_renamed
+                or work.files_deleted):
+            return False
+    return True
+
+
+def _state_key(spec: SessionSpec, state: ClientState) -> tuple:
+    """What of *state* a session of *spec*'s protocol reads."""
+    if spec.protocol == "imap":
+        return (state.uidvalidity, state.last_uid)
+    return (state.pop3_known, frozenset(state.pop3_seen))
+
+
+class PollMemo:
+    """Replays "poll" sessions that changed nothing (a simulator shortcut).
+
+    A poll is a function of the user's spec, the client's state, the mailbox
+    and the uniforms ``_mix`` draws from the session id. When one read
+    nothing, wrote nothing to the store (no write, fsync or file operation in
+    any exchange), left the client state and the mailbox's *signature* as
+    they were, and did not fail, the next poll of that user with the same
+    spec fields, state and signature asks the same commands and gets the same
+    replies and Work -- unless its own uniforms pick a message the first did
+    not (checked: the same draws with its session id must all stay at or above
+    their share). Then ``play`` returns the first outcome under the new
+    session id without running a session. The signature is the backend's
+    ``signature(user)``: it changes whenever the mailbox may have (None:
+    never memoized). With *verify* every replay is also played for real and
+    compared (tests).
+    """
+
+    def __init__(self, verify: bool = False) -> None:
+        self.verify = verify
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[int, tuple[tuple, list, SessionOutcome]] = {}
+
+    def play(self, spec: SessionSpec, make_session, state: ClientState,
+             signature) -> SessionOutcome:
+        """*spec*'s outcome; *make_session()* gives the server session and
+        *signature()* the mailbox's signature now."""
+        if spec.kind != "poll" or spec.protocol not in PROTOCOLS:
+            return run_session(spec, make_session(), state=state)
+        before = signature()
+        if before is None:
+            return run_session(spec, make_session(), state=state)
+        known = _state_key(spec, state)
+        key = (spec.user, spec.password, spec.flag_sync_messages, spec.read_share,
+               spec.backlog_share, spec.move_folder, spec.keep_on_server, known,
+               before)
+        entry = self._entries.get(spec.user_index)
+        if entry is not None and entry[0] == key and self._same_draws(spec, entry[1]):
+            self.hits += 1
+            first = entry[2]
+            outcome = SessionOutcome(
+                spec.session_id, first.user, first.protocol, first.kind,
+                first.commands, first.bytes_sent, first.bytes_received,
+                first.bytes_fetched, first.messages_new, first.messages_read,
+                first.deleted, first.moved, first.failure)
+            if self.verify:
+                real = run_session(spec, make_session(), state=state)
+                if real != outcome or _state_key(spec, state) != known:
+                    raise AssertionError(f"replayed session {spec.session_id} "
+                                         "differs from the real one")
+            return outcome
+        self.misses += 1
+        if spec.protocol == "imap":
+            client = ImapClient(spec, make_session(), None, state)
+            client.start()
+            outcome, draws = client.finish(), client.draws
+        else:
+            outcome, draws = run_pop3(spec, make_session(), state), []
+        if (not outcome.failure and outcome.messages_read == 0
+                and _state_key(spec, state) == known and _quiet(outcome)
+                and signature() == before):
+            self._entries[spec.user_index] = (key, draws, outcome)
+        else:
+            self._entries.pop(spec.user_index, None)
+        return outcome
+
+    @staticmethod
+    def _same_draws(spec: SessionSpec, draws: list) -> bool:
+        """Whether *spec*'s uniforms select nothing where the first selected
+        nothing (salt 1: new mail read now, salt 2: older unread mail)."""
+        sid = spec.session_id
+        for salt, uids in draws:
+            share = spec.read_share if salt == 1 else (
+                spec.backlog_share if salt == 2 else None)
+            if share is None:
+                return False
+            for uid in uids:
+                if _mix(sid, uid, salt) < share:
+                    return False
+        return True
 
 
 def run_session(spec: SessionSpec, session: ImapSession | Pop3Session,

@@ -32,8 +32,10 @@ writes them). ``settings.mailbox_scale`` multiplies the counts (stochastic
 rounding) to shrink the store for tests.
 
 Randomness comes only from *rng* (profiles, when not given, then a fixed
-number of draws per user). Raises ``ValueError`` for an unknown format or
-profiles that do not match the population.
+number of draws per user); attachment bytes come from a generator spawned
+from it (``Generator.spawn``, which draws nothing), so the same seed writes
+the same bytes and another seed other attachments. Raises ``ValueError`` for
+an unknown format or profiles that do not match the population.
 """
 
 from __future__ import annotations
@@ -120,16 +122,41 @@ def _text_corpus() -> bytes:
     return b"".join(lines)
 
 
-_BASE64_CACHE: list[bytes] = [b""]
+class _Base64Corpus:
+    """Base64 lines (76 columns, LF) of random bytes drawn from *rng*.
+
+    Grown in fixed chunks of whole lines, so its first n bytes never depend on
+    how often it grew: a message's attachment depends only on the generator.
+    """
+
+    CHUNK_RAW_BYTES = 57 * 4096  # 4,096 lines of 76 characters
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._chunks: list[bytes] = []
+        self._data = b""
+
+    def get(self, size: int) -> bytes:
+        """At least *size* bytes of the corpus (all of it that exists)."""
+        if len(self._data) < size:
+            total = len(self._data)
+            while total < size:
+                raw = self._rng.integers(0, 256, self.CHUNK_RAW_BYTES, dtype=np.uint8)
+                chunk = base64.encodebytes(raw.tobytes())
+                self._chunks.append(chunk)
+                total += len(chunk)
+            self._data = b"".join(self._chunks)
+        return self._data
 
 
-def _base64_corpus(size: int) -> bytes:
-    """At least *size* bytes of base64 lines (76 columns, LF), built once."""
-    if len(_BASE64_CACHE[0]) < size:
-        raw_size = max(size, 1 << 20) * 3 // 4 + 3
-        raw = np.random.default_rng(2007).integers(0, 256, raw_size, dtype=np.uint8)
-        _BASE64_CACHE[0] = base64.encodebytes(raw.tobytes())
-    return _BASE64_CACHE[0]
+def _corpus_rng(rng: np.random.Generator) -> np.random.Generator:
+    """A generator for attachment bytes, derived from *rng* without drawing
+    from it (so the mailbox draws stay as they are); a Generator built without
+    a SeedSequence gives one draw for the seed instead."""
+    try:
+        return rng.spawn(1)[0]
+    except (TypeError, ValueError, AttributeError):
+        return np.random.default_rng(int(rng.integers(0, 2**63)))
 
 
 def _date(unix: int) -> bytes:
@@ -140,7 +167,7 @@ def _date(unix: int) -> bytes:
 
 
 def _message(user: bytes, domain: bytes, k: int, unix: int, size: int,
-             extra: bytes) -> list[bytes]:
+             extra: bytes, corpus: _Base64Corpus) -> list[bytes]:
     """Pieces of one message of exactly *size* bytes (LF, ends with LF)."""
     sender = _SENDERS[k % len(_SENDERS)]
     multipart = size > ATTACHMENT_BYTES
@@ -170,7 +197,7 @@ def _message(user: bytes, domain: bytes, k: int, unix: int, size: int,
              + b"Content-Transfer-Encoding: base64\n\n")
     closing = b"\n--" + _BOUNDARY + b"--\n"
     length = room - len(intro) - len(closing)
-    return [header, intro, _base64_corpus(length)[:length], closing]
+    return [header, intro, corpus.get(length)[:length], closing]
 
 
 def _sizes(settings: ReadingSettings, median: float, count: int,
@@ -183,8 +210,13 @@ def _sizes(settings: ReadingSettings, median: float, count: int,
 def populate(store_root: str | Path, fmt: str, population: Population,
              settings: ReadingSettings, rng: np.random.Generator,
              profiles: UserProfiles | None = None, index: bool = True,
-             maildir_settings: MaildirSettings | None = None) -> MailboxStats:
-    """Write every user's mailbox under *store_root* (created if missing)."""
+             maildir_settings: MaildirSettings | None = None,
+             host_fsync: bool = True) -> MailboxStats:
+    """Write every user's mailbox under *store_root* (created if missing).
+
+    *host_fsync* is the ``CyrusBackend`` setting the indexes are built with
+    (False: no real ``os.fsync``, as in a simulator's store).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     if profiles is None:
@@ -205,6 +237,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     scaled = profiles.mailbox_messages * settings.mailbox_scale
     counts = np.floor(scaled + rng.random(n_users)).astype(np.int64)
     history_s = settings.history_days * DAY_S
+    corpus = _Base64Corpus(_corpus_rng(rng))
     per_messages, per_bytes, known = [], [], []
     unread_total = message_total = file_total = 0
     for user_index, user in enumerate(population.usernames):
@@ -218,7 +251,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
         unread_count = count if waiting else min(
             count, int(math.floor(count * settings.unread_share + rng.random())))
         seen_upto = count - unread_count
-        args = (root, user, domain, sizes.tolist(), stamps, seen_upto)
+        args = (root, user, domain, sizes.tolist(), stamps, seen_upto, corpus)
         if fmt == "maildir":
             written = _write_maildir(*args, host)
         else:
@@ -231,7 +264,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
         file_total += written
     indexed = False
     if fmt == "maildir" and index:
-        backend = CyrusBackend(root)
+        backend = CyrusBackend(root, host_fsync=host_fsync)
         for user in population.usernames:
             mailbox, _ = backend.open(user, "INBOX", False, float(epoch))
             mailbox.close()
@@ -242,7 +275,8 @@ def populate(store_root: str | Path, fmt: str, population: Population,
 
 
 def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
-                   stamps: list[int], seen_upto: int, host: str) -> int:
+                   stamps: list[int], seen_upto: int, corpus: _Base64Corpus,
+                   host: str) -> int:
     inbox = maildir_path(root, user)
     for sub in ("tmp", "new", "cur"):
         os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
@@ -255,7 +289,8 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
         path = f"{cur}/{stamp}.I{k:07d}.{host}{info}"
         fd = os.open(path, flags, 0o600)
         try:
-            wrote = os.writev(fd, _message(name, domain, k, stamp, size, b""))
+            wrote = os.writev(fd, _message(name, domain, k, stamp, size, b"",
+                                           corpus))
         finally:
             os.close(fd)
         if wrote != size:
@@ -265,7 +300,7 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
 
 
 def _write_mbox(root: Path, user: str, domain: bytes, sizes: list[int],
-                stamps: list[int], seen_upto: int) -> int:
+                stamps: list[int], seen_upto: int, corpus: _Base64Corpus) -> int:
     path = mbox_path(root, user)
     name = user.encode()
     total = 0
@@ -275,7 +310,7 @@ def _write_mbox(root: Path, user: str, domain: bytes, sizes: list[int],
             extra = status + b"X-UID: %d\n" % k
             if k == 1:
                 extra = b"X-IMAPbase: %d %d\n" % (stamps[0], len(sizes)) + extra
-            pieces = _message(name, domain, k, stamp, size, extra)
+            pieces = _message(name, domain, k, stamp, size, extra, corpus)
             from_line = b"From %s@example.org  %s\n" % (
                 _SENDERS[k % len(_SENDERS)], time.asctime(time.gmtime(stamp)).encode())
             out.write(from_line)
