@@ -49,7 +49,11 @@ def reading_settings(scenario: MailScenario) -> ReadingSettings:
 
 
 class AccessLoad:
-    """The reading load of one run; *run* spends work as ``MailModel._run``."""
+    """The reading load of one run.
+
+    *book* books work as ``MailModel._book`` does: ``book(stage, host, work,
+    array)`` spends it on the host from now and returns when it is done.
+    """
 
     def __init__(
         self,
@@ -60,13 +64,13 @@ class AccessLoad:
         folder,
         host: str,
         array_name: str,
-        run,
+        book,
     ) -> None:
         self.env = env
         self.scenario = scenario
         self.host = host
         self.array = array_name
-        self.run = run
+        self.book = book
         self.settings = reading_settings(scenario)
         self.epoch = None
         population = stages.population
@@ -150,13 +154,14 @@ class AccessLoad:
         self.bytes_fetched += outcome.bytes_fetched
         rtt = self.scenario.access.client_rtt
         measured = started >= self.warmup
-        protocol, run, host, array_name = spec.protocol, self.run, self.host, self.array
+        protocol, book = spec.protocol, self.book
+        host, array_name = self.host, self.array
         names = self._names[protocol]
         note = self._note
         for name, work in outcome.commands:
             sent = env.now
-            yield from run(protocol, host, work, array_name)
-            yield env.timeout(rtt)
+            # the command's work, then its reply's way back: one timeout
+            yield env.timeout(book(protocol, host, work, array_name) - sent + rtt)
             if measured:
                 label = names.get(name)
                 if label is None:

@@ -147,7 +147,7 @@ class MailModel:
                     pipeline.deliver.array if access_host == self.box_host else None,
                     first=False,
                 ),
-                self._run,
+                self._book,
             )
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""
