@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from twin.stages.spamassassin import hsgate
 from twin.stages.spamassassin.bayes import BayesDB
 from twin.stages.spamassassin.commands import load_rules
+from twin.stages.spamassassin.evals import Scan
 from twin.stages.spamassassin.message import NotAMessage, ParsedMessage
 from twin.stages.spamassassin.stage import SpamFilter, SpamFilterSettings
 
@@ -75,8 +77,12 @@ def _key(path: Path) -> str:
     raise AssertionError(path)
 
 
-def _outcomes(paths: list[Path], bayes: BayesDB | None) -> dict[str, dict]:
-    settings = SpamFilterSettings(use_awl=False, autolearn=False, memo_messages=0)
+def _outcomes(
+    paths: list[Path], bayes: BayesDB | None, use_hyperscan: bool = True
+) -> dict[str, dict]:
+    settings = SpamFilterSettings(
+        use_awl=False, autolearn=False, memo_messages=0, use_hyperscan=use_hyperscan
+    )
     spam_filter = SpamFilter(settings, load_rules(), bayes, None)
     out: dict[str, dict] = {}
     for path in paths:
@@ -157,6 +163,53 @@ def test_bayes_outcomes_match_golden(
     if not paths:
         pytest.skip(f"no {group} messages (shared data absent)")
     _assert_same(golden["set2"][group], _outcomes(paths, trained))
+
+
+@pytest.mark.parametrize("group", ["local", "t-data", "corpus"])
+def test_pure_re_path_matches_golden(golden: dict, group: str) -> None:
+    """Hyperscan gates off (as where the package does not import)."""
+    paths = _groups()[group]
+    if not paths:
+        pytest.skip(f"no {group} messages (shared data absent)")
+    _assert_same(golden["set0"][group], _outcomes(paths, None, use_hyperscan=False))
+
+
+@pytest.mark.parametrize("group", ["local", "t-data", "corpus"])
+def test_hyperscan_gates_change_no_hit_and_no_work(
+    trained: BayesDB | None, group: str
+) -> None:
+    """With and without the Hyperscan gates: the same hit counts (every rule,
+    ``__`` sub-rules included), results and Work, message by message."""
+    paths = _groups()[group]
+    if not paths:
+        pytest.skip(f"no {group} messages (shared data absent)")
+    rules = load_rules()
+    if hsgate.available():
+        assert rules.gated
+    filters = [
+        SpamFilter(
+            SpamFilterSettings(
+                use_awl=False, autolearn=False, memo_messages=0, use_hyperscan=flag
+            ),
+            rules,
+            trained,
+            None,
+        )
+        for flag in (True, False)
+    ]
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            ParsedMessage(data)
+        except NotAMessage:
+            continue
+        fast, plain = (f.check(data, now=0.0) for f in filters)
+        assert fast == plain, path
+        hits = [
+            rules.run(Scan(msg=ParsedMessage(data)), hyperscan=flag)
+            for flag in (True, False)
+        ]
+        assert hits[0] == hits[1], path
 
 
 def test_memo_across_bayes_verdicts_matches_golden(

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
 
+from twin.stages.spamassassin import hsgate
 from twin.stages.spamassassin.bayes import BayesDB
 from twin.stages.spamassassin.conf import parse_files, rule_files
 from twin.stages.spamassassin.message import NotAMessage, ParsedMessage
@@ -39,7 +40,7 @@ DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "data" / "spamassassin
 
 def _digest(files: list[Path]) -> str:
     """A key for a compiled rule set: the rule files and this package's code."""
-    digest = hashlib.sha256(sys.version.encode())
+    digest = hashlib.sha256(sys.version.encode() + hsgate.version().encode())
     code = sorted(Path(__file__).parent.glob("*.py"))
     for path in [*files, *code]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

@@ -88,9 +88,13 @@ class MimePart:
 
     def header(self, name: bytes) -> bytes:
         key = name.lower()
-        return b"\n".join(
-            decode_header_value(v) for n, v in self.headers if n.lower() == key
-        )
+        cache = self.__dict__.setdefault("_header_cache", {})
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = b"\n".join(
+                decode_header_value(v) for n, v in self.headers if n.lower() == key
+            )
+        return value
 
 
 @dataclass
@@ -148,7 +152,9 @@ def _charset_text(data: bytes, charset: str) -> str:
 
 def decode_header_value(value: bytes) -> bytes:
     """RFC 2047 decoding and unfolding of one header value, as UTF-8 octets."""
-    value = _FOLD.sub(b"", value).replace(b"\r", b"").strip()
+    if b"\n" in value or b"\r" in value:
+        value = _FOLD.sub(b"", value).replace(b"\r", b"")
+    value = value.strip()
     if b"=?" not in value:
         return value
     value = _BETWEEN_WORDS.sub(rb"\1", value)

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from itertools import accumulate
 
-from twin.stages.spamassassin import evals
+from twin.stages.spamassassin import evals, hsgate
 from twin.stages.spamassassin.conf import Config
 from twin.stages.spamassassin.meta import Expression, MetaSyntaxError
 from twin.stages.spamassassin.meta import parse as parse_meta
@@ -160,6 +160,9 @@ class RuleSet:
     _header_plan: _HeaderPlan | None = None
     _body_plans: dict[str, _BodyPlan] = field(default_factory=dict)
     _eval_order: dict[str, int] = field(default_factory=dict)
+    # Hyperscan gates (``hsgate``), built by ``compile_rules`` when available.
+    gated: bool = False
+    _uri_gate: hsgate.Gate | None = None
 
     @property
     def rule_count(self) -> int:
@@ -174,11 +177,15 @@ class RuleSet:
             + len(self.metas)
         )
 
-    def run(self, scan: evals.Scan) -> dict[str, float]:
-        """Evaluate every active rule on the scan's message; return hit counts."""
-        return self.finish(scan, self.run_static(scan))
+    def run(self, scan: evals.Scan, hyperscan: bool = True) -> dict[str, float]:
+        """Evaluate every active rule on the scan's message; return hit counts.
 
-    def run_static(self, scan: evals.Scan) -> dict[str, float]:
+        ``hyperscan`` lets the Hyperscan gates (``hsgate``) pick the regex
+        rules worth running, when they were built; the hits and counts are
+        the same either way."""
+        return self.finish(scan, self.run_static(scan, hyperscan))
+
+    def run_static(self, scan: evals.Scan, hyperscan: bool = True) -> dict[str, float]:
         """Hit counts of the rules that do not read the Bayes probability.
 
         That is every rule but the Bayes eval tests and the metas, which
@@ -187,7 +194,8 @@ class RuleSet:
         """
         hits: dict[str, float] = {}
         msg = scan.msg
-        self._headers(scan, hits)
+        gated = hyperscan and self.gated and hsgate.available()
+        self._headers(scan, hits, gated)
         for rule in self.mimeheader_rules:
             scan.rules_evaluated += 1
             for part in msg.parts:
@@ -196,11 +204,19 @@ class RuleSet:
                 if value and rule.regex.search(value):
                     hits[rule.name] = 1.0
                     break
-        self._lines(scan, "body", msg.body_lines, hits)
-        self._lines(scan, "rawbody", msg.rawbody_lines, hits)
+        self._lines(scan, "body", msg.body_lines, hits, gated)
+        self._lines(scan, "rawbody", msg.rawbody_lines, hits, gated)
         uris = msg.uris
-        for rule in self.uri_rules:
+        gate = self._uri_gate if gated else None
+        if gate is not None:
+            covered = gate.covered
+            maybe = set(gate.scan(hsgate.pieces(uris))) if uris else set()
+            uri_octets = sum(map(len, uris))
+        for index, rule in enumerate(self.uri_rules):
             scan.rules_evaluated += 1
+            if gate is not None and index in covered and index not in maybe:
+                scan.regex_bytes += uri_octets  # what the loop below counts
+                continue
             count = 0
             for uri in uris:
                 scan.regex_bytes += len(uri)
@@ -249,7 +265,9 @@ class RuleSet:
         self._metas(scan, hits)
         return hits
 
-    def _headers(self, scan: evals.Scan, hits: dict[str, float]) -> None:
+    def _headers(
+        self, scan: evals.Scan, hits: dict[str, float], gated: bool = False
+    ) -> None:
         """Header rules, each header fetched once for all the rules reading it.
 
         Same hits (in rule order) and counts as running the rules one by one:
@@ -275,7 +293,15 @@ class RuleSet:
                 continue
             octets += len(hval) * len(rules)
             lower = None
-            for rule in rules:
+            gate = group.gate if gated else None
+            if gate is not None:
+                covered = gate.covered
+                maybe = set(gate.scan(hval))
+            for index, rule in enumerate(rules):
+                if gate is not None and index in covered and index not in maybe:
+                    if rule.negate:
+                        found[rule.name] = 1.0
+                    continue
                 header_lits = rule.header_literals
                 if header_lits:
                     if lower is None:
@@ -314,6 +340,7 @@ class RuleSet:
         kind: str,
         lines: list[bytes],
         hits: dict[str, float],
+        gated: bool = False,
     ) -> None:
         plan = self._body_plan(kind)
         rules = plan.rules
@@ -324,7 +351,13 @@ class RuleSet:
         scan.rules_evaluated += len(rules)
         scan.prefilter_checks += plan.prefilter_checks
         scan.regex_bytes += body.size * plan.unfiltered
-        for rule in plan.candidates(body.view):
+        view = body.view
+        chosen = plan.candidate_indexes(view)
+        gates = plan.gates[view.level] if gated and plan.gates else None
+        if gates is not None:
+            chosen = plan.gate(chosen, gates, body, scan)
+        for index in chosen:
+            rule = rules[index]
             count = body.match(rule, scan)
             if count:
                 hits[rule.name] = count
@@ -389,6 +422,25 @@ class _BodyText:
         self.view = TextView(self.text, trigrams)
         self.size = len(self.text)
         self.starts: list[int] | None = None
+
+    def literal_octets(self, literals: Sequence[bytes]) -> int:
+        """The octets of the paragraphs holding one of ``literals`` (what
+        ``match`` scans for a rule with these literals matching nowhere)."""
+        view = self.view
+        starts = self.starts
+        if starts is None:
+            starts = self.starts = list(
+                accumulate((len(line) for line in self.lines), initial=0)
+            )
+        found = view.found
+        lower = view.lower
+        chosen: set[int] = set()
+        for literal in literals:
+            held = found.get(literal)
+            if held is None:
+                held = found[literal] = _paragraphs(lower, literal, starts)
+            chosen.update(held)  # type: ignore[arg-type]
+        return sum(starts[i + 1] - starts[i] for i in chosen)
 
     def match(self, rule: RegexRule, scan: evals.Scan) -> float:
         """One rule's hit count; counts the octets its literals' paragraphs
@@ -458,7 +510,8 @@ class _HeaderGroup:
     """The regex header rules reading one header (and the same if-unset value)."""
 
     __slots__ = (
-        "spec", "rules", "missing_hits", "missing_octets", "empty_hits", "_if_unset"
+        "spec", "rules", "missing_hits", "missing_octets", "empty_hits", "_if_unset",
+        "gate",
     )
 
     def __init__(self, spec: str, if_unset: bytes | None) -> None:
@@ -468,6 +521,7 @@ class _HeaderGroup:
         self.missing_octets = 0
         self.empty_hits: tuple[str, ...] = ()
         self._if_unset = if_unset
+        self.gate: hsgate.Gate | None = None
 
     def finish(self) -> None:
         """Precompute the outcomes for an absent header and an empty value."""
@@ -560,12 +614,19 @@ class _BodyPlan:
 
     __slots__ = (
         "rules", "prefilter_checks", "unfiltered", "always", "gated", "keys",
-        "squeezed_keys", "needs_squeezed",
+        "squeezed_keys", "needs_squeezed", "gates", "literal_gate", "literal_ids",
+        "literal_list",
     )
 
     def __init__(self, rules: Sequence[RegexRule]) -> None:
         _intern_checks(rules)
         self.rules = rules
+        self.gates: tuple[
+            tuple[hsgate.Gate | None, hsgate.Gate | None, frozenset[int]] | None, ...
+        ] = ()
+        self.literal_gate: hsgate.Gate | None = None
+        self.literal_ids: dict[int, tuple[int, ...]] = {}
+        self.literal_list: list[bytes] = []
         self.prefilter_checks = sum(len(r.literals) for r in rules if r.literals)
         self.unfiltered = sum(1 for r in rules if r.literals is None)
         # Per level: indexes always looked at; key -> indexes gated by it.
@@ -604,6 +665,100 @@ class _BodyPlan:
 
     def candidates(self, view: TextView) -> list[RegexRule]:
         """The rules to look at for ``view``, in rule order."""
+        rules = self.rules
+        return [rules[i] for i in self.candidate_indexes(view)]
+
+    def build_gates(self) -> None:
+        """Hyperscan gates per text level over the rules' level patterns (with
+        ``^``/``$`` multi-line): one for the patterns without ``$``, ``\\Z``
+        or ``\\B``, one for those with (which may need a paragraph's very end,
+        after its final newline); and the literal gate."""
+        gates = []
+        for level in range(2):
+            main: list[tuple[int, re.Pattern[bytes]]] = []
+            end: list[tuple[int, re.Pattern[bytes]]] = []
+            for index, rule in enumerate(self.rules):
+                pattern = rule.filter.levels[level][0]  # type: ignore[union-attr]
+                if pattern is not None:
+                    (end if hsgate.needs_piece_end(pattern) else main).append(
+                        (index, pattern)
+                    )
+            main_gate = hsgate.build_gate(main, True)
+            end_gate = hsgate.build_gate(end, True)
+            covered = frozenset().union(
+                *(gate.covered for gate in (main_gate, end_gate) if gate)
+            )
+            gates.append((main_gate, end_gate, covered) if covered else None)
+        # Level 1 patterns serve level 2 texts too (both are ASCII): one
+        # compile less, for few more false alarms.
+        gates.append(gates[1])
+        self.gates = tuple(gates)
+        numbers: dict[bytes, int] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.literals is not None:
+                self.literal_ids[index] = tuple(
+                    numbers.setdefault(lit, len(numbers)) for lit in rule.literals
+                )
+        self.literal_list = list(numbers)
+        self.literal_gate = hsgate.build_literal_gate(self.literal_list)
+
+    def gate(
+        self,
+        chosen: list[int],
+        gates: tuple[hsgate.Gate | None, hsgate.Gate | None, frozenset[int]],
+        body: _BodyText,
+        scan: evals.Scan,
+    ) -> list[int]:
+        """The candidates the gates cannot rule out.
+
+        A rule is ruled out when its pattern matches neither the text (the
+        whole-text search of the rules without literals) nor any paragraph.
+        The gates scan the text (a superset of its matches) and the paragraphs
+        joined with a newline after each (``hsgate.pieces``: each paragraph
+        bordered by newlines or the text edges, as by its own edges).  When
+        every paragraph ends in a newline, the text is such a join already for
+        the patterns without end assertions, and one scan serves both.  For a
+        rule with literals ruled out, the octets of the paragraphs holding its
+        literals (which ``match`` would search in vain) are counted here."""
+        main, end, covered = gates
+        lines = body.lines
+        text = body.text
+        joined = hsgate.pieces(lines)
+        maybe: set[int] = set()
+        if main is not None:
+            maybe.update(main.scan(text))
+            if not all(line.endswith(b"\n") for line in lines):
+                maybe.update(main.scan(joined))
+        if end is not None:
+            maybe.update(end.scan(joined))
+            maybe.update(end.scan(text))
+        kept = []
+        rules = self.rules
+        literal_gate = self.literal_gate
+        present: set[int] | None = None
+        for index in chosen:
+            if index in covered and index not in maybe:
+                rule = rules[index]
+                if rule.literals is None:
+                    continue
+                if literal_gate is None:
+                    scan.regex_bytes += body.literal_octets(rule.literals)
+                    continue
+                if present is None:
+                    present = set(literal_gate.scan(body.view.lower))
+                held = [
+                    self.literal_list[i]
+                    for i in self.literal_ids[index]
+                    if i in present
+                ]
+                if held:
+                    scan.regex_bytes += body.literal_octets(held)
+                continue
+            kept.append(index)
+        return kept
+
+    def candidate_indexes(self, view: TextView) -> list[int]:
+        """Indexes of the rules to look at for ``view``, in rule order."""
         level = view.level
         gated = self.gated[level]
         chosen = set(self.always[level])
@@ -612,8 +767,7 @@ class _BodyPlan:
         if self.needs_squeezed[level]:
             for key in self.squeezed_keys[level].intersection(view.tri_sq):
                 chosen.update(gated[key | (1 << 24)])
-        rules = self.rules
-        return [rules[i] for i in sorted(chosen)]
+        return sorted(chosen)
 
 
 def _paragraphs(lower: bytes, literal: bytes, starts: list[int]) -> tuple[int, ...]:
@@ -840,7 +994,28 @@ def compile_rules(config: Config) -> RuleSet:
         }[rule.kind]
         target.append(compiled)  # type: ignore[arg-type]
     _order_metas(rules, expressions, needed)
+    if hsgate.available():
+        _build_gates(rules)
     return rules
+
+
+_MIN_GATED_GROUP = 4  # header groups with fewer regex rules are not gated
+
+
+def _build_gates(rules: RuleSet) -> None:
+    """Build the run plans with their Hyperscan gates (kept when pickled)."""
+    plan = rules._header_plan = _HeaderPlan(rules.header_rules)
+    for group in plan.groups:
+        if len(group.rules) >= _MIN_GATED_GROUP:
+            group.gate = hsgate.build_gate(
+                [(i, rule.regex) for i, rule in enumerate(group.rules)], False
+            )
+    for kind in ("body", "rawbody"):
+        rules._body_plan(kind).build_gates()
+    rules._uri_gate = hsgate.build_gate(
+        [(i, rule.regex) for i, rule in enumerate(rules.uri_rules)], True
+    )
+    rules.gated = True
 
 
 def _order_metas(

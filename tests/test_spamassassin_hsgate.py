@@ -1,0 +1,84 @@
+"""Hyperscan gates: a superset of the rules ``re`` hits, and the off switch."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from twin.stages.spamassassin import hsgate
+
+needs_hyperscan = pytest.mark.skipif(
+    not hsgate.available(), reason="hyperscan not importable (or switched off)"
+)
+
+
+def _gate(patterns: list[bytes], multiline: bool, flags: int = 0) -> hsgate.Gate:
+    gate = hsgate.build_gate(
+        [(i, re.compile(p, flags)) for i, p in enumerate(patterns)], multiline
+    )
+    assert gate is not None
+    return gate
+
+
+@needs_hyperscan
+def test_whole_text_gate_reports_a_superset_of_the_matches() -> None:
+    """Exact for the patterns Hyperscan compiles as they are; the
+    back-reference one (prefilter mode) may also report a non-match."""
+    patterns = [rb"viagra", rb"\bcheap\b", rb"^Subject", rb"(\w)\1\1", rb"x{2,2048}y"]
+    gate = _gate(patterns, False, re.IGNORECASE)
+    assert gate.covered == frozenset(range(5))
+    assert sorted(gate.scan(b"Buy VIAGRA cheap, zzz")) == [0, 1, 3]
+    assert set(gate.scan(b"subject: cheaper")) - {3} == {2}
+    assert set(gate.scan(b"nothing here")) <= {3}
+    assert sorted(gate.scan(b"xxxxy")) == [3, 4]
+
+
+@needs_hyperscan
+def test_piece_gate_sees_every_paragraph_edge() -> None:
+    """Anchors and \\A/\\Z of a paragraph hold in the joined pieces."""
+    patterns = [rb"^free", rb"money$", rb"\Aclick", rb"now\n\Z", rb"win(?=\n?\Z)"]
+    gate = _gate(patterns, True)
+    lines = [b"Subject: hi\n", b"free stuff and money\n", b"click to win\n", b"now\n"]
+    for index, pattern in enumerate(patterns):
+        per_line = any(re.search(pattern, line) for line in lines)
+        assert per_line, pattern
+        assert index in gate.scan(hsgate.pieces(lines)), pattern
+    assert gate.scan(hsgate.pieces([b"nothing\n", b"at all"])) == []
+    assert 3 in gate.scan(hsgate.pieces([b"go now\n"]))
+
+
+@needs_hyperscan
+def test_uncompilable_and_empty_patterns_are_left_out() -> None:
+    gate = hsgate.build_gate(
+        [(0, re.compile(rb"a*")), (1, re.compile(rb"(?x) a b")), (2, re.compile(b"k"))],
+        False,
+    )
+    assert gate is not None
+    assert gate.covered == frozenset({2})
+
+
+@needs_hyperscan
+def test_literal_gate_and_pickling() -> None:
+    import pickle
+
+    gate = hsgate.build_literal_gate([b"abc", b"x.y", b"zz"])
+    assert gate is not None
+    again = pickle.loads(pickle.dumps(gate))
+    assert sorted(again.scan(b"xxabc x.y")) == [0, 1]
+    assert again.scan(b"xzy z z") == []
+
+
+def test_switch_turns_the_gates_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(hsgate.ENV_SWITCH, "0")
+    assert not hsgate.available()
+    assert hsgate.version() == ""
+    assert hsgate.build_gate([(0, re.compile(rb"abc"))], False) is None
+    assert hsgate.build_literal_gate([b"abc"]) is None
+
+
+def test_needs_piece_end() -> None:
+    assert hsgate.needs_piece_end(re.compile(rb"foo$"))
+    assert hsgate.needs_piece_end(re.compile(rb"(?:a\B)+"))
+    assert hsgate.needs_piece_end(re.compile(rb"a\Z"))
+    assert not hsgate.needs_piece_end(re.compile(rb"[$]100\b"))

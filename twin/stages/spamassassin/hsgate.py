@@ -1,0 +1,335 @@
+"""Optional Hyperscan gates: which rules may match a text, from one scan.
+
+A twin speed-up, not SpamAssassin's (and not a change of outcome): a ``Gate``
+compiles many rule patterns into one Hyperscan database (Intel's multi-pattern
+regex engine, PyPI ``hyperscan``) and, for a text, answers in one pass the set
+of rules that *may* match it.  The caller then runs the exact ``re`` path only
+for those rules (and for the rules the gate does not cover), so hits and the
+work counted are those of the ``re`` engine alone.
+
+What makes the answer safe (a superset of the rules ``re.search`` hits):
+
+- patterns are the translated ``re`` bytes patterns; Hyperscan scans octets
+  without UTF-8 or Unicode properties, so ``\\w \\d \\s \\b`` and ``/i`` mean
+  the ASCII classes and ASCII case folding of a ``re`` bytes pattern;
+- patterns Hyperscan cannot compile exactly (back-references, lookarounds,
+  atomic groups, possessive quantifiers) are compiled in prefilter mode
+  (``HS_FLAG_PREFILTER``: reports a superset of the true matches); those it
+  cannot compile either, patterns that match the empty string, patterns with
+  ``\\A``/``\\Z`` (outside multi-line gates) or ``/x``, and patterns over
+  ``MAX_PATTERN`` characters are not covered (their rules always run on
+  ``re``); a pattern whose bounded repeats unroll past ``MAX_UNROLLED`` is
+  compiled with them unbounded (``x{0,2048}`` as ``x*``: a superset again);
+- rules that search several pieces separately (body paragraphs, URIs) are
+  gated on the pieces joined so that each is followed by ``\\n`` (``pieces``),
+  with ``^``/``$`` made multi-line: every match inside one piece is then a
+  match of the joined text, since each piece is bordered by ``\\n`` or the text
+  edges (``^``/``$`` and ``\\b``/``\\B`` hold there as at a piece's own edges).
+
+Only every pattern's first match is reported (``HS_FLAG_SINGLEMATCH``).
+``available()`` says whether Hyperscan can be used: the module imports and the
+environment variable ``MAILTWIN_HYPERSCAN`` is not ``0``.  Without it nothing
+here is built and the rules run on the pure-``re`` path, with the same hits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+try:  # the regex parser: sizes a pattern before Hyperscan compiles it
+    from re import _constants as _c  # type: ignore[attr-defined]
+    from re import _parser as _sre  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover -- Python 3.10 names them sre_*
+    import sre_constants as _c  # type: ignore[no-redef]
+    import sre_parse as _sre  # type: ignore[no-redef]
+
+try:  # optional: Intel Hyperscan bindings (x86_64 wheels)
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover -- other platforms: pure re
+    _hs = None
+
+from twin.stages.spamassassin.prefilter import _Unsupported, unparse
+
+__all__ = [
+    "ENV_SWITCH", "Gate", "available", "build_gate", "build_literal_gate", "pieces",
+]
+
+ENV_SWITCH = "MAILTWIN_HYPERSCAN"
+MAX_PATTERN = 6000  # longer patterns (ReplaceTags giants) stay on re
+CHUNK = 128  # patterns per database
+MAX_UNROLLED = 1000  # ... and so do those whose bounded repeats unroll past this
+# Constructs Hyperscan has no exact form for: compiled in prefilter mode.
+_PREFILTER_OPS = frozenset(
+    getattr(_c, name)
+    for name in (
+        "GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "ASSERT", "ASSERT_NOT",
+        "ATOMIC_GROUP", "POSSESSIVE_REPEAT",
+    )
+    if hasattr(_c, name)
+)
+_UNCOVERED = re.compile(rb"(?<!\\)(?:\\\\)*\\[AZ]")
+# Perl's \Z as perlre writes it, and \A \Z, for ^ $ in multi-line mode.
+_PERL_END = b"(?=\\n?\\Z)"
+_EDGE = re.compile(rb"(?<!\\)((?:\\\\)*)\\([AZ])")
+_END_CODES = frozenset(
+    getattr(_c, name)
+    for name in ("AT_END", "AT_END_LINE", "AT_END_STRING", "AT_NON_BOUNDARY")
+    if hasattr(_c, name)
+)
+
+
+def available() -> bool:
+    """Hyperscan importable and not turned off (``MAILTWIN_HYPERSCAN=0``)."""
+    return _hs is not None and os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def version() -> str:
+    """The Hyperscan bindings' version, or "" when they are not used."""
+    return getattr(_hs, "__version__", "?") if available() else ""
+
+
+def needs_piece_end(regex: re.Pattern[bytes]) -> bool:
+    """Does the pattern hold ``$``, ``\\Z`` or ``\\B`` (which may need a piece's
+    very end, after its final newline)?  True when it cannot be parsed."""
+    try:
+        return _ends(_sre.parse(regex.pattern, regex.flags))
+    except (re.error, RecursionError, TypeError, ValueError):
+        return True
+
+
+def _ends(items: object) -> bool:
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _c.AT:
+            if av in _END_CODES:
+                return True
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
+            _c, "POSSESSIVE_REPEAT", None
+        ):
+            if _ends(av[2]):
+                return True
+        elif op is _c.SUBPATTERN:
+            if _ends(av[-1]):
+                return True
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            if _ends(av):
+                return True
+        elif op is _c.BRANCH:
+            if any(_ends(branch) for branch in av[1]):
+                return True
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            if _ends(av[1]):
+                return True
+    return False
+
+
+def pieces(items: Sequence[bytes]) -> bytes:
+    """Pieces joined for a gate: each followed by one ``\\n``."""
+    return b"\n".join(items) + b"\n"
+
+
+def _on_match(pid: int, start: int, end: int, flags: int, found: list[int]) -> None:
+    found.append(pid)
+
+
+class Gate:
+    """Hyperscan databases over some rule patterns (by caller index); a few
+    databases of at most ``CHUNK`` patterns compile much faster than one."""
+
+    __slots__ = ("covered", "_dbs", "_blobs")
+
+    def __init__(self, covered: frozenset[int], blobs: list[bytes]) -> None:
+        self.covered = covered
+        self._blobs = blobs
+        self._dbs: list[object] | None = None
+
+    def __getstate__(self) -> tuple[frozenset[int], list[bytes]]:
+        return (self.covered, self._blobs)
+
+    def __setstate__(self, state: tuple[frozenset[int], list[bytes]]) -> None:
+        self.covered, self._blobs = state
+        self._dbs = None
+
+    def _open(self) -> list[object]:
+        dbs = []
+        for blob in self._blobs:
+            db = _hs.loadb(blob, _hs.HS_MODE_BLOCK)
+            db.scratch = _hs.Scratch(db)
+            dbs.append(db)
+        self._dbs = dbs
+        return dbs
+
+    def scan(self, text: bytes) -> list[int]:
+        """Indexes of the covered patterns that may match ``text`` (each once)."""
+        dbs = self._dbs
+        if dbs is None:
+            dbs = self._open()
+        found: list[int] = []
+        for db in dbs:
+            db.scan(text, match_event_handler=_on_match, context=found)
+        return found
+
+
+def _hs_flags(flags: int, multiline: bool) -> int:
+    value = _hs.HS_FLAG_SINGLEMATCH
+    if flags & re.IGNORECASE:
+        value |= _hs.HS_FLAG_CASELESS
+    if flags & re.DOTALL:
+        value |= _hs.HS_FLAG_DOTALL
+    if multiline or flags & re.MULTILINE:
+        value |= _hs.HS_FLAG_MULTILINE
+    return value
+
+
+def _shape(items: object, ops: set[object]) -> int:
+    """The pattern's size with bounded repeats unrolled; collects its ops."""
+    size = 0
+    for op, av in items:  # type: ignore[attr-defined]
+        ops.add(op)
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
+            _c, "POSSESSIVE_REPEAT", None
+        ):
+            low, high, sub = av
+            times = high if high != _c.MAXREPEAT else max(low, 1) + 1
+            size += _shape(sub, ops) * max(times, 1)
+        elif op is _c.SUBPATTERN:
+            size += _shape(av[-1], ops)
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            size += _shape(av, ops)
+        elif op is _c.BRANCH:
+            size += sum(_shape(branch, ops) for branch in av[1])
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            size += _shape(av[1], ops)
+        else:
+            size += 1
+        if size > MAX_UNROLLED:
+            break
+    return size
+
+
+def _loosened(items: object) -> list[tuple[object, object]]:
+    """Parsed items with every repeat bounded above 2 made unbounded (and its
+    minimum cut to at most 2): they match a superset of the original's."""
+    out: list[tuple[object, object]] = []
+    for op, av in items:  # type: ignore[attr-defined]
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
+            _c, "POSSESSIVE_REPEAT", None
+        ):
+            low, high, sub = av
+            if high != _c.MAXREPEAT and high > 2:
+                low, high = min(low, 2), _c.MAXREPEAT
+            out.append((op, (low, high, _loosened(sub))))
+        elif op is _c.SUBPATTERN:
+            out.append((op, (*av[:-1], _loosened(av[-1]))))
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            out.append((op, _loosened(av)))
+        elif op is _c.BRANCH:
+            out.append((op, (av[0], [_loosened(branch) for branch in av[1]])))
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            out.append((op, (av[0], _loosened(av[1]))))
+        else:
+            out.append((op, av))
+    return out
+
+
+def build_gate(
+    patterns: Sequence[tuple[int, re.Pattern[bytes]]], multiline: bool
+) -> Gate | None:
+    """A gate over ``(index, pattern)`` pairs, or None (nothing covered or no
+    Hyperscan).  ``multiline`` makes ``^``/``$`` multi-line (for ``pieces``)."""
+    if not available():
+        return None
+    expressions: list[bytes] = []
+    ids: list[int] = []
+    flag_list: list[int] = []
+    for index, regex in patterns:
+        pattern = regex.pattern
+        if multiline:  # edges of the text -> edges of any line (a superset)
+            pattern = _EDGE.sub(
+                lambda m: m.group(1) + (b"^" if m.group(2) == b"A" else b"$"),
+                pattern.replace(_PERL_END, b"$"),
+            )
+        if (
+            len(pattern) > MAX_PATTERN
+            or regex.flags & re.VERBOSE
+            or _UNCOVERED.search(pattern)
+            or regex.search(b"") is not None
+        ):
+            continue
+        ops: set[object] = set()
+        try:
+            parsed = _sre.parse(pattern, regex.flags)
+            if _shape(parsed, ops) > MAX_UNROLLED:
+                # Bounded repeats made unbounded: a superset, cheap to compile.
+                loose = _loosened(parsed)
+                ops = set()
+                if _shape(loose, ops) > MAX_UNROLLED:
+                    continue
+                pattern = unparse(loose).encode("latin-1")
+                if len(pattern) > MAX_PATTERN:
+                    continue
+        except (re.error, RecursionError, TypeError, ValueError, _Unsupported):
+            continue
+        flags = _hs_flags(regex.flags, multiline)
+        if ops & _PREFILTER_OPS:
+            flags |= _hs.HS_FLAG_PREFILTER
+        expressions.append(pattern)
+        ids.append(index)
+        flag_list.append(flags)
+    entries = list(zip(expressions, ids, flag_list, strict=True))
+    covered: list[int] = []
+    blobs: list[bytes] = []
+    for start in range(0, len(entries), CHUNK):
+        for chunk in _compiled(entries[start : start + CHUNK]):
+            covered.extend(chunk[1])
+            blobs.append(_hs.dumpb(chunk[0]))
+    if not blobs:
+        return None
+    return Gate(frozenset(covered), blobs)
+
+
+def _compiled(
+    entries: list[tuple[bytes, int, int]],
+) -> list[tuple[object, list[int]]]:
+    """Databases (with their pattern ids) for the entries that compile: a set
+    that fails is halved until the failing pattern is found; that one is
+    tried in prefilter mode, else left out."""
+    if not entries:
+        return []
+    db = _compile_all(*map(list, zip(*entries, strict=True)))
+    if db is not None:
+        return [(db, [entry[1] for entry in entries])]
+    if len(entries) == 1:
+        pattern, index, flags = entries[0]
+        if flags & _hs.HS_FLAG_PREFILTER:
+            return []
+        return _compiled([(pattern, index, flags | _hs.HS_FLAG_PREFILTER)])
+    half = len(entries) // 2
+    return _compiled(entries[:half]) + _compiled(entries[half:])
+
+
+def build_literal_gate(literals: Sequence[bytes]) -> Gate | None:
+    """A gate telling which of ``literals`` (by index) occur in a text,
+    case-sensitively (scan the lower-cased text for lower-cased literals)."""
+    if not available() or not literals:
+        return None
+    expressions = [b"".join(b"\\x%02x" % octet for octet in lit) for lit in literals]
+    ids = list(range(len(literals)))
+    db = _compile_all(expressions, ids, [_hs.HS_FLAG_SINGLEMATCH] * len(ids))
+    if db is None:
+        return None
+    return Gate(frozenset(ids), [_hs.dumpb(db)])
+
+
+def _compile_all(
+    expressions: list[bytes], ids: list[int], flags: list[int]
+):  # noqa: ANN202 -- a hyperscan.Database or None
+    if not expressions:
+        return None
+    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    try:
+        db.compile(expressions=expressions, ids=ids, elements=len(ids), flags=flags)
+    except _hs.error:
+        return None
+    return db
