@@ -18,13 +18,13 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert cache_dir() == Path(tmp_path / "home" / ".cache" / "mailtwin")
 
 
-def test_the_gateway_keeps_its_compiled_rules_in_the_cache(monkeypatch, tmp_path):
+def test_the_gateway_keeps_its_compiled_rules_in_the_cache():
+    """The session's cache (tests/conftest.py): compiled once for every test."""
     from twin.scenario import load_scenario
     from twin.sim.mailsetup import content_filters
 
     root = Path(__file__).parent.parent / "scenarios"
-    monkeypatch.setenv("MAILTWIN_CACHE", str(tmp_path / "cache"))
     short = ["duration=1h", "warmup=0s"]
     scenario = load_scenario(root / "ece-2007-dell-gateway.yaml", short)
     content_filters(scenario.model)
-    assert list((tmp_path / "cache").glob("sa-rules-*.pickle"))
+    assert list(cache_dir().glob("sa-rules-*.pickle"))
