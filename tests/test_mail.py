@@ -276,6 +276,11 @@ def test_ocr_reads_image_spam_and_costs_the_gateway(tmp_path):
     # the same mail was offered to both; OCR tags image spam the text filter misses
     assert on["messages.offered"] == off["messages.offered"]
     assert on["filter.spam_tagged"] > off["filter.spam_tagged"]
+    # without the text filter only OCR can tag: image spam is what it catches
+    assert on["filter.image_spam_tagged"] > 0
+    images = on["filter.image_spam_tagged"] + on["filter.image_spam_missed"]
+    assert on["filter.image_spam_catch_rate"] == on["filter.image_spam_tagged"] / images
+    assert on["filter.spam_tagged"] == on["filter.image_spam_tagged"]
 
 
 def test_static_whitelist_removes_the_greylisting_delay(dell, tmp_path):

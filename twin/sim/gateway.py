@@ -151,6 +151,9 @@ class Gateway:
         if spec.is_spam:
             counters.spam_tagged += tagged
             counters.spam_missed += not tagged
+            if record.image:
+                counters.image_spam_tagged += tagged
+                counters.image_spam_missed += not tagged
         else:
             counters.ham_tagged += tagged
             counters.ham_passed += not tagged

@@ -360,6 +360,7 @@ class MailModel:
         image = inbound and self.gateway.with_image(spec)
         if image:
             message = image
+            record.image = True
         elif self.corpus is not None:
             message = self.corpus.message(spec.is_spam, spec.msg_id)
         else:

@@ -42,6 +42,7 @@ class MessageRecord:
 
     __slots__ = (
         "virus",
+        "image",
         "verdict",
         "spec",
         "outcome",
@@ -55,6 +56,8 @@ class MessageRecord:
     def __init__(self, spec: MessageSpec) -> None:
         self.spec = spec
         self.virus = False
+        self.image = False
+        """Whether the workload gave the message an image (FuzzyOCR's input)."""
         self.verdict = ""
         self.outcome = "in_progress"
         self.attempts = 0

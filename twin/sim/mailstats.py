@@ -64,6 +64,8 @@ class MailCounters:
     ocr_images: int = 0
     ocr_hash_hits: int = 0
     ocr_flagged: int = 0
+    image_spam_tagged: int = 0
+    image_spam_missed: int = 0
 
     def metrics(self) -> dict[str, float]:
         """The counts under their summary.json names."""
@@ -104,12 +106,18 @@ class MailCounters:
             "ocr_images": "ocr.images",
             "ocr_hash_hits": "ocr.hash_hits",
             "ocr_flagged": "ocr.flagged",
+            "image_spam_tagged": "filter.image_spam_tagged",
+            "image_spam_missed": "filter.image_spam_missed",
         }
         out = {names[f.name]: float(getattr(self, f.name)) for f in fields(self)}
         out["messages.blocked"] = float(self.virus_blocked)
         spam = self.spam_tagged + self.spam_missed
         ham = self.ham_tagged + self.ham_passed
         out["filter.catch_rate"] = self.spam_tagged / spam if spam else float("nan")
+        images = self.image_spam_tagged + self.image_spam_missed
+        out["filter.image_spam_catch_rate"] = (
+            self.image_spam_tagged / images if images else float("nan")
+        )
         out["filter.false_positive_rate"] = (
             self.ham_tagged / ham if ham else float("nan")
         )
