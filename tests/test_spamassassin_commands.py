@@ -66,3 +66,36 @@ def test_learn_writes_a_database(tmp_path: Path):
     bayes = BayesDB.load(db)
     assert (bayes.nspam, bayes.nham) == (1, 2)
     assert out.getvalue().startswith("learned 1 spam and 2 ham (0 files not mail)")
+
+
+OCR_SAMPLES = Path(__file__).parent / "data" / "fuzzyocr"
+
+
+def test_score_reports_fuzzy_ocr_hits_under_the_plugins_names():
+    """FuzzyOCR runs after the rules: its hit is a test like the others."""
+    sample = OCR_SAMPLES / "ocr-multi.eml"
+    runs = {}
+    for ocr in (True, False):
+        out, err = io.StringIO(), io.StringIO()
+        assert score_files([sample], None, None, True, out, err, ocr=ocr) == 0
+        runs[ocr] = json.loads(out.getvalue())
+    with_ocr, without = runs[True], runs[False]
+    fuzzy = [t for t in with_ocr["tests"] if t["name"].startswith("FUZZY_OCR")]
+    assert [t["name"] for t in fuzzy] == ["FUZZY_OCR"]
+    assert not [t for t in without["tests"] if t["name"].startswith("FUZZY_OCR")]
+    assert with_ocr["score"] == round(without["score"] + fuzzy[0]["score"], 3)
+    # below the threshold on its rules alone, spam with what the image says
+    assert without["is_spam"] is False and with_ocr["is_spam"] is True
+    out, err = io.StringIO(), io.StringIO()
+    score_files([sample], None, None, False, out, err)
+    row = next(line for line in out.getvalue().splitlines() if "FUZZY_OCR" in line)
+    assert row.split()[1] == "FUZZY_OCR" and "words found:" in row
+
+
+def test_fuzzy_ocr_stays_off_when_the_rules_already_score_above_ten():
+    """FuzzyOCR's autodisable_score (10): the PNG sample's rules score more."""
+    out, err = io.StringIO(), io.StringIO()
+    score_files([OCR_SAMPLES / "ocr-png.eml"], None, None, True, out, err)
+    record = json.loads(out.getvalue())
+    assert record["score"] > 10
+    assert not [t for t in record["tests"] if t["name"].startswith("FUZZY_OCR")]

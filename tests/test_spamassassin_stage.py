@@ -258,3 +258,45 @@ def test_rules_cache_dir_keeps_the_compiled_set(tmp_path: Path):
     (rules_dir / "local.cf").write_text(SMALL_RULES + "score BOTH 2.0\n")
     commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
     assert len(list(cache.glob("sa-rules-*.pickle"))) == 2
+
+
+class _ImageReader:
+    """A plugin that sees the score so far and adds one hit, like FuzzyOCR."""
+
+    def __init__(self, points: float) -> None:
+        self.points = points
+        self.seen: list[float] = []
+
+    def check(self, message: bytes, now: float, current_score: float):
+        from types import SimpleNamespace
+
+        from twin.stages.work import Work
+
+        self.seen.append(current_score)
+        hits = (("FUZZY_OCR", self.points, "words found: \"money\" in 1 lines"),)
+        return SimpleNamespace(hits=hits, work=Work(cpu={"ocr.message": 1}))
+
+
+def test_plugins_run_after_the_rules_and_before_awl(small):
+    reader = _ImageReader(3.0)
+    spam_filter = SpamFilter(
+        SpamFilterSettings(use_awl=True, autolearn=False),
+        small,
+        None,
+        AutoWhitelist(),
+        plugins=(("ocr", reader),),
+    )
+    first = spam_filter.check(SMALL_MESSAGE, now=0.0, client_ip="192.0.2.1")
+    assert reader.seen == [5.2]  # SUBJ_FREE 2.5 + BODY_MONEY 1.5 + BOTH 1.2
+    assert [name for name, _ in first.tests] == [
+        "SUBJ_FREE", "BODY_MONEY", "BOTH", "FUZZY_OCR"
+    ]
+    assert first.score == 8.2 and first.decision is Decision.SPAM
+    assert b"FUZZY_OCR" in first.message.split(b"\n\n", 1)[0]
+    assert dict(first.plugins)["ocr"].work.cpu == {"ocr.message": 1}
+    assert "ocr.message" not in first.work.cpu  # the plugin's own stage pays
+    # AWL averages the totals it saw, the plugin's points included
+    second = spam_filter.check(SMALL_MESSAGE, now=1.0, client_ip="192.0.2.1")
+    assert second.score == 8.2 and "AWL" not in dict(second.tests)
+    report = spam_filter.report(first)
+    assert ' 3.0 FUZZY_OCR              words found: "money" in 1 lines' in report

@@ -149,6 +149,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from twin.cache import cache_dir
     from twin.stages.spamassassin.commands import score_files
 
     return score_files(
@@ -158,6 +159,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         args.json,
         sys.stdout,
         sys.stderr,
+        ocr=not args.no_ocr,
+        cache_dir=cache_dir(),
     )
 
 
@@ -258,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="one JSON object a line")
     score.add_argument("--rules", metavar="DIR", help="rule folder (default: shipped)")
     score.add_argument("--bayes-db", metavar="FILE", help="Bayes database to use")
+    score.add_argument(
+        "--no-ocr",
+        action="store_true",
+        help="without FuzzyOCR (by default it reads attached images after the rules)",
+    )
     score.set_defaults(handler=cmd_score)
 
     learn = commands.add_parser("learn", help="train the Bayes database")

@@ -123,28 +123,28 @@ class Gateway:
                 record.verdict = "virus"
                 self.model._finish(record, "blocked")
                 return None
-        score = 0.0
         tagged = False
+        read = None
         if stages.spamfilter is not None:
+            # FuzzyOCR runs inside SpamAssassin (a plugin) when both are on
             checked = stages.spamfilter.check(
                 data, env.now, spec.sender, spec.client_ip
             )
             yield from self.model._run("spamfilter", host, checked.work)
-            score = checked.score
             tagged = checked.decision.name == "SPAM"
             data = checked.message
-        if stages.ocr is not None:
-            read = stages.ocr.check(data, env.now, score)
+            read = dict(checked.plugins).get("ocr")
+        elif stages.ocr is not None:
+            # FuzzyOCR alone: its own score against the usual threshold
+            read = stages.ocr.check(data, env.now, 0.0)
+            tagged = read.score >= 5.0  # SpamAssassin's default required_score
+        if read is not None:
             yield from self.model._run("ocr", host, read.work)
             counters.ocr_images += read.work.cpu.get("ocr.image", 0)
             if any(hit[0] == "FUZZY_OCR_KNOWN_HASH" for hit in read.hits):
                 counters.ocr_hash_hits += 1
             if read.decision.name == "SPAM":
                 counters.ocr_flagged += 1
-                score += read.score
-                spamfilter = self.model.scenario.pipeline.spamfilter
-                required = spamfilter.required_score if spamfilter else 5.0
-                tagged = tagged or score >= required
         self.filters.release()
         record.visit(FILTER, queued, start, env.now)
         counters.filter_scanned += 1

@@ -176,6 +176,11 @@ def content_filters(model: MailScenario):
                 autodisable_score=spec.autodisable_score,
             )
         )
+        if spamfilter is not None:
+            # FuzzyOCR is a SpamAssassin plugin: its hits join the report and
+            # the X-Spam-Status of the message; the gateway charges its work
+            # to the ocr stage
+            spamfilter.plugins = (("ocr", ocr),)
     return scanner, spamfilter, ocr
 
 

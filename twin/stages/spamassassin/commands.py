@@ -102,18 +102,38 @@ def score_files(
     as_json: bool,
     out: TextIO,
     err: TextIO,
+    *,
+    ocr: bool = True,
+    cache_dir: Path | None = None,
 ) -> int:
-    """Score message files; print reports (or JSON lines); return the exit code."""
+    """Score message files; print reports (or JSON lines); return the exit code.
+
+    With *ocr* FuzzyOCR runs after the rules, as the plugin did on the seed's
+    gateway, and its hits (FUZZY_OCR, FUZZY_OCR_WRONG_CTYPE, ...) are tests
+    like the others. *cache_dir* keeps the compiled rules (see ``load_rules``).
+    """
     try:
-        rules = load_rules(rules_dir)
+        try:
+            rules = load_rules(rules_dir, cache_dir)
+        except OSError:  # an unwritable cache only costs the compile time
+            rules = load_rules(rules_dir)
         bayes = BayesDB.load(bayes_db) if bayes_db is not None else None
     except ValueError as exc:
         err.write(f"error: {exc}\n")
         return 2
     if rules.skipped:
         err.write(skipped_summary(rules) + "\n")
+    plugins: tuple[tuple[str, object], ...] = ()
+    if ocr:
+        from twin.stages.ocr.stage import FuzzyOcr
+
+        plugins = (("ocr", FuzzyOcr()),)
     spam_filter = SpamFilter(
-        SpamFilterSettings(use_awl=False, autolearn=False), rules, bayes, None
+        SpamFilterSettings(use_awl=False, autolearn=False),
+        rules,
+        bayes,
+        None,
+        plugins=plugins,
     )
     failed = 0
     for path in paths:

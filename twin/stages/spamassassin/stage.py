@@ -125,6 +125,11 @@ class SpamResult:
     autolearn: str
     bayes_probability: float | None
     work: Work
+    plugins: tuple[tuple[str, object], ...] = ()
+    """(name, result) of each plugin run after the rules, e.g. ("ocr", OcrResult);
+    their work is in their results, not in ``work`` (it is their stage's)."""
+    descriptions: tuple[tuple[str, str], ...] = ()
+    """Report descriptions the plugins gave their hits (rule name, text)."""
 
 
 class SpamFilter:
@@ -136,11 +141,16 @@ class SpamFilter:
         rules: RuleSet,
         bayes: BayesDB | None = None,
         awl: AutoWhitelist | None = None,
+        plugins: tuple[tuple[str, object], ...] = (),
     ) -> None:
         self.settings = settings
         self.rules = rules
         self.bayes = bayes
         self.awl = awl
+        self.plugins = tuple(plugins)
+        """(name, plugin) run after the rules and before AWL, as FuzzyOCR's eval
+        runs at priority 900: ``plugin.check(message, now, score)`` returns a
+        result with ``hits`` ((rule, points, description), ...) and ``work``."""
         self._memo: OrderedDict[bytes, _Memo] = OrderedDict()
         # The memo keeps run_static's hits, which must not read Bayes: a
         # header rule calling check_bayes (none ships) turns it off.
@@ -195,6 +205,15 @@ class SpamFilter:
             if points:
                 tests.append((name, points))
         score = sum(points for _, points in tests)
+        ran = []
+        described = []
+        for name, plugin in self.plugins:
+            outcome = plugin.check(message, now, round(score, 3))
+            ran.append((name, outcome))
+            for rule, points, description in outcome.hits:
+                tests.append((rule, points))
+                described.append((rule, description))
+                score += points
         awl_units = 0
         if settings.use_awl and self.awl is not None:
             address = (
@@ -241,6 +260,8 @@ class SpamFilter:
             autolearn=autolearn,
             bayes_probability=scan.bayes_probability,
             work=work,
+            plugins=tuple(ran),
+            descriptions=tuple(described),
         )
 
     def _run_rules(self, scan: Scan, message: bytes) -> dict[str, float]:
@@ -297,7 +318,8 @@ class SpamFilter:
 
     def report(self, result: SpamResult) -> str:
         """The ``spamassassin -t`` report block for a result."""
-        describe = self.rules.config.describe
+        describe = dict(self.rules.config.describe)
+        describe.update(result.descriptions)
         rows = []
         for name, points in result.tests:
             extra = ""
