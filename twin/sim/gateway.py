@@ -137,7 +137,8 @@ class Gateway:
         elif stages.ocr is not None:
             # FuzzyOCR alone: its own score against the usual threshold
             read = stages.ocr.check(data, env.now, 0.0)
-            tagged = read.score >= 5.0  # SpamAssassin's default required_score
+            # against SpamAssassin's default required_score
+            tagged = read.decision.name == "SPAM" and read.score >= 5.0
         if read is not None:
             yield from self.model._run("ocr", host, read.work)
             counters.ocr_images += read.work.cpu.get("ocr.image", 0)
