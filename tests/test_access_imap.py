@@ -356,3 +356,20 @@ def test_flag_sync_fast_path_answers_as_fetch_one(tmp_path, fmt, items):
     assert reply.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Recent))\r\n"
                             b"* 2 FETCH (UID 2 FLAGS (\\Seen \\Flagged \\Recent))")
     assert imap.last_work.cpu["imap.message"] == 6
+
+
+def test_cyrus_numbers_messages_in_order_of_arrival(tmp_path):
+    """Names of one second sort by their counters as numbers, not as text."""
+    root = tmp_path / "store"
+    new = root / "bob" / "Maildir" / "new"
+    for sub in ("tmp", "new", "cur"):
+        (root / "bob" / "Maildir" / sub).mkdir(parents=True)
+    # Python's mailbox: <seconds>.M<usec>P<pid>Q<n>; the twin: <seconds>.M<id>
+    names = ["1170000000.M99999P7Q1.h", "1170000000.M100000P7Q2.h",
+             "1170000001.M9.h", "1170000001.M10.h"]
+    for number, name in enumerate(names):
+        (new / name).write_bytes(MESSAGE % number)
+    imap = logged_in(CyrusBackend(root))
+    reply = imap.feed(b"f FETCH 1:4 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+    subjects = [line for line in reply.split(b"\r\n") if line.startswith(b"Subject")]
+    assert subjects == [b"Subject: note %d" % n for n in range(4)]

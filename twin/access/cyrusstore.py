@@ -366,7 +366,7 @@ class _Index:
         self.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
         self.uidnext, self.recent_uid, self.records = 1, 0, []
         cache = bytearray()
-        for _, subdir, filename in sorted(names):
+        for _, subdir, filename in sorted(names, key=_listing_key):
             work += self.add_file(subdir, filename, cache, None)
         self.dirs_synced()
         return work + self.write_all(bytes(cache))
@@ -457,7 +457,7 @@ class _Index:
             kept.append(record)
         self.records = kept
         grown = bytearray(cache)
-        for base in sorted(where, key=lambda b: (_stamp_key(b), b)):
+        for base in sorted(where, key=lambda b: (_stamp_key(b), _arrival_key(b), b)):
             subdir, filename = where[base]
             work += self.add_file(subdir, filename, grown, None)
         self.dirs_synced()
@@ -467,6 +467,27 @@ class _Index:
 def _stamp_key(name: str) -> int:
     match = _STAMP.match(name)
     return int(match.group(1)) if match else 0
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _arrival_key(base: str) -> tuple:
+    """Order of arrival of maildir base names: their numbers compared as numbers.
+
+    Maildir names are ``<seconds>.<unique>.<host>``; within a second the
+    unique part counts up (``M<usec>P<pid>Q<n>`` of Python's mailbox, ``M<id>``
+    of the twin), so "M99999" comes before "M100000" as the writer meant.
+    """
+    parts = _DIGITS.split(base)
+    parts[1::2] = [int(digits) for digits in parts[1::2]]
+    return tuple(parts)
+
+
+def _listing_key(entry: tuple[int, str, str]) -> tuple:
+    stamp, subdir, filename = entry
+    base = filename if subdir == "new" else _split_name(filename)[0]
+    return stamp, _arrival_key(base), subdir, filename
 
 
 class CyrusMailbox:
