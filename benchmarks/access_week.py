@@ -25,7 +25,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import ROOT, twin_run  # noqa: E402
+from mail_week import ROOT, replay, twin_run  # noqa: E402
 
 COMMANDS = {"open": 8, "poll": 4, "idle": 3}
 """Commands a bare session sends, by session kind (login, select, fetch...)."""
@@ -71,20 +71,11 @@ def bare_simpy(scenario_name: str, overrides: list[str]) -> tuple[float, int]:
         if hold:
             yield env.timeout(hold)
 
-    count = 0
+    def play(spec):
+        hold = spec.duration_s if spec.kind == "idle" else 0.0
+        return session(env, spec.kind, hold)
 
-    def source(env):
-        nonlocal count
-        for spec in specs:
-            delay = spec.start_s - env.now
-            if delay > 0:
-                yield env.timeout(delay)
-            count += 1
-            hold = spec.duration_s if spec.kind == "idle" else 0.0
-            env.process(session(env, spec.kind, hold))
-
-    env.process(source(env))
-    env.run(until=model.duration)
+    count = replay(env, specs, model.duration, lambda spec: spec.start_s, play)
     return time.perf_counter() - started, count
 
 

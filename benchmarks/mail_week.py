@@ -53,20 +53,28 @@ def bare_simpy(scenario_name: str, overrides: list[str]) -> tuple[float, int]:
             yield spindle
             yield env.timeout(0.008)
 
+    count = replay(env, specs, model.duration, lambda spec: spec.arrival_s,
+                   lambda spec: message(env))
+    return time.perf_counter() - started, count
+
+
+def replay(env, specs, until: float, start_of, process_of) -> int:
+    """Start ``process_of(spec)`` at ``start_of(spec)`` for each of *specs* in
+    order, run *env* until *until*; how many were started."""
     count = 0
 
     def source(env):
         nonlocal count
         for spec in specs:
-            delay = spec.arrival_s - env.now
+            delay = start_of(spec) - env.now
             if delay > 0:
                 yield env.timeout(delay)
             count += 1
-            env.process(message(env))
+            env.process(process_of(spec))
 
     env.process(source(env))
-    env.run(until=model.duration)
-    return time.perf_counter() - started, count
+    env.run(until=until)
+    return count
 
 
 def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:

@@ -28,3 +28,16 @@ def test_the_gateway_keeps_its_compiled_rules_in_the_cache():
     scenario = load_scenario(root / "ece-2007-dell-gateway.yaml", short)
     content_filters(scenario.model)
     assert list(cache_dir().glob("sa-rules-*.pickle"))
+
+
+def test_an_unwritable_cache_only_costs_the_compile(tmp_path):
+    from twin.stages.spamassassin.commands import load_rules
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "local.cf").write_text("body MONEY /money/\nscore MONEY 1.5\n")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    loaded = load_rules(rules, blocked / "cache")
+    assert loaded.rule_count == 1
+    assert blocked.read_text() == "not a folder"

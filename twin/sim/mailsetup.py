@@ -137,6 +137,18 @@ def content_filters(model: MailScenario):
             database_size_bytes=int(av.database_size),
         )
         scanner = Scanner(settings, load_database(av.signatures))
+    spec = pipeline.ocr
+    if spec is not None and spec.enabled:
+        from twin.stages.ocr.stage import FuzzyOcr, OcrSettings
+
+        ocr = FuzzyOcr(
+            OcrSettings(
+                use_hash_db=spec.hash_db,
+                max_images=spec.max_images,
+                timeout_s=spec.timeout,
+                autodisable_score=spec.autodisable_score,
+            )
+        )
     sa = pipeline.spamfilter
     if sa is not None and sa.enabled:
         from twin.cache import cache_dir
@@ -153,34 +165,17 @@ def content_filters(model: MailScenario):
             autolearn=sa.autolearn,
             max_message_bytes=int(sa.max_message_size),
         )
-        rules_dir = Path(sa.rules) if sa.rules else None
-        try:
-            rules = load_rules(rules_dir, cache_dir())
-        except OSError:  # an unwritable cache only costs the compile time
-            rules = load_rules(rules_dir)
+        rules = load_rules(Path(sa.rules) if sa.rules else None, cache_dir())
         spamfilter = SpamFilter(
             settings,
             rules,
             BayesDB() if sa.bayes else None,
             AutoWhitelist() if sa.awl else None,
-        )
-    spec = pipeline.ocr
-    if spec is not None and spec.enabled:
-        from twin.stages.ocr.stage import FuzzyOcr, OcrSettings
-
-        ocr = FuzzyOcr(
-            OcrSettings(
-                use_hash_db=spec.hash_db,
-                max_images=spec.max_images,
-                timeout_s=spec.timeout,
-                autodisable_score=spec.autodisable_score,
-            )
-        )
-        if spamfilter is not None:
             # FuzzyOCR is a SpamAssassin plugin: its hits join the report and
             # the X-Spam-Status of the message; the gateway charges its work
             # to the ocr stage
-            spamfilter.plugins = (("ocr", ocr),)
+            plugins=(("ocr", ocr),) if ocr is not None else (),
+        )
     return scanner, spamfilter, ocr
 
 

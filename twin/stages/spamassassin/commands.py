@@ -62,10 +62,13 @@ def _load(rules_dir: str, cache_dir: str) -> RuleSet:
             return rules
     rules = compile_rules(parse_files(files))
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        partial.write_bytes(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(partial, cached)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+            partial.write_bytes(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(partial, cached)
+        except OSError:  # an unwritable cache only costs the next compile
+            pass
     return rules
 
 
@@ -113,10 +116,7 @@ def score_files(
     like the others. *cache_dir* keeps the compiled rules (see ``load_rules``).
     """
     try:
-        try:
-            rules = load_rules(rules_dir, cache_dir)
-        except OSError:  # an unwritable cache only costs the compile time
-            rules = load_rules(rules_dir)
+        rules = load_rules(rules_dir, cache_dir)
         bayes = BayesDB.load(bayes_db) if bayes_db is not None else None
     except ValueError as exc:
         err.write(f"error: {exc}\n")

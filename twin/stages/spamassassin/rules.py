@@ -426,6 +426,11 @@ class _BodyText:
     def literal_octets(self, literals: Sequence[bytes]) -> int:
         """The octets of the paragraphs holding one of ``literals`` (what
         ``match`` scans for a rule with these literals matching nowhere)."""
+        chosen, starts = self._holding(literals)
+        return sum(starts[i + 1] - starts[i] for i in chosen)
+
+    def _holding(self, literals: Sequence[bytes]) -> tuple[set[int], list[int]]:
+        """Indices of the paragraphs holding one of ``literals``; their offsets."""
         view = self.view
         starts = self.starts
         if starts is None:
@@ -440,7 +445,7 @@ class _BodyText:
             if held is None:
                 held = found[literal] = _paragraphs(lower, literal, starts)
             chosen.update(held)  # type: ignore[arg-type]
-        return sum(starts[i + 1] - starts[i] for i in chosen)
+        return chosen, starts
 
     def match(self, rule: RegexRule, scan: evals.Scan) -> float:
         """One rule's hit count; counts the octets its literals' paragraphs
@@ -468,19 +473,7 @@ class _BodyText:
             if not rule.literal_check.present(view):  # type: ignore[union-attr]
                 return 0.0
             # Only paragraphs holding a literal can match: scan just those.
-            starts = self.starts
-            if starts is None:
-                starts = self.starts = list(
-                    accumulate((len(line) for line in lines), initial=0)
-                )
-            found = view.found
-            lower = view.lower
-            chosen: set[int] = set()
-            for literal in literals:
-                held = found.get(literal)
-                if held is None:
-                    held = found[literal] = _paragraphs(lower, literal, starts)
-                chosen.update(held)  # type: ignore[arg-type]
+            chosen, _ = self._holding(literals)
             candidates = [lines[i] for i in sorted(chosen)]
             if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
                 scan.regex_bytes += sum(map(len, candidates))
