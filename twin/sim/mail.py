@@ -58,6 +58,8 @@ from twin.sim.mailstats import Latencies, MailCounters, utilisation
 from twin.sim.recorder import NullWriter, TableWriter, schema_with
 from twin.sim.stats import BatchClock
 from twin.sim.streams import Streams
+from twin.sim.writer import start_writer
+from twin.stages.fileops import DIRECT
 from twin.stages.greylist import GreylistDecision
 from twin.stages.smtp import SmtpResult
 from twin.stages.work import Work
@@ -83,7 +85,12 @@ class MailModel:
         self.jobs = jobs
         self.folder = folder
         self.streams = streams
-        self.stages = build_stages(scenario, streams, folder)
+        # The queue and maildir files are written by a child process on the
+        # other core (twin.sim.writer); the access servers read the store in
+        # this one, so with an access load the writes are done at once.
+        with_access = scenario.access is not None and scenario.access.enabled
+        self.files = DIRECT if with_access else start_writer()
+        self.stages = build_stages(scenario, streams, folder, self.files)
         self.hosts = {
             name: Host(env, name, load_profile(spec.hardware))
             for name, spec in scenario.hosts.items()
@@ -457,8 +464,14 @@ class MailModel:
         self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + cpu_s
         return max(target.complete_at(work, array, cpu_s), self.env.now)
 
+    def close(self) -> None:
+        """Finish the file operations still queued (after a failure too)."""
+        if self.files is not DIRECT:
+            self.files.abandon()
+
     def queued_on_disk(self) -> int:
         """Distinct queue ids with a queue file on any host, read from disk."""
+        self.files.close()
         ids: set[str] = set()
         for queue in self.stages.queues.values():
             for folder in ("incoming", "active", "deferred"):

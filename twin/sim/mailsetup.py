@@ -21,6 +21,7 @@ from pathlib import Path
 from twin.schema.mail import MailScenario
 from twin.sim.streams import Streams
 from twin.stages.directory import open_directory, write_credentials_csv, write_users
+from twin.stages.fileops import DIRECT, Files
 from twin.stages.greylist import Greylist, GreylistSettings
 from twin.stages.maildir import MaildirSettings, MaildirStore
 from twin.stages.mbox import MboxSettings, MboxStore
@@ -217,8 +218,14 @@ class MailStages:
     spf: object = None
 
 
-def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailStages:
-    """Make the population, the directory files and every stage for a run."""
+def build_stages(
+    model: MailScenario, streams: Streams, folder: Path, files: Files = DIRECT
+) -> MailStages:
+    """Make the population, the directory files and every stage for a run.
+
+    *files* does the queue and maildir file operations (``twin.stages.fileops``;
+    the simulator passes a ``twin.sim.writer.FileWriter``).
+    """
     population = Population(population_settings(model), streams("population"))
     users = list(zip(population.usernames, population.passwords, strict=True))
     write_credentials_csv(folder / "credentials.csv", users)
@@ -238,7 +245,9 @@ def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailSta
         submission_host(model),
     }
     queues = {
-        host: QueueManager(folder / "queue" / host, queue_settings(model, host))
+        host: QueueManager(
+            folder / "queue" / host, queue_settings(model, host), files
+        )
         for host in sorted(queue_hosts)
     }
     store_root = folder / "store"
@@ -253,6 +262,7 @@ def build_stages(model: MailScenario, streams: Streams, folder: Path) -> MailSta
                 epoch_offset_s=EPOCH_S,
                 host_fsync=deliver.host_fsync,
             ),
+            files,
         )
     else:
         store = MboxStore(

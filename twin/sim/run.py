@@ -186,6 +186,9 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
         for name, most in sampler.maxima.items():
             summary.setdefault(f"queue.{name}.max", float(most))
     finally:
+        close = getattr(model, "close", None)
+        if close is not None:
+            close()
         jobs.close()
         resources.close()
     events = events_processed(env)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from twin.stages.fileops import DIRECT, Files
 from twin.stages.work import Work
 
 CPU_UNITS: dict[str, str] = {
@@ -114,9 +115,14 @@ class MaildirStore:
     makes no stat or directory listing: open, write, close, link, unlink.
     """
 
-    def __init__(self, root: Path, settings: MaildirSettings) -> None:
+    def __init__(
+        self, root: Path, settings: MaildirSettings, files: Files = DIRECT
+    ) -> None:
         self.root = Path(root)
         self.settings = settings
+        self.files = files
+        """Who does the file operations (``twin.stages.fileops``): at once.
+        A ``FileWriter`` reports a name clash at its ``sync``, not here."""
         os.makedirs(self.root, exist_ok=True)
         self._host = settings.hostname.replace("/", "\\057").replace(":", "\\072")
         # (user, folder) -> (tmp dir, new dir, key prefix of new/)
@@ -145,24 +151,15 @@ class MaildirStore:
         tmp_dir, new_dir, prefix = ready
         name = f"{self.settings.epoch_offset_s + int(now)}.{unique}.{self._host}"
         tmp = f"{tmp_dir}/{name}"
+        files = self.files
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            files.create(tmp, (body,), self.settings.host_fsync)
         except FileExistsError:
             raise ValueError(f"maildir name {name!r} is already in {tmp_dir}") from None
         try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.settings.host_fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, f"{new_dir}/{name}")
+            files.link_new(tmp, f"{new_dir}/{name}")
         except FileExistsError:
-            os.unlink(tmp)
             raise ValueError(f"maildir name {name!r} is already in {new_dir}") from None
-        os.unlink(tmp)
         size = len(body)
         key = prefix + name
         work = Work(

@@ -54,6 +54,7 @@ from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 
+from twin.stages.fileops import DIRECT, Files
 from twin.stages.work import Work
 
 CPU_UNITS: dict[str, str] = {
@@ -210,9 +211,13 @@ class QueueManager:
     directory.
     """
 
-    def __init__(self, root: Path, settings: QueueSettings) -> None:
+    def __init__(
+        self, root: Path, settings: QueueSettings, files: Files = DIRECT
+    ) -> None:
         self.root = Path(root)
         self.settings = settings
+        self.files = files
+        """Who does the file operations (``twin.stages.fileops``): at once."""
         self._dirs = {
             name: str(self.root / name) for name in (INCOMING, ACTIVE, DEFERRED)
         }
@@ -250,14 +255,9 @@ class QueueManager:
         envelope = f"T {arrival}\nS {sender}\n{rcpt_records}M\n"
         head = envelope.encode("utf-8", "surrogateescape")
         incoming = f"{self._dirs[INCOMING]}/{queue_id}"
-        fd = os.open(incoming, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _write_all(fd, head, message)
-            if self.settings.host_fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(incoming, f"{self._dirs[ACTIVE]}/{queue_id}")
+        files = self.files
+        files.create(incoming, (head, message), self.settings.host_fsync)
+        files.rename(incoming, f"{self._dirs[ACTIVE]}/{queue_id}")
         size = len(head) + len(message)
         self._entries[queue_id] = _Entry(now, sender, tuple(recipients), size)
         self.accepted_count += 1
@@ -280,7 +280,7 @@ class QueueManager:
         """All recipients done: remove the queue file."""
         entry = self._entry(queue_id)
         renames = self._to_active(queue_id, entry)
-        os.unlink(f"{self._dirs[ACTIVE]}/{queue_id}")
+        self.files.unlink(f"{self._dirs[ACTIVE]}/{queue_id}")
         del self._entries[queue_id]
         self.delivered_count += 1
         return Work(cpu=_UPDATE_CPU, files_renamed=renames, files_deleted=1)
@@ -300,10 +300,9 @@ class QueueManager:
         delay = self.backoff_s(queue_id, now, attempts)
         next_attempt_at = self.next_queue_run(now + delay)
         deferred = f"{self._dirs[DEFERRED]}/{queue_id}"
-        os.rename(f"{self._dirs[ACTIVE]}/{queue_id}", deferred)
+        self.files.rename(f"{self._dirs[ACTIVE]}/{queue_id}", deferred)
         # qmgr_active_defer sets the file's time stamp to the next attempt.
-        stamp = self.settings.epoch_offset_s + next_attempt_at
-        os.utime(deferred, (stamp, stamp))
+        self.files.set_mtime(deferred, self.settings.epoch_offset_s + next_attempt_at)
         entry.directory = DEFERRED
         work = Work(cpu=_UPDATE_CPU, files_renamed=renames + 1)
         return Deferral(
@@ -326,9 +325,10 @@ class QueueManager:
             )
         renames = self._to_active(queue_id, entry)
         path = f"{self._dirs[ACTIVE]}/{queue_id}"
+        self.files.sync()  # the file and its move back to active are done
         with open(path, "rb") as queue_file:
             content = queue_file.read()
-        os.unlink(path)
+        self.files.unlink(path)
         del self._entries[queue_id]
         self.bounced_count += 1
         recipient = entry.sender or "postmaster"
@@ -376,7 +376,7 @@ class QueueManager:
         return len(self._entries)
 
     def location(self, queue_id: str) -> Path:
-        """Where the queue file of ``queue_id`` is now."""
+        """Where the queue file of ``queue_id`` is now (once ``files`` synced)."""
         return Path(self._dirs[self._entry(queue_id).directory]) / queue_id
 
     # -- helpers -------------------------------------------------------------
@@ -391,7 +391,7 @@ class QueueManager:
         """Move a deferred file back to active for its attempt; renames done."""
         if entry.directory == ACTIVE:
             return 0
-        os.rename(
+        self.files.rename(
             f"{self._dirs[DEFERRED]}/{queue_id}", f"{self._dirs[ACTIVE]}/{queue_id}"
         )
         entry.directory = ACTIVE
@@ -462,13 +462,3 @@ def _original_headers(content: bytes) -> bytes:
     end = message.find(b"\n\n")
     return message if end < 0 else message[: end + 1]
 
-
-def _write_all(fd: int, *parts: bytes) -> None:
-    """Write every byte of ``parts`` to ``fd`` (one writev unless it is short)."""
-    written = os.writev(fd, parts)
-    total = sum(len(part) for part in parts)
-    if written < total:
-        rest = b"".join(parts)[written:]
-        view = memoryview(rest)
-        while view:
-            view = view[os.write(fd, view) :]

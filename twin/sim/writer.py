@@ -1,0 +1,223 @@
+"""A writer process: the stores' file operations done on the host's other core.
+
+Creating, writing, renaming and unlinking queue and maildir files is a large
+share of a run's wall time, nearly all of it in the kernel, and none of it
+changes a simulated result: the stages count the work and the hardware model
+times it. ``FileWriter`` has the methods of ``twin.stages.fileops.Files``; it
+batches the operations and pipes them to a child process (``main`` of this
+module) that does them in the same order, while the simulation goes
+on. The files are the same as if they were written at once.
+
+``sync()`` waits until every operation sent so far is done and raises
+``TwinError`` naming the first that failed (the child stops at a failure:
+what follows may depend on it). A reader of the store calls it first.
+``close()`` syncs and ends the child; ``abandon()`` ends it without waiting
+(after a failed run). Where no child can be started the operations are done
+at once, in process.
+
+Frames on the pipe: an 8-byte little-endian length, then a pickled list of
+``(operation, arguments)`` tuples, operation names from
+``twin.stages.fileops.OPERATIONS``; a ``("sync", ())`` item makes the child
+answer one line on its stdout: ``ok`` or ``error <what failed>``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on this platform: the default pipe size it is
+    fcntl = None
+
+from twin.errors import TwinError
+from twin.stages import fileops
+
+_LENGTH = struct.Struct("<Q")
+_CHILD = "from twin.sim.writer import main; sys.exit(main())"
+BATCH_BYTES = 1 << 20
+"""Bytes of file data gathered before a batch goes down the pipe."""
+BATCH_OPERATIONS = 2048
+PIPE_BYTES = 1 << 20
+"""Pipe capacity asked of Linux (F_SETPIPE_SZ), so a batch rarely blocks."""
+
+
+class FileWriter:
+    """``Files`` whose operations run in a child process, in order."""
+
+    def __init__(self) -> None:
+        self._batch: list[tuple[str, tuple]] = []
+        self._bytes = 0
+        self._pending = False
+        # the child imports this very package, wherever it was imported from
+        root = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {root!r}); {_CHILD}"
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        self._pipe = self._process.stdin
+        self._answers = self._process.stdout
+        setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+        if setpipe is not None:
+            try:
+                fcntl.fcntl(self._pipe.fileno(), setpipe, PIPE_BYTES)
+            except OSError:
+                pass  # a smaller pipe only makes the simulation wait more often
+
+    # -- the operations of Files ---------------------------------------------
+
+    def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
+        self._add("create", (path, parts, fsync), sum(len(part) for part in parts))
+
+    def rename(self, source: str, target: str) -> None:
+        self._add("rename", (source, target), 0)
+
+    def link_new(self, source: str, target: str) -> None:
+        self._add("link_new", (source, target), 0)
+
+    def unlink(self, path: str) -> None:
+        self._add("unlink", (path,), 0)
+
+    def set_mtime(self, path: str, stamp: float) -> None:
+        self._add("set_mtime", (path, stamp), 0)
+
+    def sync(self) -> None:
+        """Wait for every operation so far; TwinError naming the first failure."""
+        if not self._pending:
+            return
+        self._batch.append(("sync", ()))
+        self._send()
+        answer = self._answers.readline().decode("utf-8", "replace").strip()
+        self._pending = False
+        if answer != "ok":
+            if not answer:
+                answer = "error the writer process ended unexpectedly"
+            raise TwinError(f"store: {answer.removeprefix('error ')}")
+
+    def close(self) -> None:
+        """Sync, then end the child."""
+        try:
+            self.sync()
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """End the child without waiting for what is still queued."""
+        process = self._process
+        if process.poll() is not None:
+            return
+        try:
+            self._pipe.close()
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self._answers.close()
+
+    # -- batching ------------------------------------------------------------
+
+    def _add(self, operation: str, arguments: tuple, size: int) -> None:
+        self._batch.append((operation, arguments))
+        self._pending = True
+        self._bytes += size
+        if self._bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPERATIONS:
+            self._send()
+
+    def _send(self) -> None:
+        payload = pickle.dumps(self._batch, protocol=pickle.HIGHEST_PROTOCOL)
+        self._batch = []
+        self._bytes = 0
+        try:
+            self._pipe.write(_LENGTH.pack(len(payload)))
+            self._pipe.write(payload)
+            self._pipe.flush()
+        except (BrokenPipeError, ValueError):
+            raise TwinError(
+                "store: the writer process ended unexpectedly; run again"
+            ) from None
+
+
+def start_writer() -> FileWriter | fileops.Files:
+    """A ``FileWriter``, or the at-once ``Files`` where none can start."""
+    if os.environ.get("MAILTWIN_WRITER", "1") == "0":
+        return fileops.DIRECT
+    try:
+        return FileWriter()
+    except OSError:
+        return fileops.DIRECT
+
+
+# -- the child ---------------------------------------------------------------
+
+
+def _frames(stream, batches: deque, ready: threading.Condition) -> None:
+    """Read frames from *stream* into *batches* (None at the end)."""
+    while True:
+        head = stream.read(_LENGTH.size)
+        batch = None
+        if len(head) == _LENGTH.size:
+            (length,) = _LENGTH.unpack(head)
+            payload = stream.read(length)
+            if len(payload) == length:
+                batch = pickle.loads(payload)
+        with ready:
+            batches.append(batch)
+            ready.notify()
+        if batch is None:
+            return
+
+
+def _describe(operation: str, arguments: tuple, error: OSError) -> str:
+    path = arguments[0] if arguments else ""
+    reason = error.strerror or str(error)
+    return f"error {operation} {path}: {reason} (check free space and permissions)"
+
+
+def main() -> int:
+    """Do the operations read from stdin; answer each sync on stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    batches: deque = deque()
+    ready = threading.Condition()
+    # A reader thread keeps the pipe drained while this one is in the kernel,
+    # so the simulation seldom waits on a full pipe.
+    reader = threading.Thread(
+        target=_frames, args=(sys.stdin.buffer, batches, ready), daemon=True
+    )
+    reader.start()
+    out = sys.stdout.buffer
+    failure = ""
+    operations = fileops.OPERATIONS
+    while True:
+        with ready:
+            while not batches:
+                ready.wait()
+            batch = batches.popleft()
+        if batch is None:
+            return 1 if failure else 0
+        for operation, arguments in batch:
+            if operation == "sync":
+                out.write((failure or "ok").encode() + b"\n")
+                out.flush()
+            elif not failure:
+                try:
+                    operations[operation](*arguments)
+                except OSError as error:
+                    failure = _describe(operation, arguments, error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The file operations of the stores: done now, or handed to a writer.
+
+The queue manager and the maildir store do real file work -- create a file
+and write it, rename, link, unlink, set a time stamp -- through a ``Files``
+object. ``Files`` (this module) does each operation at once, in the calling
+thread: what unit tests, ``twin serve`` and every tool outside the simulator
+use. The simulator may pass a ``twin.sim.writer.FileWriter`` instead, which
+has the same methods and does the same operations, in the same order, in a
+separate process on the host's other core; it reports a failure at the next
+``sync()``. A reader of the files calls ``sync()`` first: after it, every
+operation asked for before is done (a no-op here).
+
+Nothing here is counted as work: the stages report the work the operations
+stand for (files created, bytes written, renames...), whoever runs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+"""A new file, never one that exists (as Postfix and maildir writers insist)."""
+
+
+def write_all(fd: int, parts: tuple[bytes, ...]) -> None:
+    """Write every byte of *parts* to *fd* (one writev unless it is short)."""
+    written = os.writev(fd, parts)
+    total = sum(len(part) for part in parts)
+    if written < total:
+        view = memoryview(b"".join(parts))[written:]
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def create(path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
+    """Create *path* (it must not exist), write *parts*, flush if *fsync*."""
+    fd = os.open(path, CREATE_FLAGS, 0o600)
+    try:
+        write_all(fd, parts)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def link_new(source: str, target: str) -> None:
+    """Link *source* to *target* (which must not exist), then unlink *source*.
+
+    The maildir move from ``tmp/`` to ``new/`` as Postfix local(8) makes it
+    (``sane_link``); on a name clash *source* is removed and the error raised.
+    """
+    try:
+        os.link(source, target)
+    finally:
+        os.unlink(source)
+
+
+def set_mtime(path: str, stamp: float) -> None:
+    os.utime(path, (stamp, stamp))
+
+
+OPERATIONS = {
+    "create": create,
+    "rename": os.rename,
+    "link_new": link_new,
+    "unlink": os.unlink,
+    "set_mtime": set_mtime,
+}
+"""Operation name -> function: what a writer may be asked to do."""
+
+
+class Files:
+    """File operations done at once in the calling thread."""
+
+    def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
+        create(path, parts, fsync)
+
+    def rename(self, source: str, target: str) -> None:
+        os.rename(source, target)
+
+    def link_new(self, source: str, target: str) -> None:
+        link_new(source, target)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def set_mtime(self, path: str, stamp: float) -> None:
+        set_mtime(path, stamp)
+
+    def sync(self) -> None:
+        """Every operation asked for so far is done (always true here)."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+DIRECT = Files()
+"""The shared at-once ``Files``: it holds no state."""
