@@ -42,7 +42,11 @@ Simulation shortcut (no effect on replies or Work): a closed mailbox leaves
 its in-memory index with the backend, and the next open of that folder takes
 it instead of re-reading the file while it is still in step (the same
 generation and index stat, see above), reporting the read it stands for; an
-index held by an open mailbox is never shared.
+index held by an open mailbox is never shared. ``index_delivery`` appends
+its record to such a kept index too when the kept copy was in step with the
+file, so the next open after a delivery reuses it as well. A backend made
+with ``sole_writer=True`` tells changes by the generation alone (see
+``CyrusBackend``).
 
 ``CyrusBackend(root, host_fsync=False)`` (the simulator's store, as the
 delivery stages' ``host_fsync`` setting) skips the real ``os.fsync`` calls;
@@ -57,6 +61,7 @@ its internal date from the file's mtime (as a maildir server would).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -70,11 +75,11 @@ from twin.access.message import parse_mime, split_message, to_crlf
 from twin.access.names import MailboxNameError, check_user, split_name
 from twin.access.store import (
     DELETED,
+    FILE_LOCKS,
     MessageInfo,
     StoreError,
     flags_from_info,
     host_fsync_for,
-    locked_file,
     maildir_info,
     note_host_fsync,
     read_subscriptions,
@@ -132,6 +137,30 @@ def _unpack(raw: bytes) -> _Record:
                    name[:length].decode(), offset, clen)
 
 
+_PARSED: dict[bytes, tuple[int, bytes, int]] = {}
+_PARSED_KEEP = 64
+_PARSED_MAX_BYTES = 1 << 18  # so the remembered messages stay under 16 MiB
+
+
+def _parse_delivered(message: bytes) -> tuple[int, bytes, int]:
+    """(CRLF size, cache entry, header size) of the delivered bytes *message*.
+
+    Remembers the last few: a message delivered to several local recipients
+    is parsed once (each delivery still reports its parse in the Work, as
+    lmtpd parses per delivery; only the simulator's wall time is saved).
+    """
+    known = _PARSED.get(message)
+    if known is None:
+        text = to_crlf(message)
+        entry, header_size = _cache_entry(text)
+        known = (len(text), entry, header_size)
+        if len(message) <= _PARSED_MAX_BYTES:
+            if len(_PARSED) >= _PARSED_KEEP:
+                del _PARSED[next(iter(_PARSED))]
+            _PARSED[message] = known
+    return known
+
+
 def _cache_entry(text: bytes) -> tuple[bytes, int]:
     """Cache bytes (header, BODYSTRUCTURE) of CRLF *text*, and the header size."""
     header = split_message(text)[0]
@@ -156,10 +185,36 @@ def _stamp_of(name: str, path: str) -> int:
     return int(os.stat(path).st_mtime) & 0xFFFFFFFF
 
 
-def _lock(folder: str):
+class _lock:
     """Cyrus locks a mailbox through its cyrus.header; index and cache are
-    replaced by rename, so they cannot carry the lock themselves."""
-    return locked_file(os.path.join(folder, LOCK))
+    replaced by rename, so they cannot carry the lock themselves. (What
+    ``locked_file`` does, on a bare descriptor: the same lock calls.)"""
+
+    __slots__ = ("_path", "_fd", "_guard")
+
+    def __init__(self, folder: str) -> None:
+        self._path = os.path.join(folder, LOCK)
+
+    def __enter__(self) -> None:
+        self._guard = FILE_LOCKS.get(self._path)
+        self._guard.acquire()
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(self._fd)
+                raise
+        except BaseException:
+            self._guard.release()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+        finally:
+            self._guard.release()
 
 
 class _Shared:
@@ -169,11 +224,15 @@ class _Shared:
     index in step with the directories (None: not known yet; ``_STALE``: a
     writer here changed them without indexing the change)."""
 
-    __slots__ = ("generation", "dirs")
+    __slots__ = ("generation", "dirs", "idle", "paths")
 
     def __init__(self) -> None:
         self.generation = 0
         self.dirs: tuple[int, int] | None = None
+        # the index a closed mailbox left with its backend (not held by an
+        # open mailbox), which index_delivery keeps in step when it can
+        self.idle: _Index | None = None
+        self.paths: tuple[str, str, str] | None = None  # index, new/, cur/
 
 
 _STALE = (-1, -1)
@@ -189,6 +248,12 @@ def _shared(folder: str) -> _Shared:
         return state
 
 
+def _leave(spare: dict[str, _Index], index: _Index) -> None:
+    """Leave *index* (no longer held by an open mailbox) in *spare*."""
+    spare[index.folder] = index
+    index.shared.idle = index
+
+
 def _forget(folder: str) -> None:
     """Drop what is known of *folder* and its subfolders (deleted, renamed)."""
     with _SHARED_GUARD:
@@ -196,10 +261,18 @@ def _forget(folder: str) -> None:
             del _SHARED[known]
 
 
+_DIR_PATHS: dict[str, tuple[str, str]] = {}
+
+
 def _dir_mtimes(folder: str) -> tuple[int, int]:
+    paths = _DIR_PATHS.get(folder)
+    if paths is None:
+        if len(_DIR_PATHS) > 1 << 16:
+            _DIR_PATHS.clear()
+        paths = _DIR_PATHS[folder] = (os.path.join(folder, "new"),
+                                      os.path.join(folder, "cur"))
     try:
-        return (os.stat(os.path.join(folder, "new")).st_mtime_ns,
-                os.stat(os.path.join(folder, "cur")).st_mtime_ns)
+        return os.stat(paths[0]).st_mtime_ns, os.stat(paths[1]).st_mtime_ns
     except FileNotFoundError:
         return 0, 0
 
@@ -207,9 +280,11 @@ def _dir_mtimes(folder: str) -> tuple[int, int]:
 class _Index:
     """The in-memory copy of one mailbox's index header and records."""
 
-    def __init__(self, folder: str, key: str, host_fsync: bool = True) -> None:
+    def __init__(self, folder: str, key: str, host_fsync: bool = True,
+                 sole_writer: bool = False) -> None:
         self.folder = folder
         self.host_fsync = host_fsync  # really call os.fsync (Work counts it)
+        self.sole_writer = sole_writer  # no writers outside the process: no stats
         self.key = key  # folder path relative to the store root
         self.path = os.path.join(folder, INDEX)
         self.cache_path = os.path.join(folder, CACHE)
@@ -244,8 +319,10 @@ class _Index:
 
     def dirs_moved(self) -> bool:
         """Whether ``new/`` or ``cur/`` changed behind the index's back."""
-        current = _dir_mtimes(self.folder)
         known = self.shared.dirs
+        if self.sole_writer and known is not None:
+            return known == _STALE  # only this process's writers change it
+        current = _dir_mtimes(self.folder)
         if known is None:  # first sight in this process: the header's note
             if current != self.mtimes:
                 return True
@@ -295,12 +372,16 @@ class _Index:
         for a mailbox opened again, same Work; None when it must be read."""
         if _SHARED.get(self.folder) is not self.shared:
             return None  # the folder was deleted or renamed since
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        if self.changed(info):
-            return None
+        if self.sole_writer:
+            if self.shared.generation != self.generation:
+                return None
+        else:
+            try:
+                info = os.stat(self.path)
+            except FileNotFoundError:
+                return None
+            if self.changed(info):
+                return None
         count = len(self.records)
         return Work(cpu={"cyrus.record": count},
                     reads=((self.key + INDEX, HEADER_BYTES + count * RECORD_BYTES),))
@@ -334,10 +415,12 @@ class _Index:
 
     def add_file(self, subdir: str, filename: str, cache: bytearray,
                  internaldate: int | None, text: bytes | None = None,
-                 cache_offset: int | None = None) -> Work:
+                 cache_offset: int | None = None,
+                 parsed: tuple[int, bytes, int] | None = None) -> Work:
         """Index one maildir file, appending its entry to *cache* (whose end is
         at *cache_offset* in the file, default its length); read it unless
-        *text* is given."""
+        *text* (its CRLF text) or *parsed* (``_parse_delivered`` of it) is
+        given."""
         path = os.path.join(self.folder, subdir, filename)
         if subdir == "new":
             base, location, flags = filename, NEW, 0
@@ -345,20 +428,24 @@ class _Index:
             base, location, flags = _split_name(filename)
         if len(base.encode()) > NAME_BYTES:
             return Work()
-        work = Work()
-        if text is None:
-            with open(path, "rb") as handle:
-                raw = handle.read()
-            work += Work(reads=((self.key + subdir + "/" + filename, len(raw)),))
-            text = to_crlf(raw)
-        entry, header_size = _cache_entry(text)
+        reads = ()
+        if parsed is not None:
+            size, entry, header_size = parsed
+        else:
+            if text is None:
+                with open(path, "rb") as handle:
+                    raw = handle.read()
+                reads = ((self.key + subdir + "/" + filename, len(raw)),)
+                text = to_crlf(raw)
+            size = len(text)
+            entry, header_size = _cache_entry(text)
         date = _stamp_of(base, path) if internaldate is None else internaldate
         self.records.append(_Record(
-            MessageInfo(self.uidnext, len(text), date, flags), header_size, location,
+            MessageInfo(self.uidnext, size, date, flags), header_size, location,
             base, len(cache) if cache_offset is None else cache_offset, len(entry)))
         self.uidnext += 1
         cache += entry
-        return work + Work(cpu={"cyrus.parse_byte": len(text), "cyrus.record": 1})
+        return Work(cpu={"cyrus.parse_byte": size, "cyrus.record": 1}, reads=reads)
 
     def rebuild(self, now: float) -> Work:
         """Reconstruct index and cache from the maildir (reads every message)."""
@@ -398,13 +485,20 @@ class _Index:
                     record.info.flags = flags
         return work
 
-    def disk_positions(self, handle) -> dict[int, int] | None:
-        """UID -> record number on disk if the index file changed since we
-        read it (another session wrote it), else None. Call under the lock."""
-        if not self.changed(os.fstat(handle.fileno())):
-            return None
-        handle.seek(0)
-        data = handle.read()
+    def disk_positions(self, fd: int) -> dict[int, int] | None:
+        """UID -> record number on disk if the index file (open as the
+        descriptor *fd*) changed since we read it (another session wrote it),
+        else None. Call under the lock."""
+        if self.sole_writer:
+            if self.shared.generation == self.generation:
+                return None
+            size = os.fstat(fd).st_size
+        else:
+            info = os.fstat(fd)
+            if not self.changed(info):
+                return None
+            size = info.st_size
+        data = os.pread(fd, size, 0)
         return {
             struct.unpack_from("<I", data, offset)[0]: number
             for number, offset in enumerate(
@@ -415,11 +509,14 @@ class _Index:
     def catch_up(self) -> Work | None:
         """Re-read a changed index, then rescan if the directories moved on;
         None when nothing changed."""
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        index_changed = self.changed(info)
+        if self.sole_writer:
+            index_changed = self.shared.generation != self.generation
+        else:
+            try:
+                info = os.stat(self.path)
+            except FileNotFoundError:
+                return None
+            index_changed = self.changed(info)
         if not index_changed and not self.dirs_moved():
             return None
         with _lock(self.folder):
@@ -555,44 +652,53 @@ class CyrusMailbox:
         """Rename each file to its new flags and rewrite its record in place."""
         if self.readonly:
             return Work()
-        work = Work(locks=1)
         index = self._index
-        with _lock(index.folder), open(index.path, "r+b") as handle:
-            positions = index.disk_positions(handle)
-            for number, flags in changes:
-                record = index.records[number]
-                if record.info.flags == flags and record.location == CUR:
-                    continue
-                old = os.path.join(index.folder, record.filename())
-                record.info.flags = flags
-                record.location = CUR
-                new = os.path.join(index.folder, record.filename())
-                if old != new:
-                    try:
-                        os.rename(old, new)
-                        work += Work(files_renamed=1)
-                    except FileNotFoundError:
-                        work += index.find_file(record)
-                place = number if positions is None else positions.get(record.info.uid)
-                if place is None:
-                    continue  # expunged by another session; NOOP will tell
-                handle.seek(HEADER_BYTES + place * RECORD_BYTES)
-                handle.write(record.pack())
-                work += Work(cpu={"cyrus.record": 1},
-                             writes=((index.key + INDEX, RECORD_BYTES),))
-            if positions is None:  # the header is still ours to rewrite
-                index.dirs_synced()
-                handle.seek(0)
-                handle.write(index.header_bytes())
-                handle.flush()
-                index.bump(os.fstat(handle.fileno()))
-                work += Work(writes=((index.key + INDEX, HEADER_BYTES),))
-            else:  # records written where the other writer keeps them
-                handle.flush()
-                index.bump()
-                if index.shared.dirs != _STALE:
-                    index.shared.dirs = _dir_mtimes(index.folder)
-        return work
+        with _lock(index.folder):
+            fd = os.open(index.path, os.O_RDWR)
+            try:
+                return self._set_flags(fd, changes)
+            finally:
+                os.close(fd)
+
+    def _set_flags(self, fd: int, changes: list[tuple[int, int]]) -> Work:
+        index = self._index
+        folder = index.folder
+        positions = index.disk_positions(fd)
+        renamed = records = 0
+        work = Work(locks=1)
+        for number, flags in changes:
+            record = index.records[number]
+            if record.info.flags == flags and record.location == CUR:
+                continue
+            old = os.path.join(folder, record.filename())
+            record.info.flags = flags
+            record.location = CUR
+            new = os.path.join(folder, record.filename())
+            if old != new:
+                try:
+                    os.rename(old, new)
+                    renamed += 1
+                except FileNotFoundError:
+                    work += index.find_file(record)
+            place = number if positions is None else positions.get(record.info.uid)
+            if place is None:
+                continue  # expunged by another session; NOOP will tell
+            os.pwrite(fd, record.pack(), HEADER_BYTES + place * RECORD_BYTES)
+            records += 1
+        writes = ((index.key + INDEX, RECORD_BYTES),) * records
+        if positions is None:  # the header is still ours to rewrite
+            index.dirs_synced()
+            os.pwrite(fd, index.header_bytes(), 0)
+            index.bump(os.fstat(fd))
+            writes += ((index.key + INDEX, HEADER_BYTES),)
+        else:  # records written where the other writer keeps them
+            index.bump()
+            if index.shared.dirs != _STALE:
+                index.shared.dirs = _dir_mtimes(index.folder)
+        if records:
+            return work + Work(cpu={"cyrus.record": records}, writes=writes,
+                               files_renamed=renamed)
+        return work + Work(writes=writes, files_renamed=renamed)
 
     def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
         """Unlink \\Deleted files and rewrite index and cache without them."""
@@ -601,10 +707,14 @@ class CyrusMailbox:
         index = self._index
         work = Work(locks=1)
         with _lock(index.folder):
-            with open(index.path, "rb") as handle:
-                if index.disk_positions(handle) is not None:
-                    work += index.read() or Work()  # another writer: start fresh
-                    self._cache = None
+            fd = os.open(index.path, os.O_RDONLY)
+            try:
+                moved = index.disk_positions(fd) is not None
+            finally:
+                os.close(fd)
+            if moved:
+                work += index.read() or Work()  # another writer: start fresh
+                self._cache = None
             records = index.records
             gone = {
                 number for number, r in enumerate(records)
@@ -654,7 +764,7 @@ class CyrusMailbox:
 
     def close(self) -> Work:
         if self._spare is not None:
-            self._spare[self._index.folder] = self._index
+            _leave(self._spare, self._index)
             self._spare = None
         return Work()
 
@@ -704,13 +814,22 @@ class CyrusDrop:
 
 
 class CyrusBackend:
-    """All users' maildirs under one store root, served Cyrus-style."""
+    """All users' maildirs under one store root, served Cyrus-style.
+
+    *sole_writer* (the simulator's store) promises that nothing outside this
+    process changes the store and that every writer in it goes through a
+    backend or ``index_delivery`` (so bumps the folder's generation): changes
+    are then told by the generation alone, without the index and directory
+    stats that look for outside writers. Replies and Work are the same.
+    """
 
     kind = "maildir"
 
-    def __init__(self, root: str | Path, host_fsync: bool = True) -> None:
+    def __init__(self, root: str | Path, host_fsync: bool = True,
+                 sole_writer: bool = False) -> None:
         self.root = os.path.realpath(root)
         self.host_fsync = host_fsync
+        self.sole_writer = sole_writer
         note_host_fsync(self.root, host_fsync)
         self._pop_guard = threading.Lock()
         self._pop_users: set[str] = set()
@@ -741,12 +860,21 @@ class CyrusBackend:
         shared = _SHARED.get(folder)
         if shared is None or shared.dirs is None or shared.dirs == _STALE:
             return None
+        if self.sole_writer:
+            return shared, shared.generation, shared.dirs
+        paths = shared.paths
+        if paths is None:
+            paths = shared.paths = (os.path.join(folder, INDEX),
+                                    os.path.join(folder, "new"),
+                                    os.path.join(folder, "cur"))
+        stat = os.stat
         try:
-            info = os.stat(os.path.join(folder, INDEX))
+            info = stat(paths[0])
+            mtimes = (stat(paths[1]).st_mtime_ns, stat(paths[2]).st_mtime_ns)
         except FileNotFoundError:
             return None
         return (shared, shared.generation, shared.dirs, info.st_size,
-                info.st_mtime_ns, info.st_ino, _dir_mtimes(folder))
+                info.st_mtime_ns, info.st_ino, mtimes)
 
     def _drop_spares(self, folder: str) -> None:
         """Forget kept indexes of *folder* and its subfolders (gone, renamed)."""
@@ -784,17 +912,22 @@ class CyrusBackend:
               ) -> tuple[str, _Index, Work]:
         canonical, folder, key = self._folder(user, name)
         work = Work()
-        if not os.path.isdir(os.path.join(folder, "cur")):
+        shared = _SHARED.get(folder) if self.sole_writer else None
+        known = shared is not None and shared.dirs is not None and (
+            shared.dirs != _STALE)  # made or seen here: deleted only here
+        if not known and not os.path.isdir(os.path.join(folder, "cur")):
             if canonical != "INBOX" or not create_inbox:
                 raise StoreError(f"mailbox {name!r} does not exist")
             for sub in ("cur", "new", "tmp"):
                 os.makedirs(os.path.join(folder, sub), exist_ok=True)
             work += Work(files_created=3)
         index = self._spare.pop(folder, None)
+        if index is not None and index.shared.idle is index:
+            index.shared.idle = None  # about to be held: deliveries keep off
         with _lock(folder):
             got = None if index is None else index.reuse()
             if got is None:
-                index = _Index(folder, key, self.host_fsync)
+                index = _Index(folder, key, self.host_fsync, self.sole_writer)
                 got = index.read()
                 self.index_counts["read"] += 1
             else:
@@ -834,17 +967,20 @@ class CyrusBackend:
             record.info.recent = record.info.uid > index.recent_uid
         if not readonly and index.uidnext - 1 > index.recent_uid:
             index.recent_uid = index.uidnext - 1
-            with _lock(index.folder), open(index.path, "r+b") as handle:
-                handle.write(index.header_bytes())
-                handle.flush()
-                index.bump(os.fstat(handle.fileno()))
+            with _lock(index.folder):
+                fd = os.open(index.path, os.O_RDWR)
+                try:
+                    os.pwrite(fd, index.header_bytes(), 0)
+                    index.bump(os.fstat(fd))
+                finally:
+                    os.close(fd)
             work += Work(writes=((index.key + INDEX, HEADER_BYTES),), locks=1)
         return CyrusMailbox(canonical, index, readonly, self._spare), work
 
     def status(self, user: str, name: str, now: float
                ) -> tuple[dict[str, int], Work]:
         _, index, work = self._load(user, name, now, create_inbox=True)
-        self._spare[index.folder] = index
+        _leave(self._spare, index)
         records = index.records
         return {
             "MESSAGES": len(records),
@@ -862,7 +998,7 @@ class CyrusBackend:
             os.makedirs(os.path.join(folder, sub))
         _forget(folder)
         self._drop_spares(folder)
-        index = _Index(folder, key, self.host_fsync)
+        index = _Index(folder, key, self.host_fsync, self.sole_writer)
         index.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
         index.dirs_synced()
         return Work(files_created=4) + index.write_all(b"")
@@ -998,6 +1134,110 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
     ValueError for a *filename* that is not a file in a maildir's ``new/`` or
     ``cur/``.
     """
+    folder, key, real_root, subdir, base = _delivery_target(store_root, user,
+                                                            filename)
+    if host_fsync is None:
+        host_fsync = host_fsync_for(real_root)
+    index = _Index(folder, key)
+    if not os.path.exists(index.path):
+        _unindexed(index)
+        return Work()
+    with _lock(folder):
+        fd = os.open(index.path, os.O_RDWR)
+        try:
+            work = _index_append(index, fd, subdir, base, message, now, host_fsync)
+        finally:
+            os.close(fd)
+    if work is None or not index.records:
+        return work or Work()
+    entry_bytes = index.records[-1].cache_length
+    return work + Work(
+        reads=((index.key + INDEX, HEADER_BYTES),),
+        writes=((index.key + CACHE, entry_bytes), (index.key + INDEX, RECORD_BYTES),
+                (index.key + INDEX, HEADER_BYTES)),
+        fsyncs=2,
+        locks=1,
+    )
+
+
+def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes,
+                  now: float, host_fsync: bool) -> Work | None:
+    """``index_delivery``'s work under the folder lock, on the index file's
+    descriptor *fd*: None (after marking the folder unindexed) when the index
+    is damaged; else the Work of indexing the message (the record is then
+    ``index.records[-1]``, none when its name is too long)."""
+    head = os.pread(fd, HEADER_BYTES, 0)
+    before = os.fstat(fd)
+    size = before.st_size
+    if len(head) < HEADER_BYTES:
+        _unindexed(index)
+        return None
+    magic, version, record_size, validity, uidnext, count, recent, _, _ = (
+        HEADER.unpack_from(head)
+    )
+    if (magic != MAGIC or record_size != RECORD_BYTES
+            or size != HEADER_BYTES + count * RECORD_BYTES):
+        _unindexed(index)
+        return None  # damaged: the next open rebuilds it
+    index.uidvalidity, index.uidnext, index.recent_uid = validity, uidnext, recent
+    shared = index.shared
+    # the index a closed mailbox left behind, if it is in step with the file
+    # as it stands, takes the new record too (simulator shortcut: the next
+    # open reuses it instead of reading the file, with the same Work)
+    idle = shared.idle
+    if idle is not None and not (
+            idle.generation == shared.generation
+            and idle.stamp == (size, before.st_mtime_ns)
+            and len(idle.records) == count and idle.uidnext == uidnext
+            and idle.uidvalidity == validity and idle.recent_uid == recent):
+        idle = None
+    cache_fd = os.open(index.cache_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                       0o666)
+    try:
+        entry = bytearray()
+        work = index.add_file(subdir, base, entry, int(now), None,
+                              os.fstat(cache_fd).st_size, _parse_delivered(message))
+        if not index.records:
+            _unindexed(index)
+            return work  # name too long to index
+        _write_all_fd(cache_fd, entry)
+        if host_fsync:
+            os.fsync(cache_fd)
+    finally:
+        os.close(cache_fd)
+    stale = shared.dirs == _STALE
+    index.dirs_synced()
+    if stale:
+        shared.dirs = _STALE  # an earlier change is still unindexed
+    record = index.records[-1]
+    os.pwrite(fd, record.pack(), size)
+    os.pwrite(fd, index.header_bytes(count + 1), 0)
+    if host_fsync:
+        os.fsync(fd)
+    index.bump()
+    if idle is not None:
+        idle.records.append(record)
+        idle.uidnext = index.uidnext
+        idle.mtimes = index.mtimes
+        idle.in_step(os.fstat(fd))
+    return work
+
+
+def _write_all_fd(fd: int, data: bytes | bytearray) -> None:
+    """Write all of *data* to the descriptor *fd* (short writes continued)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+_TARGETS: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+
+
+def _delivery_target(store_root: str | Path, user: str, filename: str
+                     ) -> tuple[str, str, str, str, str]:
+    """(folder, key prefix, real store root, subdir, base name) of *filename*
+    delivered to *user* (see ``index_delivery``); ValueError for a bad
+    *filename* or user."""
     parts = filename.replace(os.sep, "/").split("/")
     if len(parts) == 1:
         parts = ["new", parts[0]]
@@ -1011,57 +1251,22 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
             f"filename {filename!r} must be [.Folder/]new/NAME or [.Folder/]cur/NAME "
             "relative to the user's Maildir"
         )
+    cache_key = (str(store_root), user, folder_part)
+    known = _TARGETS.get(cache_key)
+    if known is None:
+        known = _TARGETS[cache_key] = _resolve_target(store_root, user, folder_part)
+    return (*known, subdir, base)
+
+
+def _resolve_target(store_root: str | Path, user: str, folder_part: str
+                    ) -> tuple[str, str, str]:
     real_root = os.path.realpath(store_root)
     try:
         maildir = os.path.join(real_root, check_user(user), "Maildir")
     except MailboxNameError as exc:
         raise ValueError(str(exc)) from None
     folder = os.path.join(maildir, folder_part) if folder_part else maildir
-    key = os.path.relpath(folder, real_root).replace(os.sep, "/")
-    if host_fsync is None:
-        host_fsync = host_fsync_for(real_root)
-    index = _Index(folder, key + "/")
-    if not os.path.exists(index.path):
-        _unindexed(index)
-        return Work()
-    with _lock(folder), open(index.path, "r+b") as handle:
-        head = handle.read(HEADER_BYTES)
-        size = handle.seek(0, os.SEEK_END)
-        if len(head) < HEADER_BYTES:
-            _unindexed(index)
-            return Work()
-        magic, version, record_size, validity, uidnext, count, recent, _, _ = (
-            HEADER.unpack_from(head)
-        )
-        if (magic != MAGIC or record_size != RECORD_BYTES
-                or size != HEADER_BYTES + count * RECORD_BYTES):
-            _unindexed(index)
-            return Work()  # damaged: the next open rebuilds it
-        index.uidvalidity, index.uidnext, index.recent_uid = validity, uidnext, recent
-        with open(index.cache_path, "ab") as cache_file:
-            entry = bytearray()
-            work = index.add_file(subdir, base, entry, int(now), to_crlf(message),
-                                  cache_file.tell())
-            if not index.records:
-                _unindexed(index)
-                return work  # name too long to index
-            cache_file.write(entry)
-            cache_file.flush()
-            sync(cache_file, host_fsync)
-        stale = index.shared.dirs == _STALE
-        index.dirs_synced()
-        if stale:
-            index.shared.dirs = _STALE  # an earlier change is still unindexed
-        handle.write(index.records[-1].pack())
-        handle.seek(0)
-        handle.write(index.header_bytes(count + 1))
-        handle.flush()
-        sync(handle, host_fsync)
-        index.bump()
-    return work + Work(
-        reads=((index.key + INDEX, HEADER_BYTES),),
-        writes=((index.key + CACHE, len(entry)), (index.key + INDEX, RECORD_BYTES),
-                (index.key + INDEX, HEADER_BYTES)),
-        fsyncs=2,
-        locks=1,
-    )
+    key = os.path.relpath(folder, real_root).replace(os.sep, "/") + "/"
+    if len(_TARGETS) > 1 << 16:
+        _TARGETS.clear()
+    return folder, key, real_root

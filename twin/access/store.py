@@ -262,8 +262,14 @@ class FileLocks:
         self._locks: dict[str, threading.Lock] = {}
 
     def get(self, path: str) -> threading.Lock:
+        lock = self._locks.get(path)  # a dict lookup is atomic
+        if lock is not None:
+            return lock
         with self._guard:
-            return self._locks.setdefault(path, threading.Lock())
+            lock = self._locks.get(path)
+            if lock is None:
+                lock = self._locks[path] = threading.Lock()
+            return lock
 
 
 FILE_LOCKS = FileLocks()

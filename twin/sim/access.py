@@ -93,7 +93,10 @@ class AccessLoad:
         self.stats = stats
         self.states = [ClientState(known) for known in stats.known_messages]
         self.backend = (
-            CyrusBackend(stages.store_root, host_fsync=host_fsync)
+            # the run's store changes only through the model's writers, all
+            # of which tell the backend (sessions, index_delivery)
+            CyrusBackend(stages.store_root, host_fsync=host_fsync,
+                         sole_writer=True)
             if fmt == "maildir"
             else MboxBackend(stages.store_root, host_fsync=host_fsync)
         )

@@ -55,6 +55,12 @@ ROBINSON_S_31 = 0.100  # FACTS.md: S in 3.1 (0.030 in 3.2)
 MIN_PROB_STRENGTH = 0.346  # FACTS.md: keep |p - 0.5| >= 0.346
 
 _BODY_STRIP = re.compile(rb"[^-A-Za-z0-9,@*!_'\"$.\xa1-\xff]+")
+# Twin speed-up: the same stripping as one translate (octet -> space); runs of
+# spaces are left for ``split`` (no token or ``_DOTS`` match holds a space).
+_STRIP_TABLE = bytes(
+    octet if _BODY_STRIP.match(bytes((octet,))) is None else 0x20
+    for octet in range(256)
+)
 _DOTS = re.compile(rb"(\w)(\.{3,6}|-{2,6})(\w)")
 _TRIM = b"-'\".,"
 _STOP = re.compile(
@@ -119,7 +125,9 @@ def _words(text: bytes, body: bool) -> set[bytes]:
     if len(cache) > _WORD_CACHE_SIZE:
         cache.clear()
     out: set[bytes] = set()
-    text = _DOTS.sub(rb"\1 \2 \3", _BODY_STRIP.sub(b" ", text))
+    text = text.translate(_STRIP_TABLE)
+    if b"..." in text or b"--" in text:  # else _DOTS cannot match
+        text = _DOTS.sub(rb"\1 \2 \3", text)
     for word in set(text.split()):
         found = cache.get(word)
         if found is None:
@@ -209,15 +217,25 @@ class BayesDB:
         tokens = tokenize(msg, self.ignore_headers)
         strengths: list[tuple[float, float]] = []
         found = 0
-        table = self.tokens
+        lookup = self.tokens.get
+        nspam, nham, robinson_s = self.nspam, self.nham, self.robinson_s
+        prior = robinson_s * ROBINSON_X
         for token in tokens:
-            counts = table.get(token)
+            counts = lookup(token)
             if counts is None:
                 continue
             found += 1
-            prob = robinson_probability(
-                counts[0], counts[1], self.nspam, self.nham, self.robinson_s
-            )
+            # robinson_probability(spam, ham, nspam, nham, robinson_s), inline
+            spam, ham = counts
+            ratio_s = spam / nspam if nspam else 0.0
+            ratio_n = ham / nham if nham else 0.0
+            if ratio_s + ratio_n == 0:
+                prob = ROBINSON_X
+            else:
+                count = spam + ham
+                prob = (prior + count * (ratio_s / (ratio_n + ratio_s))) / (
+                    robinson_s + count
+                )
             strength = abs(prob - 0.5)
             if strength >= MIN_PROB_STRENGTH:
                 strengths.append((strength, prob))

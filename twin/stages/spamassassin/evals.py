@@ -71,7 +71,7 @@ def _in_range(value: float, low: str, high: str) -> bool:
 
 def header_exists(scan: Scan, name: str) -> bool:
     """``exists:Name``: the header is present (even if empty)."""
-    return scan.msg.header(name + ":raw") is not None
+    return scan.msg.has_header(name)
 
 
 # ----------------------------------------------------------------- Bayes

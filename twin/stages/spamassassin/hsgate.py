@@ -57,9 +57,9 @@ __all__ = [
 ]
 
 ENV_SWITCH = "MAILTWIN_HYPERSCAN"
-MAX_PATTERN = 6000  # longer patterns (ReplaceTags giants) stay on re
+MAX_PATTERN = 13000  # longer patterns (ReplaceTags giants) stay on re
 CHUNK = 128  # patterns per database
-MAX_UNROLLED = 1000  # ... and so do those whose bounded repeats unroll past this
+MAX_UNROLLED = 1600  # ... and so do those whose bounded repeats unroll past this
 # Constructs Hyperscan has no exact form for: compiled in prefilter mode.
 _PREFILTER_OPS = frozenset(
     getattr(_c, name)
@@ -233,6 +233,38 @@ def _loosened(items: object) -> list[tuple[object, object]]:
     return out
 
 
+def _drop_ends(items: object) -> list[tuple[object, object]]:
+    out: list[tuple[object, object]] = []
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _c.AT and av in _END_CODES and av is not _c.AT_NON_BOUNDARY:
+            continue
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
+            _c, "POSSESSIVE_REPEAT", None
+        ):
+            out.append((op, (av[0], av[1], _drop_ends(av[2]))))
+        elif op is _c.SUBPATTERN:
+            out.append((op, (*av[:-1], _drop_ends(av[-1]))))
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            out.append((op, _drop_ends(av)))
+        elif op is _c.BRANCH:
+            out.append((op, (av[0], [_drop_ends(branch) for branch in av[1]])))
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            out.append((op, (av[0], _drop_ends(av[1]))))
+        else:
+            out.append((op, av))
+    return out
+
+
+def _without_end_anchors(pattern: bytes) -> bytes | None:
+    """The pattern with its end assertions (``$``, ``\\Z``) dropped, which
+    matches a superset of its matches; None when that cannot be written."""
+    try:
+        loose = unparse(_drop_ends(_sre.parse(pattern, 0))).encode("latin-1")
+    except (re.error, RecursionError, TypeError, ValueError, _Unsupported):
+        return None
+    return None if loose == pattern else loose
+
+
 def build_gate(
     patterns: Sequence[tuple[int, re.Pattern[bytes]]], multiline: bool
 ) -> Gate | None:
@@ -281,30 +313,45 @@ def build_gate(
     covered: list[int] = []
     blobs: list[bytes] = []
     for start in range(0, len(entries), CHUNK):
-        for chunk in _compiled(entries[start : start + CHUNK]):
-            covered.extend(chunk[1])
-            blobs.append(_hs.dumpb(chunk[0]))
+        pieces = _compiled(entries[start : start + CHUNK])
+        if len(pieces) > 1:
+            # Halving left several databases: one of them all scans faster.
+            kept = [entry for _db, used in pieces for entry in used]
+            db = _compile_all(*map(list, zip(*kept, strict=True)))
+            if db is not None:
+                pieces = [(db, kept)]
+        for db, used in pieces:
+            covered.extend(entry[1] for entry in used)
+            blobs.append(_hs.dumpb(db))
     if not blobs:
         return None
     return Gate(frozenset(covered), blobs)
 
 
-def _compiled(
-    entries: list[tuple[bytes, int, int]],
-) -> list[tuple[object, list[int]]]:
-    """Databases (with their pattern ids) for the entries that compile: a set
-    that fails is halved until the failing pattern is found; that one is
-    tried in prefilter mode, else left out."""
+_Entry = tuple[bytes, int, int]  # (pattern, index, Hyperscan flags)
+
+
+def _compiled(entries: list[_Entry]) -> list[tuple[object, list[_Entry]]]:
+    """Databases (with the entries, as compiled) for the entries that
+    compile: a set that fails is halved until the failing pattern is found;
+    that one is tried in prefilter mode, then without end anchors, else left
+    out."""
     if not entries:
         return []
     db = _compile_all(*map(list, zip(*entries, strict=True)))
     if db is not None:
-        return [(db, [entry[1] for entry in entries])]
+        return [(db, entries)]
     if len(entries) == 1:
         pattern, index, flags = entries[0]
-        if flags & _hs.HS_FLAG_PREFILTER:
+        if not flags & _hs.HS_FLAG_PREFILTER:
+            return _compiled([(pattern, index, flags | _hs.HS_FLAG_PREFILTER)])
+        # Hyperscan has no end anchor inside a pattern: drop them all.
+        loose = _without_end_anchors(pattern)
+        if loose is None:
             return []
-        return _compiled([(pattern, index, flags | _hs.HS_FLAG_PREFILTER)])
+        entry = (loose, index, flags)
+        db = _compile_all([loose], [index], [flags])
+        return [] if db is None else [(db, [entry])]
     half = len(entries) // 2
     return _compiled(entries[:half]) + _compiled(entries[half:])
 

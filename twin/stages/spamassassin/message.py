@@ -69,6 +69,14 @@ _PRIVATE_IP = re.compile(
 )
 
 
+# Pseudo-headers ``header`` builds (lower-cased), and a memo for ``has_header``:
+# name -> its index key, or b"" for a name ``header`` must work out.
+_PSEUDO_HEADERS = frozenset(
+    ("all", "all-external", "all-untrusted", "tocc", "messageid", "envelopefrom")
+)
+_PLAIN_KEYS: dict[str, bytes] = {}
+
+
 class NotAMessage(ValueError):
     """The input has no RFC 5322 header block."""
 
@@ -269,6 +277,7 @@ class ParsedMessage:
         self._rendered: list[bytes] | None = None
         self._raw_lines: list[bytes] | None = None
         self._uris: list[bytes] | None = None
+        self._relay_list: list[tuple[bool, bytes]] | None = None
         self.text_plain = ""
         self.text_html = ""
 
@@ -328,6 +337,22 @@ class ParsedMessage:
         self._cache[spec] = value  # type: ignore[assignment]
         return value
 
+    def has_header(self, name: str) -> bool:
+        """Is ``name`` present, as ``header(name + ":raw") is not None`` says?"""
+        key = _PLAIN_KEYS.get(name)
+        if key is None:
+            lower = name.lower()
+            plain = not (
+                "|" in name
+                or ":" in name
+                or lower in _PSEUDO_HEADERS
+                or lower.startswith("x-spam-relays-")
+            )
+            key = _PLAIN_KEYS[name] = lower.encode("latin-1") if plain else b""
+        if key:  # a real header: present when indexed (never with no value)
+            return key in self._index
+        return self.header(name + ":raw") is not None
+
     def _header(self, spec: str) -> bytes | None:
         name, _, modifier = spec.partition(":")
         if "|" in name:
@@ -376,6 +401,17 @@ class ParsedMessage:
         return b"\n".join(decoded)
 
     def _relays(self, which: str) -> bytes:
+        relays = self._relay_list
+        if relays is None:
+            relays = self._relay_list = self._parse_relays()
+        if which in ("external", "untrusted"):
+            chosen = [text for internal, text in relays if not internal]
+        else:
+            chosen = [text for internal, text in relays if internal]
+        return b" ".join(chosen)
+
+    def _parse_relays(self) -> list[tuple[bool, bytes]]:
+        """(internal?, relay text) per parsed Received header, parsed once."""
         relays = []
         for value in self._index.get(b"received", []):
             match = _RECEIVED_FROM.search(_FOLD.sub(b" ", value))
@@ -405,11 +441,7 @@ class ParsedMessage:
                     + b" id= auth= msa=0 ]",
                 )
             )
-        if which in ("external", "untrusted"):
-            chosen = [text for internal, text in relays if not internal]
-        else:
-            chosen = [text for internal, text in relays if internal]
-        return b" ".join(chosen)
+        return relays
 
     def last_external_ip(self) -> str:
         relays = self._relays("external")

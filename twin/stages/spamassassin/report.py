@@ -35,6 +35,7 @@ SA_VERSION_STRING = "4.0.1"  # the shipped rule set's version (SOURCE.txt)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _XSPAM = re.compile(rb"^X-Spam-[\w-]*:.*?(?=\r?\n(?![ \t])|\Z)", re.I | re.M | re.S)
 _SUBJECT = re.compile(rb"^Subject:[ \t]?", re.I | re.M)
+_NEWLINES = re.compile(rb"(?:\r?\n)+")
 
 
 def format_points(score: float) -> str:
@@ -115,8 +116,11 @@ def rewrite_message(message: bytes, headers: Sequence[str], subject_tag: str) ->
         if match
         else (message.rstrip(b"\r\n"), newline)
     )
-    head = _XSPAM.sub(b"", head)
-    head = re.sub(rb"(?:\r?\n)+", newline, head).strip(b"\r\n")
+    if b"x-spam-" in head.lower():  # else _XSPAM (case-blind) finds nothing
+        head = _XSPAM.sub(b"", head)
+    if newline != b"\n" or b"\r\n" in head or b"\n\n" in head:
+        head = _NEWLINES.sub(newline, head)  # (else it would change nothing)
+    head = head.strip(b"\r\n")
     if subject_tag:
         tag = subject_tag.encode("utf-8")
         head, found = _SUBJECT.subn(lambda m: b"Subject: " + tag + b" ", head, count=1)

@@ -352,10 +352,13 @@ class RuleSet:
         scan.prefilter_checks += plan.prefilter_checks
         scan.regex_bytes += body.size * plan.unfiltered
         view = body.view
-        chosen = plan.candidate_indexes(view)
         gates = plan.gates[view.level] if gated and plan.gates else None
-        if gates is not None:
-            chosen = plan.gate(chosen, gates, body, scan)
+        if gates is None:
+            chosen = plan.candidate_indexes(view)
+        elif plan.literal_gate is not None:
+            chosen = plan.gated_indexes(gates, body, scan)
+        else:
+            chosen = plan.gate(plan.candidate_indexes(view), gates, body, scan)
         for index in chosen:
             rule = rules[index]
             count = body.match(rule, scan)
@@ -608,7 +611,7 @@ class _BodyPlan:
     __slots__ = (
         "rules", "prefilter_checks", "unfiltered", "always", "gated", "keys",
         "squeezed_keys", "needs_squeezed", "gates", "literal_gate", "literal_ids",
-        "literal_list",
+        "literal_list", "_by_literal", "_uncovered",
     )
 
     def __init__(self, rules: Sequence[RegexRule]) -> None:
@@ -667,7 +670,7 @@ class _BodyPlan:
         or ``\\B``, one for those with (which may need a paragraph's very end,
         after its final newline); and the literal gate."""
         gates = []
-        for level in range(2):
+        for level in range(3):
             main: list[tuple[int, re.Pattern[bytes]]] = []
             end: list[tuple[int, re.Pattern[bytes]]] = []
             for index, rule in enumerate(self.rules):
@@ -682,9 +685,6 @@ class _BodyPlan:
                 *(gate.covered for gate in (main_gate, end_gate) if gate)
             )
             gates.append((main_gate, end_gate, covered) if covered else None)
-        # Level 1 patterns serve level 2 texts too (both are ASCII): one
-        # compile less, for few more false alarms.
-        gates.append(gates[1])
         self.gates = tuple(gates)
         numbers: dict[bytes, int] = {}
         for index, rule in enumerate(self.rules):
@@ -749,6 +749,77 @@ class _BodyPlan:
                 continue
             kept.append(index)
         return kept
+
+    def _gated_tables(self) -> tuple[dict[int, tuple[int, ...]], list[tuple[int, ...]]]:
+        """For ``gated_indexes``: literal id -> indexes of the rules with that
+        literal; per level, the rules ``candidate_indexes`` may pick (those
+        with literals, and those whose level pattern can match) that no gate
+        covers."""
+        by_literal = getattr(self, "_by_literal", None)
+        if by_literal is None:
+            table: dict[int, list[int]] = {}
+            for index, ids in self.literal_ids.items():
+                for literal_id in ids:
+                    table.setdefault(literal_id, []).append(index)
+            by_literal = self._by_literal = {k: tuple(v) for k, v in table.items()}
+            uncovered = []
+            for gates in self.gates:
+                covered = gates[2] if gates else frozenset()
+                uncovered.append(
+                    tuple(
+                        index
+                        for index, rule in enumerate(self.rules)
+                        if index not in covered
+                        and (
+                            rule.literals is not None
+                            or rule.filter.levels[len(uncovered)][0] is not None  # type: ignore[union-attr]
+                        )
+                    )
+                )
+            self._uncovered = uncovered
+        return by_literal, self._uncovered
+
+    def gated_indexes(
+        self,
+        gates: tuple[hsgate.Gate | None, hsgate.Gate | None, frozenset[int]],
+        body: _BodyText,
+        scan: evals.Scan,
+    ) -> list[int]:
+        """What ``gate(candidate_indexes(view), ...)`` leaves to ``match``,
+        give or take rules ``match`` finds nothing in and counts nothing for,
+        without the text's trigrams: the covered rules the gates let through
+        and every uncovered rule (``match`` runs their necessary checks).  The
+        octets of the paragraphs holding the literals of a covered rule the
+        gates rule out are counted here, as ``gate`` does (a rule with no
+        literal in the text is no candidate and counts nothing)."""
+        main, end, covered = gates
+        lines = body.lines
+        text = body.text
+        joined = hsgate.pieces(lines)
+        maybe: set[int] = set()
+        if main is not None:
+            maybe.update(main.scan(text))
+            if not all(line.endswith(b"\n") for line in lines):
+                maybe.update(main.scan(joined))
+        if end is not None:
+            maybe.update(end.scan(joined))
+            maybe.update(end.scan(text))
+        by_literal, uncovered = self._gated_tables()
+        present = set(self.literal_gate.scan(body.view.lower))  # type: ignore[union-attr]
+        if present:
+            holding: set[int] = set()
+            for literal_id in present:
+                holding.update(by_literal.get(literal_id, ()))
+            literal_list = self.literal_list
+            literal_ids = self.literal_ids
+            for index in holding:
+                if index in covered and index not in maybe:
+                    held = [
+                        literal_list[i] for i in literal_ids[index] if i in present
+                    ]
+                    scan.regex_bytes += body.literal_octets(held)
+        maybe.update(uncovered[body.view.level])
+        return sorted(maybe)
 
     def candidate_indexes(self, view: TextView) -> list[int]:
         """Indexes of the rules to look at for ``view``, in rule order."""
