@@ -637,3 +637,45 @@ def test_field_value_shortcut_changes_no_answer(lines):
                 expected = b" ".join(raw[raw.find(b":") + 1 :].split(b"\r\n")).strip()
                 break
         assert field_value(header, name) == expected
+
+
+def test_cyrus_sole_writer_gives_the_same_replies_and_work(tmp_path):
+    """A sole-writer backend tells changes by the generation alone (no stats)
+    and answers exactly as the ordinary one over a twin store."""
+    results = []
+    for name, sole in (("plain", False), ("sole", True)):
+        root = tmp_path / name
+        for sub in ("cur", "new", "tmp"):
+            (root / "bob" / "Maildir" / sub).mkdir(parents=True)
+        for i in range(3):
+            (root / "bob" / "Maildir" / "new" / f"1170000000.M{i}.host").write_bytes(
+                b"Subject: %d\n\nbody %d\n" % (i, i))
+        backend = CyrusBackend(root, sole_writer=sole)
+        seen, trace = [], []
+        box, work = backend.open("bob", "INBOX", False, NOW)
+        trace.append(work)
+        box.close()
+        seen.append(backend.signature("bob"))
+        seen.append(backend.signature("bob"))
+        box, work = backend.open("bob", "INBOX", False, NOW)
+        trace += [work, box.set_flags([(0, SEEN), (1, 8)])]
+        trace.append(box.expunge(None)[1])
+        box.close()
+        seen.append(backend.signature("bob"))
+        message = b"Subject: late\n\nlate\n"
+        (root / "bob" / "Maildir" / "new" / "1170000060.M9.host").write_bytes(message)
+        trace.append(index_delivery(root, "bob", "new/1170000060.M9.host", message,
+                                    NOW + 60))
+        seen.append(backend.signature("bob"))
+        box, work = backend.open("bob", "INBOX", True, NOW)
+        trace += [work, box.header(2)[1], box.text(2)[1], box.refresh()[1]]
+        results.append((trace, [(m.uid, m.size, m.flags, m.recent)
+                                for m in box.messages], seen, backend.index_counts))
+    (plain, plain_boxes, plain_seen, _), (sole, sole_boxes, sole_seen, counts) = (
+        results)
+    assert sole == plain and sole_boxes == plain_boxes
+    assert [m[0] for m in sole_boxes] == [1, 3, 4]
+    # stable while nothing changed, new after every write
+    assert sole_seen[0] == sole_seen[1] and len(set(sole_seen[1:])) == 3
+    assert all(len(s) == 3 for s in sole_seen)  # (shared, generation, dirs)
+    assert counts == {"reused": 2, "read": 1}

@@ -330,16 +330,19 @@ def test_generated_sessions_run_against_populated_stores(tmp_path, fmt):
         assert len(store.inbox(user)) <= stats.per_user_messages[i] + 20
 
 
-@pytest.mark.parametrize("protocol,keep", [("imap", False), ("pop3", True),
-                                           ("pop3", False)])
+@pytest.mark.parametrize("protocol,keep,sole", [
+    ("imap", False, False), ("pop3", True, False), ("pop3", False, False),
+    ("imap", False, True), ("pop3", False, True)])
 def test_poll_memo_replays_quiet_polls_exactly(tmp_path, population, protocol,
-                                               keep):
+                                               keep, sole):
     """Polls that changed nothing are replayed; every outcome is what a real
     session gives (verify=True plays each replay too), in step with a twin
-    store served without the memo."""
+    store served without the memo (and, with *sole*, the memo's backend
+    tells changes by its generation alone)."""
     user = population.usernames[0]
     stores = [Store(tmp_path / name, "maildir", population)
               for name in ("memo", "plain")]
+    stores[0].backend = CyrusBackend(stores[0].root, sole_writer=sole)
     memo = PollMemo(verify=True)
     states = [ClientState(), ClientState()]
     got = ([], [])

@@ -125,3 +125,15 @@ def test_a_bounce_reads_its_queue_file_through_the_writer(tmp_path, files):
     assert b"Subject: lost\n" in bounce.message
     files.sync()
     assert not any(path.is_file() for path in tmp_path.rglob("*"))
+
+
+def test_folders_made_through_the_writer_are_made_once(tmp_path, files):
+    store = MaildirStore(tmp_path, MaildirSettings(), files)
+    first = store.deliver("dave", b"Subject: a\n\na\n", 1.0, "u1")
+    second = store.deliver("dave", b"Subject: b\n\nb\n", 2.0, "u2", folder="Lists")
+    files.sync()
+    assert first.work.files_created == 1 + 5  # dave/, Maildir/, tmp/ new/ cur/
+    assert second.work.files_created == 1 + 5  # .Lists/, its three, maildirfolder
+    lists = mailbox.Maildir(tmp_path / "dave" / "Maildir", create=False)
+    assert lists.list_folders() == ["Lists"]
+    assert len(lists.get_folder("Lists")) == 1

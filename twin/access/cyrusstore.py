@@ -447,14 +447,18 @@ class _Index:
         cache += entry
         return Work(cpu={"cyrus.parse_byte": size, "cyrus.record": 1}, reads=reads)
 
-    def rebuild(self, now: float) -> Work:
-        """Reconstruct index and cache from the maildir (reads every message)."""
+    def rebuild(self, now: float, texts: dict[str, bytes] | None = None) -> Work:
+        """Reconstruct index and cache from the maildir (reads every message,
+        but those whose bytes *texts* holds by file name)."""
         names, work = self._listing()
         self.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
         self.uidnext, self.recent_uid, self.records = 1, 0, []
         cache = bytearray()
+        texts = texts or {}
         for _, subdir, filename in sorted(names, key=_listing_key):
-            work += self.add_file(subdir, filename, cache, None)
+            raw = texts.get(filename)
+            work += self.add_file(subdir, filename, cache, None,
+                                  None if raw is None else to_crlf(raw))
         self.dirs_synced()
         return work + self.write_all(bytes(cache))
 
@@ -908,8 +912,8 @@ class CyrusBackend:
         key = os.path.relpath(folder, self.root).replace(os.sep, "/") + "/"
         return "/".join(parts), folder, key
 
-    def _load(self, user: str, name: str, now: float, create_inbox: bool
-              ) -> tuple[str, _Index, Work]:
+    def _load(self, user: str, name: str, now: float, create_inbox: bool,
+              texts: dict[str, bytes] | None = None) -> tuple[str, _Index, Work]:
         canonical, folder, key = self._folder(user, name)
         work = Work()
         shared = _SHARED.get(folder) if self.sole_writer else None
@@ -933,7 +937,7 @@ class CyrusBackend:
             else:
                 self.index_counts["reused"] += 1
             if got is None:
-                work += index.rebuild(now)
+                work += index.rebuild(now, texts)
             else:
                 work += got
                 if index.dirs_moved():
@@ -962,7 +966,21 @@ class CyrusBackend:
 
     def open(self, user: str, name: str, readonly: bool, now: float
              ) -> tuple[CyrusMailbox, Work]:
-        canonical, index, work = self._load(user, name, now, create_inbox=True)
+        return self._open(user, name, readonly, now)
+
+    def index_written(self, user: str, texts: dict[str, bytes], now: float) -> Work:
+        """Open and close INBOX read-write as a first session does, building
+        the index (a reconstruct) when it has none, with the bytes of the
+        files *texts* names (file name in ``new/`` or ``cur/`` -> bytes as
+        written) taken from there instead of read back: a writer that has
+        just written them indexes them (those reads are not in the Work)."""
+        mailbox, work = self._open(user, "INBOX", False, now, texts)
+        return work + mailbox.close()
+
+    def _open(self, user: str, name: str, readonly: bool, now: float,
+              texts: dict[str, bytes] | None = None) -> tuple[CyrusMailbox, Work]:
+        canonical, index, work = self._load(user, name, now, create_inbox=True,
+                                            texts=texts)
         for record in index.records:
             record.info.recent = record.info.uid > index.recent_uid
         if not readonly and index.uidnext - 1 > index.recent_uid:

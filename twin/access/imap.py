@@ -60,6 +60,7 @@ from twin.access.store import (
     Backend,
     Mailbox,
     StoreError,
+    plus_cpu,
     sum_work,
 )
 from twin.stages.work import Work
@@ -205,8 +206,8 @@ class ImapSession:
         return self._execute(command)
 
     def _record(self, name: str, reply: bytes, work: Work, size: int) -> bytes:
-        work += Work(cpu={"imap.command": 1, "imap.byte": size,
-                          "imap.response_byte": len(reply)})
+        work = plus_cpu(work, {"imap.command": 1, "imap.byte": size,
+                               "imap.response_byte": len(reply)})
         self.commands.append((name, work))
         return reply
 

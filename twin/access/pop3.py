@@ -25,7 +25,7 @@ from twin.access.auth import Authenticator
 from twin.access.message import split_message
 from twin.access.names import MailboxNameError, check_user
 from twin.access.settings import AccessSettings
-from twin.access.store import Backend, Drop, StoreError, sum_work
+from twin.access.store import Backend, Drop, StoreError, plus_cpu, sum_work
 from twin.stages.work import Work
 
 CPU_UNITS: dict[str, str] = {
@@ -107,8 +107,8 @@ class Pop3Session:
         return sum_work(self._spent)
 
     def _record(self, name: str, reply: bytes, work: Work, size: int) -> bytes:
-        work += Work(cpu={"pop3.command": 1, "pop3.byte": size,
-                          "pop3.response_byte": len(reply)})
+        work = plus_cpu(work, {"pop3.command": 1, "pop3.byte": size,
+                               "pop3.response_byte": len(reply)})
         self.commands.append((name, work))
         return reply
 

@@ -202,6 +202,30 @@ def sum_work(works) -> Work:
         cpu, total.reads, total.writes, *counts)
 
 
+def plus_cpu(work: Work, units: dict[str, int]) -> Work:
+    """``work + Work(cpu=units)`` (the same record, key order included), in
+    one step; *units* must not be used afterwards."""
+    cpu = work.cpu
+    if cpu:
+        merged = dict(cpu)
+        for kind, count in units.items():
+            merged[kind] = merged.get(kind, 0) + count
+        units = merged
+    elif not units:
+        units = cpu
+    return Work(units, work.reads, work.writes, work.fsyncs, work.files_created,
+                work.files_renamed, work.files_deleted, work.dir_entries_scanned,
+                work.locks, work.net_bytes, work.net_round_trips)
+
+
+def plus_net(work: Work, net_bytes: int, round_trips: int) -> Work:
+    """``work + Work(net_bytes=..., net_round_trips=...)`` in one step."""
+    return Work(work.cpu, work.reads, work.writes, work.fsyncs, work.files_created,
+                work.files_renamed, work.files_deleted, work.dir_entries_scanned,
+                work.locks, work.net_bytes + net_bytes,
+                work.net_round_trips + round_trips)
+
+
 _NO_HOST_FSYNC: set[str] = set()
 """Real store roots whose backend was made with ``host_fsync=False``."""
 

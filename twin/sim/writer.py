@@ -80,6 +80,9 @@ class FileWriter:
     def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
         self._add("create", (path, parts, fsync), sum(len(part) for part in parts))
 
+    def mkdir(self, path: str) -> None:
+        self._add("mkdir", (path,), 0)
+
     def rename(self, source: str, target: str) -> None:
         self._add("rename", (source, target), 0)
 

@@ -59,8 +59,13 @@ def set_mtime(path: str, stamp: float) -> None:
     os.utime(path, (stamp, stamp))
 
 
+def make_directory(path: str) -> None:
+    os.mkdir(path, 0o700)
+
+
 OPERATIONS = {
     "create": create,
+    "mkdir": make_directory,
     "rename": os.rename,
     "link_new": link_new,
     "unlink": os.unlink,
@@ -74,6 +79,10 @@ class Files:
 
     def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
         create(path, parts, fsync)
+
+    def mkdir(self, path: str) -> None:
+        """Make the directory *path* (mode 0700); it must not exist."""
+        make_directory(path)
 
     def rename(self, source: str, target: str) -> None:
         os.rename(source, target)

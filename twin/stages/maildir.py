@@ -127,6 +127,7 @@ class MaildirStore:
         self._host = settings.hostname.replace("/", "\\057").replace(":", "\\072")
         # (user, folder) -> (tmp dir, new dir, key prefix of new/)
         self._ready: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._made: set[str] = set()  # directories known to exist (or asked for)
 
     def deliver(
         self,
@@ -199,22 +200,19 @@ class MaildirStore:
         if folder:
             box = maildir_path(self.root, user, folder)
             chain += [box, *(box / sub for sub in SUBDIRS)]
+        # a stat finds what exists; only missing parts are made (by ``files``,
+        # so a writer process makes them before the files that go in them)
+        files = self.files
         created = 0
-        for directory in chain:
-            try:
-                os.mkdir(directory, 0o700)
+        made = self._made
+        for directory in map(str, chain):
+            if directory not in made and not os.path.isdir(directory):
+                files.mkdir(directory)
                 created += 1
-            except FileExistsError:
-                pass
-        if folder:
-            try:
-                marker = os.open(
-                    box / FOLDER_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
-                )
-                os.close(marker)
-                created += 1
-            except FileExistsError:
-                pass
+            made.add(directory)
+        if folder and not os.path.exists(box / FOLDER_MARKER):
+            files.create(str(box / FOLDER_MARKER), (), False)
+            created += 1
         relative = box.relative_to(self.root).as_posix()
         ready = (str(box / "tmp"), str(box / "new"), f"{relative}/new/")
         self._ready[(user, folder)] = ready

@@ -46,6 +46,7 @@ import numpy as np
 
 from twin.access.imap import ImapSession
 from twin.access.pop3 import Pop3Session
+from twin.access.store import plus_net
 from twin.stages.work import Work
 from twin.traffic.users import PROTOCOLS, SessionSpec
 
@@ -175,8 +176,7 @@ class _Script:
         size = len(data) + len(reply)
         self.sent += len(data)
         self.received += len(reply)
-        self.commands.append((name, self.session.last_work
-                              + Work(net_bytes=size, net_round_trips=1)))
+        self.commands.append((name, plus_net(self.session.last_work, size, 1)))
         return reply
 
     def connect(self) -> None:

@@ -11,10 +11,11 @@ and the access servers use:
   read and ``...:2,`` when not (an IMAP server has seen them all, so ``new/``
   is empty); ``<time>`` runs over the last ``history_days`` before the
   simulation epoch, increasing with ``n``. With ``index=True`` (the default)
-  the Cyrus index and cache of each INBOX are then built eagerly through
-  ``CyrusBackend.open`` (a reconstruct, reading every message once), so no
-  session of the simulated week pays for it; with ``index=False`` the backend
-  rebuilds it lazily at the first open.
+  the Cyrus index and cache of each INBOX are built eagerly as it is written
+  (``CyrusBackend.index_written``: a reconstruct that takes the bytes just
+  written instead of reading them back; the same files), so no session of
+  the simulated week pays for it; with ``index=False`` the backend rebuilds
+  it lazily at the first open.
 - ``"mbox"``: the spool file ``<user>`` (``twin.stages.mbox``), messages in
   time order after ``From `` lines, each carrying the headers UW IMAP leaves
   (``Status: RO`` read / ``O`` unread, ``X-UID``, and ``X-IMAPbase`` in the
@@ -239,6 +240,10 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     history_s = settings.history_days * DAY_S
     corpus = _Base64Corpus(_corpus_rng(rng))
     per_messages, per_bytes, known = [], [], []
+    # Cyrus indexes are built as each maildir is written, from the bytes
+    # written (no read back); the same files as a reconstruct afterwards
+    backend = (CyrusBackend(root, host_fsync=host_fsync)
+               if fmt == "maildir" and index else None)
     unread_total = message_total = file_total = 0
     for user_index, user in enumerate(population.usernames):
         count = int(counts[user_index])
@@ -253,7 +258,10 @@ def populate(store_root: str | Path, fmt: str, population: Population,
         seen_upto = count - unread_count
         args = (root, user, domain, sizes.tolist(), stamps, seen_upto, corpus)
         if fmt == "maildir":
-            written = _write_maildir(*args, host)
+            texts: dict[str, bytes] = {}
+            written = _write_maildir(*args, host, texts)
+            if backend is not None:
+                backend.index_written(user, texts, float(epoch))
         else:
             written = _write_mbox(*args)
         per_messages.append(count)
@@ -262,13 +270,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
         unread_total += unread_count
         message_total += per_bytes[-1]
         file_total += written
-    indexed = False
-    if fmt == "maildir" and index:
-        backend = CyrusBackend(root, host_fsync=host_fsync)
-        for user in population.usernames:
-            mailbox, _ = backend.open(user, "INBOX", False, float(epoch))
-            mailbox.close()
-        indexed = True
+    indexed = backend is not None
     return MailboxStats(fmt, n_users, int(counts.sum()), unread_total, message_total,
                         file_total, max(per_bytes, default=0), tuple(per_messages),
                         tuple(per_bytes), tuple(known), indexed)
@@ -276,7 +278,9 @@ def populate(store_root: str | Path, fmt: str, population: Population,
 
 def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
                    stamps: list[int], seen_upto: int, corpus: _Base64Corpus,
-                   host: str) -> int:
+                   host: str, texts: dict[str, bytes] | None = None) -> int:
+    """Write one user's maildir; *texts* gets each file's name in ``cur/``
+    and bytes."""
     inbox = maildir_path(root, user)
     for sub in ("tmp", "new", "cur"):
         os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
@@ -286,13 +290,16 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
     total = 0
     for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
         info = ":2,S" if k <= seen_upto else ":2,"
-        path = f"{cur}/{stamp}.I{k:07d}.{host}{info}"
+        filename = f"{stamp}.I{k:07d}.{host}{info}"
+        path = f"{cur}/{filename}"
+        pieces = _message(name, domain, k, stamp, size, b"", corpus)
         fd = os.open(path, flags, 0o600)
         try:
-            wrote = os.writev(fd, _message(name, domain, k, stamp, size, b"",
-                                           corpus))
+            wrote = os.writev(fd, pieces)
         finally:
             os.close(fd)
+        if texts is not None:
+            texts[filename] = b"".join(pieces)
         if wrote != size:
             raise AssertionError(f"wrote {wrote} of {size} bytes to {path}")
         total += size
