@@ -10,7 +10,11 @@ grows no faster than the traffic (targets: the week under 20 s and 1 GB; at
 10 x the traffic at most 10 x the time and under 2 GB).
 
     python benchmarks/mail_week.py [--scenario ece-2007-dell] [--scale 10]
-        [--duration 7d]
+        [--duration 7d] [--whole] [--set KEY=VALUE ...]
+
+The issue's target is the mail pipeline (greylisting, SMTP, queue, delivery),
+so by default the scenario's content filters and users reading mail are
+turned off (``PIPELINE_ONLY``); ``--whole`` runs the scenario as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ from pathlib import Path
 import simpy
 
 ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_ONLY = [
+    "pipeline.spf=null",
+    "pipeline.antivirus=null",
+    "pipeline.spamfilter=null",
+    "pipeline.ocr=null",
+    "access=null",
+]
+"""Overrides that leave the mail pipeline of a scenario alone."""
 
 
 def bare_simpy(scenario_name: str, overrides: list[str]) -> tuple[float, int]:
@@ -138,11 +150,24 @@ def main() -> int:
         default=0,
         help="also run this many times the traffic (e.g. 10)",
     )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="keep the scenario's content filters and access load",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scenario override, as for twin run (repeatable)",
+    )
     args = parser.parse_args()
     from twin.units import parse_duration
 
     seconds = parse_duration(args.duration)
     base = [f"duration={seconds}s", f"warmup={seconds / 7}s"]
+    base += ([] if args.whole else PIPELINE_ONLY) + args.set
     with tempfile.TemporaryDirectory(
         dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
     ) as tmp:

@@ -49,7 +49,9 @@ with ``sole_writer=True`` tells changes by the generation alone (see
 ``CyrusBackend``).
 
 ``CyrusBackend(root, host_fsync=False)`` (the simulator's store, as the
-delivery stages' ``host_fsync`` setting) skips the real ``os.fsync`` calls;
+delivery stages' ``host_fsync`` setting) skips the real ``os.fsync`` calls,
+and replaces index and cache by unlink and rename rather than a rename over
+the old file (which makes ext4 flush the new file: ``store.replace_file``);
 the Work counts them either way, so results do not change.
 
 Limits: file names longer than ``NAME_BYTES`` cannot be indexed and are left
@@ -83,7 +85,9 @@ from twin.access.store import (
     maildir_info,
     note_host_fsync,
     read_subscriptions,
+    replace_file,
     sync,
+    write_file,
     write_subscriptions,
 )
 from twin.stages.work import Work
@@ -395,11 +399,8 @@ class _Index:
             targets.insert(0, (self.cache_path, cache, CACHE))
         for path, content, name in targets:
             temporary = path + ".NEW"
-            with open(temporary, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                sync(handle, self.host_fsync)
-            os.replace(temporary, path)
+            write_file(temporary, content, self.host_fsync)
+            replace_file(temporary, path, self.host_fsync)
             work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
                          files_created=1, files_renamed=1)
         self.bump(os.stat(self.path))

@@ -253,6 +253,36 @@ def sync(handle, enabled: bool) -> None:
         os.fsync(handle.fileno())
 
 
+def replace_file(temporary: str, path: str, host_fsync: bool) -> None:
+    """Rename *temporary* over *path*, as ``os.replace``. Without *host_fsync*
+    (a simulator's scratch store) the old file is unlinked first: the same
+    files result, but ext4 does not flush the new file's data as it does on a
+    rename over an existing file (``auto_da_alloc``, a hidden fsync that such
+    a store skips, as it skips ``os.fsync``); the replacement is then atomic
+    only for readers that take the writer's lock."""
+    if host_fsync:
+        os.replace(temporary, path)
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    os.rename(temporary, path)
+
+
+def write_file(path: str, data: bytes | bytearray, host_fsync: bool) -> None:
+    """Create or truncate *path* holding *data* (``os.fsync`` if *host_fsync*)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if host_fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_subscriptions(path: str, key: str) -> tuple[set[str], Work]:
     """Mailbox names listed one a line in *path* (a missing file is empty)."""
     try:

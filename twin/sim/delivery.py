@@ -20,6 +20,7 @@ from twin.access.cyrusstore import index_delivery
 from twin.resources import Servers
 from twin.sim.mailrecord import DELIVER, RELAY, REMOTE, MessageRecord
 from twin.sim.mailsetup import EPOCH_S
+from twin.stages.maildir import lf_message
 from twin.stages.smtp import RcptStatus, SmtpResult
 from twin.stages.work import Work
 
@@ -81,8 +82,12 @@ class Delivery:
         if local_users and at != self.model.box_host:
             yield from self.hand_over(record, queue_id, data, at)
             holder = self.model.box_host
+        # every store writes LF line ends: convert once, not per recipient
+        # (the Cyrus index is handed the message as it came, as before)
+        once = len(local_users) > 1 and self.model.access is None
+        local_data = lf_message(data) if once else data
         for user in local_users:
-            yield from self.deliver_local(record, user, data)
+            yield from self.deliver_local(record, user, local_data)
         bounced = False
         if remote:
             bounced = yield from self.deliver_remote(
