@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin.access.imapfetch import bodystructure
-from twin.access.message import parse_mime, split_message, to_crlf
+from twin.access.message import parse_mime, to_crlf
 from twin.access.names import MailboxNameError, check_user, split_name
 from twin.access.store import (
     DELETED,
@@ -167,8 +167,9 @@ def _parse_delivered(message: bytes) -> tuple[int, bytes, int]:
 
 def _cache_entry(text: bytes) -> tuple[bytes, int]:
     """Cache bytes (header, BODYSTRUCTURE) of CRLF *text*, and the header size."""
-    header = split_message(text)[0]
-    structure = bodystructure(parse_mime(text))
+    tree = parse_mime(text)
+    header = tree.header  # split_message(text)[0], as the parse split it
+    structure = bodystructure(tree)
     entry = struct.pack("<I", len(header)) + header + struct.pack(
         "<I", len(structure)) + structure
     return entry, len(header)
@@ -844,6 +845,7 @@ class CyrusBackend:
         # poll of an unchanged mailbox re-reads nothing; the Work is the same)
         self._spare: dict[str, _Index] = {}
         self._inboxes: dict[str, tuple[str, str, str]] = {}
+        self._user_inboxes: dict[str, tuple[str, str, str]] = {}  # by login
         self.index_counts = {"reused": 0, "read": 0}
 
     def _maildir(self, user: str) -> str:
@@ -889,6 +891,10 @@ class CyrusBackend:
 
     def _folder(self, user: str, name: str) -> tuple[str, str, str]:
         """(canonical name, folder path, key prefix) of mailbox *name*."""
+        if name == "INBOX":
+            known = self._user_inboxes.get(user)
+            if known is not None:
+                return known
         maildir = self._maildir(user)
         if name.upper() == "INBOX":  # the maildir itself: nothing to resolve
             known = self._inboxes.get(maildir)
@@ -896,6 +902,8 @@ class CyrusBackend:
                 known = self._inboxes[maildir] = (
                     "INBOX", maildir,
                     os.path.relpath(maildir, self.root).replace(os.sep, "/") + "/")
+            if len(self._user_inboxes) < 1 << 16:
+                self._user_inboxes[user] = known
             return known
         try:
             parts = split_name(name, forbidden=".")

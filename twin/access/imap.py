@@ -88,6 +88,25 @@ _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
 
 
+_ITEMS: dict[bytes, tuple[list, int]] = {}
+_ITEMS_KEEP = 256
+
+
+def _fetch_items(reader: Reader) -> list:
+    """``parse_fetch_items(reader)``, remembered by the text it reads (clients
+    repeat a few fetch-att lists; the items are immutable)."""
+    rest = reader.data[reader.pos :]
+    known = _ITEMS.get(rest)
+    if known is not None:
+        reader.pos += known[1]
+        return known[0]
+    start = reader.pos
+    items = parse_fetch_items(reader)
+    if len(_ITEMS) < _ITEMS_KEEP and len(rest) <= 512:
+        _ITEMS[rest] = (items, reader.pos - start)
+    return items
+
+
 def _text(message: str) -> bytes:
     return _SAFE_TEXT.sub("?", message)[:200].encode("ascii")
 
@@ -558,7 +577,7 @@ class ImapSession:
     def _cmd_fetch(self, tag, reader, sub, uid=False):
         indices = self._indices(reader, uid)
         reader.sp()
-        items = parse_fetch_items(reader)
+        items = _fetch_items(reader)
         reader.end()
         verb = b"UID FETCH" if uid else b"FETCH"
         order = flags_only(items)

@@ -388,7 +388,7 @@ class SmtpServer:
         elif auth is not None:
             auth_outcome = AuthOutcome.NOT_OFFERED
         body = _stuffed(message)
-        size_param = f" SIZE={len(body) - 3}" if session.esmtp else ""
+        size_param = f" SIZE={len(body)}" if session.esmtp else ""
         reply = feed(f"MAIL FROM:<{sender}>{size_param}")
         mail_ok = reply.startswith("250")
         for recipient in recipients:
@@ -408,7 +408,9 @@ class SmtpServer:
             o.status is RcptStatus.ACCEPTED for o in outcomes
         ):
             if feed("DATA").startswith("354"):
-                data_reply = session.feed_data(body)
+                if body:  # the lines, then the final "." (no copy to join them)
+                    session.feed_data(body)
+                data_reply = session.feed_data(b".\r\n")
                 if data_reply is not None and data_reply.startswith("250"):
                     queued = session.messages[-1]
         if not session.closed:
@@ -416,8 +418,15 @@ class SmtpServer:
         return _result(session, outcomes, auth_outcome, data_reply, queued, mail_ok)
 
 
+def _unstuffed(lines: bytes) -> bytes:
+    """CRLF lines as received in DATA without the dot stuffing (RFC 5321 4.5.2)."""
+    if lines.startswith(b".") or b"\n." in lines:
+        return (b"\r\n" + lines).replace(b"\r\n.", b"\r\n")[2:]
+    return lines
+
+
 def _stuffed(message: bytes) -> bytes:
-    """*message* as sent in DATA: CRLF line ends, dot-stuffed, final dot."""
+    """*message* as sent in DATA: CRLF line ends, dot-stuffed (no final dot)."""
     if b"\r\n" not in message and b"\n" in message:
         message = message.replace(b"\n", b"\r\n")
     if message and not message.endswith(b"\r\n"):
@@ -426,7 +435,7 @@ def _stuffed(message: bytes) -> bytes:
         message = message.replace(b"\r\n.", b"\r\n..")
     if message.startswith(b"."):
         message = b"." + message
-    return message + b".\r\n"
+    return message
 
 
 def _result(
@@ -654,19 +663,24 @@ class SmtpSession:
             raise RuntimeError("feed_data outside DATA: send DATA and get 354 first")
         self._data_bytes += len(data)
         self._received(len(data))
-        stream = b"\r\n" + data  # every line, the first too, follows a CRLF
-        end = stream.find(b"\r\n.\r\n")
-        if end < 0:
-            if not data.endswith(b"\r\n"):
-                raise ValueError("feed_data takes whole lines ending in CRLF")
-            self._add_body(stream[:-2].replace(b"\r\n.", b"\r\n")[2:] + b"\r\n")
-            return None
-        if end + 5 != len(stream):
+        # every line, the first too, follows a CRLF: the end is a "." line
+        if data.startswith(b".\r\n"):
+            body_end = 0
+        else:
+            found = data.find(b"\r\n.\r\n")
+            if found < 0:
+                if not data.endswith(b"\r\n"):
+                    raise ValueError("feed_data takes whole lines ending in CRLF")
+                self._add_body(_unstuffed(data))
+                return None
+            body_end = found + 2
+        if body_end + 3 != len(data):
             raise ValueError(
-                f"feed_data got {len(stream) - end - 5} bytes after the final '.'; "
-                "feed them as command lines"
+                f"feed_data got {len(data) - body_end - 3} bytes after the final "
+                "'.'; feed them as command lines"
             )
-        self._add_body(stream[: end + 2].replace(b"\r\n.", b"\r\n")[2:])
+        if body_end:
+            self._add_body(_unstuffed(data[:body_end]))
         return self._end_of_data()
 
     def _add_body(self, chunk: bytes) -> None:

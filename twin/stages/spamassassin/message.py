@@ -524,6 +524,11 @@ class ParsedMessage:
             for line in self.body_lines[1:] + [
                 p.decoded for p in self.parts if p.ctype == "text/plain"
             ]:
+                # Every match holds "://", "www" or "mailto:" (case aside).
+                if b"://" not in line:
+                    lower = line.lower()
+                    if b"www" not in lower and b"mailto:" not in lower:
+                        continue
                 for match in _TEXT_URI.finditer(line):
                     uri = match.group(0).rstrip(b".,;:!?")
                     if uri[:3].lower() == b"www":

@@ -87,6 +87,8 @@ _TAG = re.compile(r"<([A-Za-z0-9_]+)>")
 _PRE_INTER_POST = re.compile(r"<(pre|inter|post)\s+([A-Za-z0-9_]+)>")
 _ANCHOR = re.compile(r"(?<!\\)[\^$]|\\[AZz]")
 _MAX_LITERAL_SCAN = 1500
+# One meta as ``_metas`` walks it: name, evaluator, baseline, readers.
+_MetaStep = tuple[str, Callable[..., float], float, tuple[int, ...]]
 # The score sets this twin uses: 0 (no Bayes, no network) and 2 (Bayes).
 USED_SCORE_SETS = (0, 2)
 
@@ -155,6 +157,10 @@ class RuleSet:
     # with a non-zero baseline, as (index, name, baseline).
     _readers: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _baseline_order: list[tuple[int, str, float]] = field(default_factory=list)
+    # The mimeheader rules' header names as octets, built on first use.
+    _mime_keys: list[bytes] | None = None
+    # Per meta, built on first use: (name, evaluator, baseline, readers).
+    _meta_plan: list[_MetaStep] | None = None
     # Run plans (built once, on first use): header rules grouped by header,
     # body and rawbody rules gated by the trigrams of one necessary check.
     _header_plan: _HeaderPlan | None = None
@@ -163,6 +169,11 @@ class RuleSet:
     # Hyperscan gates (``hsgate``), built by ``compile_rules`` when available.
     gated: bool = False
     _uri_gate: hsgate.Gate | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_meta_plan"] = None  # closures: rebuilt on first use
+        return state
 
     @property
     def rule_count(self) -> int:
@@ -196,27 +207,44 @@ class RuleSet:
         msg = scan.msg
         gated = hyperscan and self.gated and hsgate.available()
         self._headers(scan, hits, gated)
-        for rule in self.mimeheader_rules:
-            scan.rules_evaluated += 1
-            for part in msg.parts:
-                value = part.header(rule.header.encode("latin-1"))
-                scan.regex_bytes += len(value)
-                if value and rule.regex.search(value):
-                    hits[rule.name] = 1.0
-                    break
+        mime_rules = self.mimeheader_rules
+        if mime_rules:
+            scan.rules_evaluated += len(mime_rules)
+            keys = self._mime_keys
+            if keys is None or len(keys) != len(mime_rules):
+                keys = self._mime_keys = [
+                    rule.header.encode("latin-1") for rule in mime_rules
+                ]
+            parts = msg.parts
+            for rule, key in zip(mime_rules, keys, strict=True):
+                for part in parts:
+                    value = part.header(key)
+                    if value:
+                        scan.regex_bytes += len(value)
+                        if rule.regex.search(value):
+                            hits[rule.name] = 1.0
+                            break
         self._lines(scan, "body", msg.body_lines, hits, gated)
         self._lines(scan, "rawbody", msg.rawbody_lines, hits, gated)
         uris = msg.uris
+        uri_rules = self.uri_rules
         gate = self._uri_gate if gated else None
-        if gate is not None:
+        scan.rules_evaluated += len(uri_rules)
+        if gate is None:
+            chosen: Sequence[int] = range(len(uri_rules))
+        else:
+            # A covered rule the gate rules out is skipped, with the octets
+            # the loop below would count for it (every URI's).
             covered = gate.covered
-            maybe = set(gate.scan(hsgate.pieces(uris))) if uris else set()
-            uri_octets = sum(map(len, uris))
-        for index, rule in enumerate(self.uri_rules):
-            scan.rules_evaluated += 1
-            if gate is not None and index in covered and index not in maybe:
-                scan.regex_bytes += uri_octets  # what the loop below counts
-                continue
+            maybe = gate.scan(hsgate.pieces(uris)) if uris else ()
+            chosen = sorted(
+                {i for i in maybe if i in covered}.union(
+                    i for i in range(len(uri_rules)) if i not in covered
+                )
+            )
+            scan.regex_bytes += sum(map(len, uris)) * (len(uri_rules) - len(chosen))
+        for index in chosen:
+            rule = uri_rules[index]
             count = 0
             for uri in uris:
                 scan.regex_bytes += len(uri)
@@ -294,14 +322,19 @@ class RuleSet:
             octets += len(hval) * len(rules)
             lower = None
             gate = group.gate if gated else None
-            if gate is not None:
-                covered = gate.covered
+            if gate is None:
+                chosen: Sequence[int] = range(len(rules))
+            else:
+                # Covered rules the gate rules out do not match: only the
+                # negated ones hit.
+                uncovered, negated = group.gate_plan()
                 maybe = set(gate.scan(hval))
-            for index, rule in enumerate(rules):
-                if gate is not None and index in covered and index not in maybe:
-                    if rule.negate:
-                        found[rule.name] = 1.0
-                    continue
+                for index in negated:
+                    if index not in maybe:
+                        found[rules[index].name] = 1.0
+                chosen = maybe.union(uncovered) if uncovered else maybe
+            for index in chosen:
+                rule = rules[index]
                 header_lits = rule.header_literals
                 if header_lits:
                     if lower is None:
@@ -374,28 +407,34 @@ class RuleSet:
         """
         metas = self.metas
         readers = self._readers
+        plan = self._meta_plan
+        if plan is None or len(plan) != len(metas):
+            plan = self._meta_plan = [
+                (m.name, m.expression.evaluate, m.baseline, readers.get(m.name, ()))
+                for m in metas
+            ]
         values = dict(self.baseline_hits)
         values.update(hits)
-        queue: list[int] = []
         queued: set[int] = set()
+        get_readers = readers.get
         for name in hits:
-            for index in readers.get(name, ()):
-                if index not in queued:
-                    queued.add(index)
-                    heappush(queue, index)
+            found = get_readers(name)
+            if found:
+                queued.update(found)
+        queue = sorted(queued)  # a sorted list is a heap
         evaluated: list[tuple[int, float]] = []
         while queue:
             index = heappop(queue)
-            rule = metas[index]
-            value = rule.expression.evaluate(values)
+            name, evaluate, baseline, its_readers = plan[index]
+            value = evaluate(values)
             value = float(value) if value else 0.0
             evaluated.append((index, value))
             if value:
-                values[rule.name] = value
+                values[name] = value
             else:
-                values.pop(rule.name, None)
-            if value != rule.baseline:
-                for reader in readers.get(rule.name, ()):
+                values.pop(name, None)
+            if value != baseline:
+                for reader in its_readers:
                     if reader not in queued:
                         queued.add(reader)
                         heappush(queue, reader)
@@ -507,8 +546,22 @@ class _HeaderGroup:
 
     __slots__ = (
         "spec", "rules", "missing_hits", "missing_octets", "empty_hits", "_if_unset",
-        "gate",
+        "gate", "_gate_plan",
     )
+
+    def gate_plan(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Indexes of the rules the gate does not cover, and of the negated
+        rules it covers (built on first use)."""
+        plan = getattr(self, "_gate_plan", None)
+        if plan is None:
+            covered = self.gate.covered if self.gate is not None else frozenset()
+            plan = self._gate_plan = (
+                tuple(i for i in range(len(self.rules)) if i not in covered),
+                tuple(
+                    i for i in sorted(covered) if self.rules[i].negate
+                ),
+            )
+        return plan
 
     def __init__(self, spec: str, if_unset: bytes | None) -> None:
         self.spec = spec
