@@ -15,10 +15,13 @@ what follows may depend on it). A reader of the store calls it first.
 (after a failed run). Where no child can be started the operations are done
 at once, in process.
 
-Frames on the pipe: an 8-byte little-endian length, then a pickled list of
-``(operation, arguments)`` tuples, operation names from
-``twin.stages.fileops.OPERATIONS``; a ``("sync", ())`` item makes the child
-answer one line on its stdout: ``ok`` or ``error <what failed>``.
+Frames on the pipe: little-endian 8-byte counts -- the pickle's size, the
+number of data buffers, each buffer's size -- then a pickled list of
+``(operation, arguments)`` tuples (operation names from
+``twin.stages.fileops.OPERATIONS``; pickle protocol 5 with the file data out
+of band), then the data buffers, so message bytes are copied only by the
+kernel. A ``("sync", ())`` item makes the child answer one line on its
+stdout: ``ok`` or ``error <what failed>``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ except ImportError:  # not on this platform: the default pipe size it is
 from twin.errors import TwinError
 from twin.stages import fileops
 
-_LENGTH = struct.Struct("<Q")
+_PAIR = struct.Struct("<QQ")
+IOV_MAX = 1024
 _CHILD = "from twin.sim.writer import main; sys.exit(main())"
 BATCH_BYTES = 1 << 20
 """Bytes of file data gathered before a batch goes down the pipe."""
@@ -67,6 +71,7 @@ class FileWriter:
             close_fds=True,
         )
         self._pipe = self._process.stdin
+        self._fd = self._pipe.fileno()
         self._answers = self._process.stdout
         setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
         if setpipe is not None:
@@ -78,7 +83,12 @@ class FileWriter:
     # -- the operations of Files ---------------------------------------------
 
     def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
-        self._add("create", (path, parts, fsync), sum(len(part) for part in parts))
+        # the data goes down the pipe as it is, beside the pickle (out of band)
+        self._add(
+            "create",
+            (path, tuple(map(pickle.PickleBuffer, parts)), fsync),
+            sum(len(part) for part in parts),
+        )
 
     def mkdir(self, path: str) -> None:
         self._add("mkdir", (path,), 0)
@@ -141,17 +151,34 @@ class FileWriter:
             self._send()
 
     def _send(self) -> None:
-        payload = pickle.dumps(self._batch, protocol=pickle.HIGHEST_PROTOCOL)
+        buffers: list[pickle.PickleBuffer] = []
+        meta = pickle.dumps(self._batch, protocol=5, buffer_callback=buffers.append)
         self._batch = []
         self._bytes = 0
+        views = [buffer.raw() for buffer in buffers]
+        head = struct.pack(
+            f"<QQ{len(views)}Q", len(meta), len(views), *(view.nbytes for view in views)
+        )
         try:
-            self._pipe.write(_LENGTH.pack(len(payload)))
-            self._pipe.write(payload)
-            self._pipe.flush()
+            _write_vector(self._fd, [head, meta, *views])
         except (BrokenPipeError, ValueError):
             raise TwinError(
                 "store: the writer process ended unexpectedly; run again"
             ) from None
+
+
+def _write_vector(fd: int, pieces: list) -> None:
+    """Write every byte of *pieces* to *fd*, ``IOV_MAX`` pieces at most a call."""
+    index = 0
+    while index < len(pieces):
+        group = pieces[index : index + IOV_MAX]
+        written = os.writev(fd, group)
+        index += len(group)
+        total = sum(memoryview(piece).nbytes for piece in group)
+        if written < total:  # a short write: finish this group byte by byte
+            rest = memoryview(b"".join(group))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
 
 
 def start_writer() -> FileWriter | fileops.Files:
@@ -167,16 +194,31 @@ def start_writer() -> FileWriter | fileops.Files:
 # -- the child ---------------------------------------------------------------
 
 
+def _frame(stream) -> list | None:
+    """The next batch on *stream*, or None at its end."""
+    head = stream.read(_PAIR.size)
+    if len(head) < _PAIR.size:
+        return None
+    meta_size, count = _PAIR.unpack(head)
+    sizes = stream.read(8 * count)
+    if len(sizes) < 8 * count:
+        return None
+    meta = stream.read(meta_size)
+    buffers = []
+    for size in struct.unpack(f"<{count}Q", sizes):
+        buffer = bytearray(size)
+        if stream.readinto(buffer) < size:
+            return None
+        buffers.append(buffer)
+    if len(meta) < meta_size:
+        return None
+    return pickle.loads(meta, buffers=buffers)
+
+
 def _frames(stream, batches: deque, ready: threading.Condition) -> None:
     """Read frames from *stream* into *batches* (None at the end)."""
     while True:
-        head = stream.read(_LENGTH.size)
-        batch = None
-        if len(head) == _LENGTH.size:
-            (length,) = _LENGTH.unpack(head)
-            payload = stream.read(length)
-            if len(payload) == length:
-                batch = pickle.loads(payload)
+        batch = _frame(stream)
         with ready:
             batches.append(batch)
             ready.notify()

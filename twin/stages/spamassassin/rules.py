@@ -87,6 +87,9 @@ _TAG = re.compile(r"<([A-Za-z0-9_]+)>")
 _PRE_INTER_POST = re.compile(r"<(pre|inter|post)\s+([A-Za-z0-9_]+)>")
 _ANCHOR = re.compile(r"(?<!\\)[\^$]|\\[AZz]")
 _MAX_LITERAL_SCAN = 1500
+# Texts up to this many octets have their matches counted with findall
+# (a list of them all); longer ones with finditer, which stops at the limit.
+_FINDALL_BELOW = 16_384
 # One meta as ``_metas`` walks it: name, evaluator, baseline, readers.
 _MetaStep = tuple[str, Callable[..., float], float, tuple[int, ...]]
 # The score sets this twin uses: 0 (no Bayes, no network) and 2 (Bayes).
@@ -901,6 +904,9 @@ def _paragraphs(lower: bytes, literal: bytes, starts: list[int]) -> tuple[int, .
 def _count(regex: re.Pattern[bytes], text: bytes, limit: int) -> int:
     if limit <= 1:
         return 1 if regex.search(text) else 0
+    if len(text) <= _FINDALL_BELOW:
+        # One match per element, as finditer: counted in C.
+        return min(len(regex.findall(text)), limit)
     count = 0
     for _ in regex.finditer(text):
         count += 1
