@@ -82,3 +82,35 @@ def test_needs_piece_end() -> None:
     assert hsgate.needs_piece_end(re.compile(rb"(?:a\B)+"))
     assert hsgate.needs_piece_end(re.compile(rb"a\Z"))
     assert not hsgate.needs_piece_end(re.compile(rb"[$]100\b"))
+
+
+@needs_hyperscan
+def test_inner_anchors_are_dropped_for_a_superset() -> None:
+    """Hyperscan rejects ``^``/``$`` inside a pattern even in prefilter mode;
+    the gate then covers the pattern with its anchors dropped."""
+    optout = rb"(?:$|\W)(?=[o0])(?!opt-?out)[o0]pt-?[o0]ut(?:$|\W)"
+    before = rb"^Message-Id:.*?^Received:"
+    gate = _gate([optout, before, rb"plain"], False, re.IGNORECASE | re.MULTILINE)
+    assert gate.covered == frozenset({0, 1, 2})
+    texts = [b"to 0pt-out now", b"x\n0pt out", b"Message-Id: a\nReceived: b\n",
+             b"Received: b\nMessage-Id: a\n", b"nothing plain", b""]
+    for text in texts:
+        found = set(gate.scan(text))
+        for index, pattern in enumerate([optout, before, rb"plain"]):
+            if re.search(pattern, text, re.IGNORECASE | re.MULTILINE):
+                assert index in found, (pattern, text)
+    assert gate.scan(b"nothing here") == []
+
+
+@needs_hyperscan
+def test_a_halved_chunk_is_compiled_again_as_one_database() -> None:
+    """One pattern Hyperscan rejects among others: the rest still scan as
+    one database, and the rejected one is left uncovered."""
+    patterns = [rb"alpha", rb"beta", rb"[^\x00-\xff]x", rb"delta", rb"epsilon"]
+    gate = hsgate.build_gate(
+        [(i, re.compile(p)) for i, p in enumerate(patterns)], False
+    )
+    assert gate is not None
+    assert gate.covered == frozenset({0, 1, 3, 4})
+    assert len(gate._blobs) == 1  # noqa: SLF001 -- the number of databases
+    assert sorted(gate.scan(b"alpha delta epsilon x")) == [0, 3, 4]

@@ -137,3 +137,32 @@ def test_folders_made_through_the_writer_are_made_once(tmp_path, files):
     lists = mailbox.Maildir(tmp_path / "dave" / "Maildir", create=False)
     assert lists.list_folders() == ["Lists"]
     assert len(lists.get_folder("Lists")) == 1
+
+
+def test_ready_waits_for_the_batches_that_touched_a_key(tmp_path, files):
+    files.create(f"{tmp_path}/erin", (b"mail for erin",), False)
+    files.touch("erin")
+    files.ready("erin")  # sends the batch being gathered and waits for it
+    assert (tmp_path / "erin").read_bytes() == b"mail for erin"
+    files.ready("nobody")  # never touched: no wait
+    for n in range(50):
+        files.create(f"{tmp_path}/f{n}", (b"x" * 100_000,), False)
+    files.touch("frank")
+    files.ready("erin")  # done long ago: frank's batch may still be pending
+    files.ready("frank")
+    assert len(list(tmp_path.iterdir())) == 51
+
+
+def test_ready_reports_a_failure(tmp_path, files):
+    files.create(f"{tmp_path}/no/such/dir/x", (b"x",), False)
+    files.touch("gina")
+    with pytest.raises(TwinError, match="No such file"):
+        files.ready("gina")
+
+
+def test_many_batches_do_not_fill_the_report_pipe(tmp_path, monkeypatch, files):
+    monkeypatch.setattr(writer, "BATCH_OPERATIONS", 2)
+    for n in range(20_000):
+        files.set_mtime(str(tmp_path), float(n))
+    files.sync()
+    assert os.stat(tmp_path).st_mtime == 19_999.0

@@ -171,6 +171,9 @@ def seq_indices(ranges: list[tuple[int, int]], count: int) -> list[int] | None:
     """
     if count == 0:
         return None
+    if len(ranges) == 1:  # one range: already in order, nothing repeated
+        low, high = ranges[0]
+        return list(range(bisect_left(uids, low), bisect_right(uids, high)))
     chosen: set[int] = set()
     for low, high in ranges:
         if high > count:
@@ -181,6 +184,9 @@ def seq_indices(ranges: list[tuple[int, int]], count: int) -> list[int] | None:
 
 def uid_indices(ranges: list[tuple[int, int]], uids: list[int]) -> list[int]:
     """0-based indices of messages whose UID (ascending list *uids*) is in range."""
+    if len(ranges) == 1:  # one range: already in order, nothing repeated
+        low, high = ranges[0]
+        return list(range(bisect_left(uids, low), bisect_right(uids, high)))
     chosen: set[int] = set()
     for low, high in ranges:
         chosen.update(range(bisect_left(uids, low), bisect_right(uids, high)))

@@ -10,7 +10,10 @@ on. The files are the same as if they were written at once.
 
 ``sync()`` waits until every operation sent so far is done and raises
 ``TwinError`` naming the first that failed (the child stops at a failure:
-what follows may depend on it). A reader of the store calls it first.
+what follows may depend on it). A reader of the store calls it first, or,
+for one user's mailbox, ``ready(user)`` after the writer calls
+``touch(user)``: that waits only for the batches that touched it, which the
+child has nearly always done already.
 ``close()`` syncs and ends the child; ``abandon()`` ends it without waiting
 (after a failed run). Where no child can be started the operations are done
 at once, in process.
@@ -20,14 +23,15 @@ number of data buffers, each buffer's size -- then a pickled list of
 ``(operation, arguments)`` tuples (operation names from
 ``twin.stages.fileops.OPERATIONS``; pickle protocol 5 with the file data out
 of band), then the data buffers, so message bytes are copied only by the
-kernel. A ``("sync", ())`` item makes the child answer one line on its
-stdout: ``ok`` or ``error <what failed>``.
+kernel. After each batch the child answers one line on its stdout: the
+number of batches done, then ``ok`` or ``error <what failed>``.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
@@ -60,7 +64,15 @@ class FileWriter:
     def __init__(self) -> None:
         self._batch: list[tuple[str, tuple]] = []
         self._bytes = 0
-        self._pending = False
+        self._sent = 0
+        """Batches sent to the child; the one being gathered is number sent + 1."""
+        self._done = 0
+        """Batches the child reported done."""
+        self._failure = ""
+        self._heard = b""
+        self._closed = False
+        self._touched: dict[str, int] = {}
+        """Key -> the batch of its last operation (``touch``)."""
         # the child imports this very package, wherever it was imported from
         root = str(Path(__file__).resolve().parents[2])
         code = f"import sys; sys.path.insert(0, {root!r}); {_CHILD}"
@@ -73,6 +85,8 @@ class FileWriter:
         self._pipe = self._process.stdin
         self._fd = self._pipe.fileno()
         self._answers = self._process.stdout
+        self._answers_fd = self._answers.fileno()
+        os.set_blocking(self._answers_fd, False)
         setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
         if setpipe is not None:
             try:
@@ -105,18 +119,56 @@ class FileWriter:
     def set_mtime(self, path: str, stamp: float) -> None:
         self._add("set_mtime", (path, stamp), 0)
 
+    def touch(self, key: str) -> None:
+        """The operations asked for so far touch *key* (a user's mailbox)."""
+        self._touched[key] = self._sent + 1
+
+    def ready(self, key: str) -> None:
+        """Wait until the operations that touched *key* are done (``sync`` for
+        one key: seldom a wait, as the child is usually far ahead)."""
+        needed = self._touched.get(key, 0)
+        if needed > self._done:
+            self._wait_for(needed)
+
     def sync(self) -> None:
         """Wait for every operation so far; TwinError naming the first failure."""
-        if not self._pending:
+        self._wait_for(self._sent + 1 if self._batch else self._sent)
+
+    def _wait_for(self, batch: int) -> None:
+        if self._closed:
+            if batch > self._done:
+                raise TwinError("store: file operations after the writer was closed")
             return
-        self._batch.append(("sync", ()))
-        self._send()
-        answer = self._answers.readline().decode("utf-8", "replace").strip()
-        self._pending = False
-        if answer != "ok":
-            if not answer:
-                answer = "error the writer process ended unexpectedly"
-            raise TwinError(f"store: {answer.removeprefix('error ')}")
+        if batch > self._sent:
+            self._send()
+        self._hear(block=False)
+        while self._done < batch and not self._failure:
+            self._hear(block=True)
+        if self._failure:
+            raise TwinError(f"store: {self._failure}")
+
+    def _hear(self, block: bool) -> None:
+        """Read the child's reports: one line ``<batch> ok|error <what>`` each."""
+        while True:
+            if block:
+                select.select([self._answers_fd], [], [])
+            try:
+                chunk = os.read(self._answers_fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                if self._done < self._sent and not self._failure:
+                    self._failure = "the writer process ended unexpectedly; run again"
+                return
+            self._heard += chunk
+            *lines, self._heard = self._heard.split(b"\n")
+            for line in lines:
+                number, _, status = line.decode("utf-8", "replace").partition(" ")
+                self._done = max(self._done, int(number))
+                if status != "ok" and not self._failure:
+                    self._failure = status.removeprefix("error ")
+            if block and lines:
+                return
 
     def close(self) -> None:
         """Sync, then end the child."""
@@ -127,6 +179,7 @@ class FileWriter:
 
     def abandon(self) -> None:
         """End the child without waiting for what is still queued."""
+        self._closed = True
         process = self._process
         if process.poll() is not None:
             return
@@ -145,7 +198,6 @@ class FileWriter:
 
     def _add(self, operation: str, arguments: tuple, size: int) -> None:
         self._batch.append((operation, arguments))
-        self._pending = True
         self._bytes += size
         if self._bytes >= BATCH_BYTES or len(self._batch) >= BATCH_OPERATIONS:
             self._send()
@@ -165,6 +217,8 @@ class FileWriter:
             raise TwinError(
                 "store: the writer process ended unexpectedly; run again"
             ) from None
+        self._sent += 1
+        self._hear(block=False)  # keep the child's report pipe from filling
 
 
 def _write_vector(fd: int, pieces: list) -> None:
@@ -245,6 +299,7 @@ def main() -> int:
     reader.start()
     out = sys.stdout.buffer
     failure = ""
+    done = 0
     operations = fileops.OPERATIONS
     while True:
         with ready:
@@ -253,15 +308,16 @@ def main() -> int:
             batch = batches.popleft()
         if batch is None:
             return 1 if failure else 0
-        for operation, arguments in batch:
-            if operation == "sync":
-                out.write((failure or "ok").encode() + b"\n")
-                out.flush()
-            elif not failure:
+        if not failure:
+            for operation, arguments in batch:
                 try:
                     operations[operation](*arguments)
                 except OSError as error:
                     failure = _describe(operation, arguments, error)
+                    break
+        done += 1
+        out.write(f"{done} {failure or 'ok'}\n".encode())
+        out.flush()
 
 
 if __name__ == "__main__":

@@ -96,6 +96,12 @@ class Files:
     def set_mtime(self, path: str, stamp: float) -> None:
         set_mtime(path, stamp)
 
+    def touch(self, key: str) -> None:
+        """The operations so far touched *key* (nothing to remember here)."""
+
+    def ready(self, key: str) -> None:
+        """The operations that touched *key* are done (always true here)."""
+
     def sync(self) -> None:
         """Every operation asked for so far is done (always true here)."""
 

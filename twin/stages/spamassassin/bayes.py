@@ -32,6 +32,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from twin.stages.spamassassin.message import ParsedMessage
@@ -112,10 +113,21 @@ def _token_words(token: bytes, body: bool) -> tuple[bytes, ...]:
 
 # Twin speed-up: a word's tokens depend on the word alone, so they are kept
 # (per body/header kind) for the words seen most recently.
-_WORD_CACHE: tuple[dict[bytes, tuple[bytes, ...]], dict[bytes, tuple[bytes, ...]]] = (
-    {},
-    {},
-)
+class _WordCache(dict[bytes, tuple[bytes, ...]]):
+    """Word -> its tokens (body or header kind), worked out on first lookup."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bool) -> None:
+        super().__init__()
+        self.body = body
+
+    def __missing__(self, word: bytes) -> tuple[bytes, ...]:
+        found = self[word] = _token_words(word, self.body)
+        return found
+
+
+_WORD_CACHE = (_WordCache(False), _WordCache(True))
 _WORD_CACHE_SIZE = 200_000
 
 
@@ -124,16 +136,10 @@ def _words(text: bytes, body: bool) -> set[bytes]:
     cache = _WORD_CACHE[body]
     if len(cache) > _WORD_CACHE_SIZE:
         cache.clear()
-    out: set[bytes] = set()
     text = text.translate(_STRIP_TABLE)
     if b"..." in text or b"--" in text:  # else _DOTS cannot match
         text = _DOTS.sub(rb"\1 \2 \3", text)
-    for word in set(text.split()):
-        found = cache.get(word)
-        if found is None:
-            found = cache[word] = _token_words(word, body)
-        out.update(found)
-    return out
+    return set(chain.from_iterable(map(cache.__getitem__, set(text.split()))))
 
 
 def tokenize(

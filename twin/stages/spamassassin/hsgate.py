@@ -14,12 +14,17 @@ What makes the answer safe (a superset of the rules ``re.search`` hits):
   the ASCII classes and ASCII case folding of a ``re`` bytes pattern;
 - patterns Hyperscan cannot compile exactly (back-references, lookarounds,
   atomic groups, possessive quantifiers) are compiled in prefilter mode
-  (``HS_FLAG_PREFILTER``: reports a superset of the true matches); those it
+  (``HS_FLAG_PREFILTER``: reports a superset of the true matches), and those
+  that fail even so (``^``/``$`` inside a pattern) with their ``^ $ \\A \\Z``
+  anchors dropped (a superset again); those it
   cannot compile either, patterns that match the empty string, patterns with
   ``\\A``/``\\Z`` (outside multi-line gates) or ``/x``, and patterns over
   ``MAX_PATTERN`` characters are not covered (their rules always run on
   ``re``); a pattern whose bounded repeats unroll past ``MAX_UNROLLED`` is
   compiled with them unbounded (``x{0,2048}`` as ``x*``: a superset again);
+- the patterns are compiled ``CHUNK`` to a database; when a chunk had to be
+  halved to find the patterns that fail, the rest are compiled again into one
+  database (one scan instead of several);
 - rules that search several pieces separately (body paragraphs, URIs) are
   gated on the pieces joined so that each is followed by ``\\n`` (``pieces``),
   with ``^``/``$`` made multi-line: every match inside one piece is then a
@@ -76,6 +81,16 @@ _EDGE = re.compile(rb"(?<!\\)((?:\\\\)*)\\([AZ])")
 _END_CODES = frozenset(
     getattr(_c, name)
     for name in ("AT_END", "AT_END_LINE", "AT_END_STRING", "AT_NON_BOUNDARY")
+    if hasattr(_c, name)
+)
+
+
+_LINE_ANCHORS = frozenset(
+    getattr(_c, name)
+    for name in (
+        "AT_BEGINNING", "AT_BEGINNING_LINE", "AT_BEGINNING_STRING", "AT_END",
+        "AT_END_LINE", "AT_END_STRING",
+    )
     if hasattr(_c, name)
 )
 
@@ -236,7 +251,7 @@ def _loosened(items: object) -> list[tuple[object, object]]:
 def _drop_ends(items: object) -> list[tuple[object, object]]:
     out: list[tuple[object, object]] = []
     for op, av in items:  # type: ignore[attr-defined]
-        if op is _c.AT and av in _END_CODES and av is not _c.AT_NON_BOUNDARY:
+        if op is _c.AT and av in _LINE_ANCHORS:
             continue
         if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
             _c, "POSSESSIVE_REPEAT", None
@@ -255,9 +270,10 @@ def _drop_ends(items: object) -> list[tuple[object, object]]:
     return out
 
 
-def _without_end_anchors(pattern: bytes) -> bytes | None:
-    """The pattern with its end assertions (``$``, ``\\Z``) dropped, which
-    matches a superset of its matches; None when that cannot be written."""
+def _without_anchors(pattern: bytes) -> bytes | None:
+    """The pattern with its start and end assertions (``^ $ \\A \\Z``)
+    dropped, which matches a superset of its matches; None when that cannot
+    be written."""
     try:
         loose = unparse(_drop_ends(_sre.parse(pattern, 0))).encode("latin-1")
     except (re.error, RecursionError, TypeError, ValueError, _Unsupported):
@@ -334,7 +350,7 @@ _Entry = tuple[bytes, int, int]  # (pattern, index, Hyperscan flags)
 def _compiled(entries: list[_Entry]) -> list[tuple[object, list[_Entry]]]:
     """Databases (with the entries, as compiled) for the entries that
     compile: a set that fails is halved until the failing pattern is found;
-    that one is tried in prefilter mode, then without end anchors, else left
+    that one is tried in prefilter mode, then without anchors, else left
     out."""
     if not entries:
         return []
@@ -345,8 +361,9 @@ def _compiled(entries: list[_Entry]) -> list[tuple[object, list[_Entry]]]:
         pattern, index, flags = entries[0]
         if not flags & _hs.HS_FLAG_PREFILTER:
             return _compiled([(pattern, index, flags | _hs.HS_FLAG_PREFILTER)])
-        # Hyperscan has no end anchor inside a pattern: drop them all.
-        loose = _without_end_anchors(pattern)
+        # Hyperscan has no anchor inside a pattern (after a start or before
+        # an end): drop them all.
+        loose = _without_anchors(pattern)
         if loose is None:
             return []
         entry = (loose, index, flags)

@@ -269,6 +269,7 @@ class ParsedMessage:
         for name, value in self.headers:
             self._index.setdefault(name.lower(), []).append(value)
         self._cache: dict[str, bytes] = {}
+        self._decoded: dict[bytes, bytes] = {}
         self.parts: list[MimePart] = []
         self.html = HtmlFacts()
         self.flags: dict[str, int] = {"missing_mime_head_body_separator": 0}
@@ -337,6 +338,13 @@ class ParsedMessage:
         self._cache[spec] = value  # type: ignore[assignment]
         return value
 
+    def _decode(self, value: bytes) -> bytes:
+        """``decode_header_value(value)``, once per value and message."""
+        decoded = self._decoded.get(value)
+        if decoded is None:
+            decoded = self._decoded[value] = decode_header_value(value)
+        return decoded
+
     def has_header(self, name: str) -> bool:
         """Is ``name`` present, as ``header(name + ":raw") is not None`` says?"""
         key = _PLAIN_KEYS.get(name)
@@ -363,12 +371,13 @@ class ParsedMessage:
             got = [v for v in found if v is not None]
             return b"\n".join(got) if got else None
         key = name.lower()
-        if key in ("all", "all-external", "all-untrusted"):
+        if key in ("all-external", "all-untrusted"):  # the same text as ALL's
+            return self.header("ALL:raw" if modifier == "raw" else "ALL")
+        if key == "all":
             if modifier == "raw":
                 return b"".join(n + b": " + v + b"\n" for n, v in self.headers)
-            return b"".join(
-                n + b": " + decode_header_value(v) + b"\n" for n, v in self.headers
-            )
+            decode = self._decode
+            return b"".join(n + b": " + decode(v) + b"\n" for n, v in self.headers)
         if key == "tocc":
             to, cc = self.header("To"), self.header("Cc")
             if to is None and cc is None:
@@ -393,7 +402,7 @@ class ParsedMessage:
             return None
         if modifier == "raw":
             return b"\n".join(values)
-        decoded = [decode_header_value(v) for v in values]
+        decoded = [self._decode(v) for v in values]
         if modifier == "addr":
             return _first_address(decoded[0])
         if modifier == "name":
