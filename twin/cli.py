@@ -94,9 +94,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+MAIL_HEADLINE = (
+    "messages.offered",
+    "messages.inbound.accepted",
+    "messages.inbound.spam_accepted",
+    "messages.outbound.accepted",
+    "messages.rejected",
+    "messages.delivered",
+    "messages.lost",
+    "greylist.deferred",
+    "relay.denied",
+    "latency.delivery.p50",
+    "latency.delivery.p95",
+    "filter.spam_tagged",
+    "filter.spam_missed",
+    "filter.ham_tagged",
+    "filter.catch_rate",
+    "filter.false_positive_rate",
+    "virus.blocked",
+    "access.sessions",
+    "latency.imap.select.p95",
+    "latency.imap.session.p95",
+    "latency.pop3.session.p95",
+)
+"""What ``twin run`` shows first of a mail run (those the run has)."""
+
+
 def headline(summary: dict[str, float | None], limit: int = 40) -> list[str]:
-    """The summary metrics as aligned lines, confidence intervals beside means."""
+    """The summary metrics as aligned lines, confidence intervals beside means.
+
+    A mail run shows ``MAIL_HEADLINE`` and every host's utilisation first.
+    """
     names = [name for name in summary if not name.endswith(".ci95")]
+    if "messages.offered" in summary:
+        first = [name for name in MAIL_HEADLINE if name in summary]
+        first += [
+            name for name in names if name.startswith("util.") and name.endswith(".cpu")
+        ]
+        names = first + [name for name in names if name not in set(first)]
+        limit = min(limit, len(first))
     width = max((len(name) for name in names), default=0)
     lines = []
     for name in names[:limit]:

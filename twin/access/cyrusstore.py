@@ -183,6 +183,22 @@ def _split_name(filename: str) -> tuple[str, int, int]:
     return filename, CUR_BARE, 0
 
 
+def _read_file(path: str) -> bytes:
+    """All of the file *path* (FileNotFoundError when there is none)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        want = os.fstat(fd).st_size + 1
+        data = os.read(fd, want)
+        if len(data) < want:  # a short read of a regular file: its end
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _stamp_of(name: str, path: str) -> int:
     match = _STAMP.match(name)
     if match:
@@ -641,18 +657,20 @@ class CyrusMailbox:
 
     def text(self, index: int) -> tuple[bytes, Work]:
         record = self._index.records[index]
-        work = Work()
-        path = os.path.join(self._index.folder, record.filename())
-        if not os.path.exists(path):
-            work += self._index.find_file(record)  # moved by someone: look again
-            path = os.path.join(self._index.folder, record.filename())
+        name = record.filename()
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+            raw = _read_file(os.path.join(self._index.folder, name))
+            found = None
         except FileNotFoundError:
-            raise StoreError("message file vanished; try NOOP") from None
-        key = self._index.key + record.filename().replace(os.sep, "/")
-        return to_crlf(raw), work + Work(reads=((key, len(raw)),))
+            found = self._index.find_file(record)  # moved by someone: look again
+            name = record.filename()
+            try:
+                raw = _read_file(os.path.join(self._index.folder, name))
+            except FileNotFoundError:
+                raise StoreError("message file vanished; try NOOP") from None
+        key = self._index.key + name.replace(os.sep, "/")
+        work = Work(reads=((key, len(raw)),))
+        return to_crlf(raw), work if found is None else found + work
 
     def set_flags(self, changes: list[tuple[int, int]]) -> Work:
         """Rename each file to its new flags and rewrite its record in place."""

@@ -48,13 +48,25 @@ _SIMPLE = frozenset({b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE", b"ENVELO
                      b"RFC822.TEXT"})
 
 
+_QUOTED: dict[bytes, bytes] = {}
+
+
 def quote(value: bytes | None) -> bytes:
     """An IMAP nstring: NIL, a quoted string, or a literal for anything else."""
     if value is None:
         return b"NIL"
+    small = len(value) <= 32 and type(value) is bytes
+    if small:
+        known = _QUOTED.get(value)
+        if known is not None:
+            return known
     if _SAFE.match(value):
-        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return b"{%d}\r\n" % len(value) + value
+        known = b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    else:
+        known = b"{%d}\r\n" % len(value) + value
+    if small and len(_QUOTED) < 4096:  # tokens: types, encodings, names
+        _QUOTED[value] = known
+    return known
 
 
 def internaldate(seconds: int) -> bytes:

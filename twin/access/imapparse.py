@@ -171,9 +171,6 @@ def seq_indices(ranges: list[tuple[int, int]], count: int) -> list[int] | None:
     """
     if count == 0:
         return None
-    if len(ranges) == 1:  # one range: already in order, nothing repeated
-        low, high = ranges[0]
-        return list(range(bisect_left(uids, low), bisect_right(uids, high)))
     chosen: set[int] = set()
     for low, high in ranges:
         if high > count:

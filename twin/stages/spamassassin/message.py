@@ -96,12 +96,18 @@ class MimePart:
 
     def header(self, name: bytes) -> bytes:
         key = name.lower()
-        cache = self.__dict__.setdefault("_header_cache", {})
+        cache = self.__dict__.get("_header_cache")
+        if cache is None:
+            # The part's header names, lower-cased, with their values.
+            index: dict[bytes, list[bytes]] = {}
+            for n, v in self.headers:
+                index.setdefault(n.lower(), []).append(v)
+            cache = self.__dict__["_header_cache"] = {}
+            self.__dict__["_header_index"] = index
         value = cache.get(key)
         if value is None:
-            value = cache[key] = b"\n".join(
-                decode_header_value(v) for n, v in self.headers if n.lower() == key
-            )
+            values = self.__dict__["_header_index"].get(key, ())
+            value = cache[key] = b"\n".join(decode_header_value(v) for v in values)
         return value
 
 

@@ -695,7 +695,8 @@ def _trigram_chance(code: int) -> float:
 class LiteralCheck:
     """Is any of a set of literals in a text?  Trigram keys rule most out in C:
     each literal is filed under its rarest trigram and needs all its trigrams
-    present before its text is looked for."""
+    present before its text is looked for.  A check of few keys on a text
+    whose trigram set is not built yet looks for its literals directly."""
 
     __slots__ = ("squeeze", "short", "keys", "longer", "trigrams")
 

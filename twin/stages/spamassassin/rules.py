@@ -37,8 +37,11 @@ cannot match; header rules know whether they match an empty value and a few
 literals a value must hold.  Equal checks are shared between rules and each is
 answered once per text; every literal check of the body rules is filed under
 the trigram keys one of which it needs, so the rules whose checks can pass are
-picked from the text's trigrams in a few set operations.  The work counted is
-that of the engine described above, whatever the speed-ups skip.
+picked from the text's trigrams in a few set operations.  With the Hyperscan
+gates (``hsgate``; one set per text level) the trigrams are not needed: the
+rules looked at are those the gates let through plus those they do not
+cover, and the literals present come from one literal-gate scan.  The work
+counted is that of the engine described above, whatever the speed-ups skip.
 
 It counts, into the scan, rules evaluated, literal prefilter checks and bytes
 scanned by regexes.
