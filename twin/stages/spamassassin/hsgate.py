@@ -165,6 +165,8 @@ class Gate:
     def __setstate__(self, state: tuple[frozenset[int], list[bytes]]) -> None:
         self.covered, self._blobs = state
         self._dbs = None
+        if available():  # loaded with the rule set, not on the first scan
+            self._open()
 
     def _open(self) -> list[object]:
         dbs = []
