@@ -31,6 +31,7 @@ from twin.access.imap import ImapSession
 from twin.access.mboxstore import MboxBackend
 from twin.access.pop3 import Pop3Session
 from twin.schema.mail import MailScenario
+from twin.stages.fileops import DIRECT, Files
 from twin.traffic.client import ClientState, PollMemo
 from twin.traffic.mailboxes import populate
 from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
@@ -53,6 +54,7 @@ class AccessLoad:
 
     *book* books work as ``MailModel._book`` does: ``book(stage, host, work,
     array)`` spends it on the host from now and returns when it is done.
+    *files* is the model's file writer (``twin.stages.fileops``).
     """
 
     def __init__(
@@ -65,8 +67,12 @@ class AccessLoad:
         host: str,
         array_name: str,
         book,
+        files: Files = DIRECT,
     ) -> None:
         self.env = env
+        self.files = files
+        """Who writes the deliveries (``twin.sim.writer``): a session waits for
+        its user's mailbox to be written (``ready``) before it reads it."""
         self.scenario = scenario
         self.host = host
         self.array = array_name
@@ -149,6 +155,7 @@ class AccessLoad:
         def make_session():
             return kind(backend, directory, now_fn=lambda: epoch + env.now)
 
+        self.files.ready(spec.user)
         outcome = self.memo.play(spec, make_session, self.states[spec.user_index],
                                  lambda: backend.signature(spec.user))
         self.sessions[spec.protocol] += 1

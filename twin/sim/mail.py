@@ -86,10 +86,9 @@ class MailModel:
         self.folder = folder
         self.streams = streams
         # The queue and maildir files are written by a child process on the
-        # other core (twin.sim.writer); the access servers read the store in
-        # this one, so with an access load the writes are done at once.
-        with_access = scenario.access is not None and scenario.access.enabled
-        self.files = DIRECT if with_access else start_writer()
+        # other core (twin.sim.writer); a user's session waits for its
+        # mailbox's writes (Files.ready) before the servers read it.
+        self.files = start_writer()
         self.stages = build_stages(scenario, streams, folder, self.files)
         self.hosts = {
             name: Host(env, name, load_profile(spec.hardware))
@@ -155,6 +154,7 @@ class MailModel:
                     first=False,
                 ),
                 self._book,
+                self.files,
             )
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""
