@@ -22,13 +22,22 @@ from twin.sim.run import run_scenario
 from twin.stages.directory import read_credentials_csv
 
 ROOT = Path(__file__).parent.parent / "scenarios"
-SHORT = [
+BRIEF = [
     "duration=8h",
     "warmup=1h",
     "traffic.users.inboxes=300",
     "output.sample_interval=10m",
     "output.batches=10",
 ]
+MAIL_PATH_ONLY = [
+    "access=null",
+    "pipeline.spf=null",
+    "pipeline.antivirus=null",
+    "pipeline.spamfilter=null",
+    "pipeline.ocr=null",
+]
+SHORT = BRIEF + MAIL_PATH_ONLY
+"""Hours of the mail path alone: every delivered message is in the store, once."""
 MESSAGE_ID = re.compile(rb"^Message-ID: <\d+\.(\d+)\.", re.MULTILINE | re.IGNORECASE)
 
 
@@ -255,7 +264,7 @@ def test_content_filters_and_spf_on_the_gateway(dell, tmp_path):
 
 def test_ocr_reads_image_spam_and_costs_the_gateway(tmp_path):
     quick = [
-        *SHORT,
+        *BRIEF,
         "duration=2h",
         "warmup=30m",
         "pipeline.spamfilter.enabled=false",
@@ -301,3 +310,38 @@ def test_static_whitelist_removes_the_greylisting_delay(dell, tmp_path):
         open_door["messages.inbound.spam_accepted"]
         > 3 * dell.summary["messages.inbound.spam_accepted"]
     )
+
+
+def test_the_default_scenario_is_the_whole_2007_system(tmp_path):
+    """ece-2007-dell as shipped: greylisting, SPF, the content filters, delivery
+    and users reading mail with Cyrus, all in one run; the Sun has its readers."""
+    scenario = load_scenario(
+        ROOT / "ece-2007-dell.yaml",
+        [
+            "duration=3h",
+            "warmup=1h",
+            "traffic.users.inboxes=120",
+            "output.sample_interval=10m",
+            "output.batches=5",
+        ],
+    )
+    model = scenario.model
+    assert model.pipeline.spamfilter.on == "gateway"
+    assert model.pipeline.antivirus.on == model.pipeline.ocr.on == "gateway"
+    assert model.access is not None and model.access.enabled
+    sun = load_scenario(ROOT / "ece-2004-sun.yaml").model
+    assert sun.access is not None and sun.access.enabled
+    assert sun.pipeline.deliver.format == "mbox"
+    s = run_scenario(scenario, tmp_path / "whole", quiet=True).summary
+    assert s["messages.lost"] == 0
+    assert s["filter.scanned"] > 100
+    assert s["filter.spam_tagged"] > 0 and s["filter.catch_rate"] > 0.5
+    assert s["filter.false_positive_rate"] < 0.05
+    assert s["spf.pass"] > 0
+    assert s["virus.scanned"] == s["messages.inbound.accepted"]
+    for stage in ("smtp", "spamfilter", "antivirus", "spf"):
+        assert s[f"cpu.gateway.{stage}.seconds"] > 0, stage
+    assert s["access.sessions"] > 100 and s["access.failures"] == 0
+    assert s["cpu.mail.imap.seconds"] > 0
+    assert s["latency.imap.session.p95"] > 0 and s["latency.pop3.session.p95"] > 0
+    assert 0 <= s["cache.mail.hit_rate"] <= 1
