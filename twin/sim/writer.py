@@ -55,6 +55,8 @@ BATCH_BYTES = 1 << 20
 """Bytes of file data gathered before a batch goes down the pipe."""
 BATCH_OPERATIONS = 2048
 PIPE_BYTES = 1 << 20
+BACKLOG_BATCHES = 16
+"""Batches the child holds read but not yet done (at most ~16 MB of data)."""
 """Pipe capacity asked of Linux (F_SETPIPE_SZ), so a batch rarely blocks."""
 
 
@@ -274,8 +276,12 @@ def _frames(stream, batches: deque, ready: threading.Condition) -> None:
     while True:
         batch = _frame(stream)
         with ready:
+            # a bounded backlog: beyond it the pipe fills and the simulation
+            # waits, rather than this process holding gigabytes of messages
+            while len(batches) >= BACKLOG_BATCHES:
+                ready.wait()
             batches.append(batch)
-            ready.notify()
+            ready.notify_all()
         if batch is None:
             return
 
@@ -306,6 +312,7 @@ def main() -> int:
             while not batches:
                 ready.wait()
             batch = batches.popleft()
+            ready.notify_all()
         if batch is None:
             return 1 if failure else 0
         if not failure:
