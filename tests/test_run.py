@@ -143,3 +143,17 @@ def test_failure_in_each_phase_leaves_a_complete_record(tmp_path, monkeypatch, p
     monkeypatch.undo()
     rerun = run_scenario(short(), tmp_path / "run", quiet=True)
     assert not rerun.reused and (folder / "summary.json").exists()
+
+
+def test_progress_goes_to_a_log_as_lines_and_changes_nothing(tmp_path):
+    import io
+
+    log = io.StringIO()  # not a terminal: a line every tenth of the run
+    logged = run_scenario(short(), tmp_path / "logged", progress_stream=log)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("jackson: 5m of 50m simulated (10%), ")
+    assert lines[-1].startswith("jackson: 50m of 50m simulated (100%), ")
+    silent = run_scenario(short(), tmp_path / "silent", quiet=True)
+    for name in ("summary.json", "jobs.parquet", "resources.parquet"):
+        assert (logged.path / name).read_bytes() == (silent.path / name).read_bytes()

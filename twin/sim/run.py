@@ -28,6 +28,7 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
 
@@ -48,6 +49,8 @@ from twin.units import format_duration
 
 DEFAULT_RUNS = Path("reports") / "runs"
 PROGRESS_STEPS = 200
+LINE_STEPS = 10
+"""Progress lines of a run whose output is not a terminal."""
 
 
 @dataclass(frozen=True)
@@ -92,29 +95,45 @@ def read_complete(folder: Path, digest: str) -> RunResult | None:
 
 
 class Progress:
-    """A one-line progress bar of simulated time on a terminal."""
+    """Progress of simulated time: a one-line bar on a terminal, or, with
+    *lines* (a log file, a pipe), a plain line every tenth of the run."""
 
-    def __init__(self, stream: TextIO | None, duration: float, label: str) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None,
+        duration: float,
+        label: str,
+        lines: bool = False,
+    ) -> None:
         self.stream = stream
         self.duration = duration
         self.label = label
+        self.lines = lines
+        self.steps = LINE_STEPS if lines else PROGRESS_STEPS
         self.started = time.perf_counter()
 
     def show(self, now: float) -> None:
         if self.stream is None:
             return
         share = min(now / self.duration, 1.0)
-        filled = int(share * 30)
         elapsed = time.perf_counter() - self.started
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
-            f"{format_duration(now)} / {format_duration(self.duration)} "
-            f"{share:4.0%}  {elapsed:5.1f}s wall"
-        )
+        if self.lines:
+            self.stream.write(
+                f"{self.label}: {format_duration(now)} of "
+                f"{format_duration(self.duration)} simulated ({share:.0%}), "
+                f"{elapsed:.1f}s wall\n"
+            )
+        else:
+            filled = int(share * 30)
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+                f"{format_duration(now)} / {format_duration(self.duration)} "
+                f"{share:4.0%}  {elapsed:5.1f}s wall"
+            )
         self.stream.flush()
 
     def done(self) -> None:
-        if self.stream is not None:
+        if self.stream is not None and not self.lines:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -127,6 +146,18 @@ def events_processed(env: simpy.Environment) -> int:
         return -1
     scheduled = next(counter)
     return scheduled - len(queue)
+
+
+@lru_cache(maxsize=1)
+def _run_call_events() -> int:
+    """Events one more ``env.run(until=...)`` adds to ``events_processed``."""
+    counts = []
+    for calls in (1, 2):
+        env = simpy.Environment()
+        for call in range(1, calls + 1):
+            env.run(until=float(call))
+        counts.append(events_processed(env))
+    return counts[1] - counts[0]
 
 
 def _build(env, scenario: Scenario, streams: Streams, folder: Path):
@@ -172,13 +203,11 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
         gc.collect()
         gc.freeze()
         try:
-            if progress.stream is None:
-                env.run(until=duration)
-            else:
-                for step in range(1, PROGRESS_STEPS + 1):
-                    env.run(until=duration * step / PROGRESS_STEPS)
-                    progress.show(env.now)
-                progress.done()
+            steps = 1 if progress.stream is None else progress.steps
+            for step in range(1, steps + 1):
+                env.run(until=duration * step / steps)
+                progress.show(env.now)
+            progress.done()
         finally:
             gc.unfreeze()
         sampler.sample()  # the last, partial interval up to the end
@@ -191,7 +220,9 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
             close()
         jobs.close()
         resources.close()
-    events = events_processed(env)
+    # each run(until=...) adds events of its own: count those of one, as a
+    # run without progress does, so the count does not depend on the progress
+    events = events_processed(env) - (steps - 1) * _run_call_events()
     summary["sim.duration"] = float(duration)
     summary["sim.warmup"] = float(model_spec.warmup)
     summary["sim.events"] = float(events)
@@ -240,11 +271,9 @@ def run_scenario(
         "status": "running",
     }
     write_json(staging / "manifest.json", manifest)
-    if quiet or progress_stream is None:
-        stream = None
-    else:
-        stream = progress_stream if progress_stream.isatty() else None
-    progress = Progress(stream, scenario.model.duration, scenario.name)
+    stream = None if quiet else progress_stream
+    lines = stream is not None and not stream.isatty()
+    progress = Progress(stream, scenario.model.duration, scenario.name, lines)
     started = time.perf_counter()
     try:
         summary, events = simulate(scenario, staging, progress)
