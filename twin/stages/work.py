@@ -31,10 +31,12 @@ Only stages build Work; nothing here knows of SimPy or hardware.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import add as _add
 from types import MappingProxyType
 from typing import NamedTuple
 
 _NO_CPU: Mapping[str, int] = MappingProxyType({})
+_tuple_new = tuple.__new__
 
 
 class Work(NamedTuple):
@@ -69,18 +71,15 @@ class Work(NamedTuple):
             for kind, units in other.cpu.items():
                 merged[kind] = merged.get(kind, 0) + units
             cpu = merged
-        return Work(
-            cpu=cpu,
-            reads=self.reads + other.reads,
-            writes=self.writes + other.writes,
-            fsyncs=self.fsyncs + other.fsyncs,
-            files_created=self.files_created + other.files_created,
-            files_renamed=self.files_renamed + other.files_renamed,
-            files_deleted=self.files_deleted + other.files_deleted,
-            dir_entries_scanned=self.dir_entries_scanned + other.dir_entries_scanned,
-            locks=self.locks + other.locks,
-            net_bytes=self.net_bytes + other.net_bytes,
-            net_round_trips=self.net_round_trips + other.net_round_trips,
+        # positional, in field order: a third of the keyword construction
+        return _tuple_new(
+            Work,
+            (
+                cpu,
+                self[1] + other[1],  # reads
+                self[2] + other[2],  # writes
+                *map(_add, self[3:], other[3:]),  # the counts
+            ),
         )
 
     def __sub__(self, part: Work) -> Work:
