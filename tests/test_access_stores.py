@@ -679,3 +679,72 @@ def test_cyrus_sole_writer_gives_the_same_replies_and_work(tmp_path):
     assert sole_seen[0] == sole_seen[1] and len(set(sole_seen[1:])) == 3
     assert all(len(s) == 3 for s in sole_seen)  # (shared, generation, dirs)
     assert counts == {"reused": 2, "read": 1}
+
+
+_MIME_PIECES = [
+    "\n", "\n\n", "--b", "--b--", "--b\n", "\n--b\n", "\n--b--\n", "--c\n", "\n--c--\n",
+    "Content-Type: multipart/mixed; boundary=b\n", "Content-Type: message/rfc822\n",
+    'Content-Type: multipart/digest; boundary="b"\n',
+    "Content-Type: multipart/alternative; boundary=c\n", "Content-Type: text\n",
+    "Content-Type: text/html\n", "Content-Transfer-Encoding: base64\n",
+    "Content-Disposition: attachment; filename=a\n", "Content-ID: <x>\n",
+    "Subject: x\n", " folded\n", "\t", "text line\n", "x", "=", "--", "From: a <b@c>\n",
+]
+
+
+def _old_way(raw: bytes) -> tuple[int, bytes, int]:
+    from twin.access.cyrusstore import _cache_entry
+    from twin.access.message import to_crlf
+
+    text = to_crlf(raw)
+    return (len(text), *_cache_entry(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_MIME_PIECES), max_size=30))
+def test_measured_parse_gives_the_cache_entry_of_the_crlf_text(pieces):
+    from twin.access.cyrusstore import _parse_stored
+    from twin.access.message import parse_lf
+
+    raw = "".join(pieces).encode()
+    assert parse_lf(raw) is not None
+    assert _parse_stored(raw) == _old_way(raw)
+    crlf = raw.replace(b"\n", b"\r\n")  # as SMTP delivers it
+    assert parse_lf(crlf) is None if b"\n" in raw else True
+    assert _parse_stored(crlf) == _old_way(crlf)
+
+
+def test_measured_parse_cases():
+    from twin.access.cyrusstore import _parse_stored
+    from twin.access.imapfetch import bodystructure
+    from twin.access.message import parse_lf, parse_mime, to_crlf
+
+    multipart = (b"Subject: hi\nContent-Type: multipart/mixed; boundary=\"q\"\n\n"
+                 b"preamble\n--q\nContent-Type: text/plain\n\none\ntwo\n--q\n"
+                 b"Content-Type: message/rfc822\n\nSubject: inner\n\nbody\n--q--\n"
+                 b"epilogue\n")
+    tree, size = parse_lf(multipart)
+    assert size == len(to_crlf(multipart))
+    assert bodystructure(tree) == bodystructure(parse_mime(to_crlf(multipart)))
+    assert [c.lines for c in tree.children] == [2, 3]
+    assert tree.children[0].size == len(b"one\r\ntwo")
+    for raw in (b"", b"\n", b"no blank line", b"header: only\n", b"\n\nbody",
+                b"a: b\r\n\r\nCRLF body\r\n", b"a: b\n\nbare \r in it\n", multipart,
+                multipart.replace(b"\n", b"\r\n"), b"a: b\r\n\nmixed\n\r\n"):
+        assert _parse_stored(raw) == _old_way(raw)
+    assert parse_lf(b"a: b\r\n\r\nx") is None  # a CR: the CRLF parse instead
+
+
+def test_measured_parse_of_real_mail():
+    from twin.access.cyrusstore import _parse_stored
+
+    folder = "/work/shared/data/sa-publiccorpus"
+    if not os.path.isdir(folder):
+        pytest.skip("the SpamAssassin public corpus is not in /work/shared/data")
+    names = sorted(os.listdir(os.path.join(folder, "spam")))[:200]
+    for name in names:
+        with open(os.path.join(folder, "spam", name), "rb") as handle:
+            raw = handle.read()
+        assert _parse_stored(raw) == _old_way(raw), name
+        lf = raw.replace(b"\r\n", b"\n")
+        assert _parse_stored(lf) == _old_way(lf), name

@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin.access.imapfetch import bodystructure
-from twin.access.message import parse_mime, to_crlf
+from twin.access.message import parse_lf, parse_mime, to_crlf
 from twin.access.names import MailboxNameError, check_user, split_name
 from twin.access.store import (
     DELETED,
@@ -86,6 +86,7 @@ from twin.access.store import (
     note_host_fsync,
     read_subscriptions,
     replace_file,
+    sum_work,
     sync,
     write_file,
     write_subscriptions,
@@ -155,9 +156,7 @@ def _parse_delivered(message: bytes) -> tuple[int, bytes, int]:
     """
     known = _PARSED.get(message)
     if known is None:
-        text = to_crlf(message)
-        entry, header_size = _cache_entry(text)
-        known = (len(text), entry, header_size)
+        known = _parse_stored(message)
         if len(message) <= _PARSED_MAX_BYTES:
             if len(_PARSED) >= _PARSED_KEEP:
                 del _PARSED[next(iter(_PARSED))]
@@ -165,9 +164,27 @@ def _parse_delivered(message: bytes) -> tuple[int, bytes, int]:
     return known
 
 
+def _parse_stored(raw: bytes) -> tuple[int, bytes, int]:
+    """(CRLF size, cache entry, header size) of a message as stored or
+    delivered, *raw*: the same as ``_cache_entry(to_crlf(raw))``, but measured
+    in place (``parse_lf``) without the CRLF copy unless it has bare CRs."""
+    measured = parse_lf(raw)
+    if measured is None:
+        # CRLF ends (SMTP data): to_crlf folds them to LF first, so without
+        # bare CRs the LF form measures the same
+        measured = parse_lf(raw.replace(b"\r\n", b"\n"))
+        if measured is None:  # bare CRs as well
+            text = to_crlf(raw)
+            return (len(text), *_cache_entry(text))
+    return (measured[1], *_entry_of(measured[0]))
+
+
 def _cache_entry(text: bytes) -> tuple[bytes, int]:
     """Cache bytes (header, BODYSTRUCTURE) of CRLF *text*, and the header size."""
-    tree = parse_mime(text)
+    return _entry_of(parse_mime(text))
+
+
+def _entry_of(tree) -> tuple[bytes, int]:
     header = tree.header  # split_message(text)[0], as the parse split it
     structure = bodystructure(tree)
     entry = struct.pack("<I", len(header)) + header + struct.pack(
@@ -449,14 +466,14 @@ class _Index:
         reads = ()
         if parsed is not None:
             size, entry, header_size = parsed
-        else:
-            if text is None:
-                with open(path, "rb") as handle:
-                    raw = handle.read()
-                reads = ((self.key + subdir + "/" + filename, len(raw)),)
-                text = to_crlf(raw)
+        elif text is not None:
             size = len(text)
             entry, header_size = _cache_entry(text)
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+            reads = ((self.key + subdir + "/" + filename, len(raw)),)
+            size, entry, header_size = _parse_stored(raw)
         date = _stamp_of(base, path) if internaldate is None else internaldate
         self.records.append(_Record(
             MessageInfo(self.uidnext, size, date, flags), header_size, location,
@@ -473,12 +490,14 @@ class _Index:
         self.uidnext, self.recent_uid, self.records = 1, 0, []
         cache = bytearray()
         texts = texts or {}
+        works = [work]
         for _, subdir, filename in sorted(names, key=_listing_key):
             raw = texts.get(filename)
-            work += self.add_file(subdir, filename, cache, None,
-                                  None if raw is None else to_crlf(raw))
+            works.append(self.add_file(subdir, filename, cache, None, None, None,
+                                       None if raw is None else _parse_stored(raw)))
         self.dirs_synced()
-        return work + self.write_all(bytes(cache))
+        works.append(self.write_all(bytes(cache)))
+        return sum_work(works)  # the same as adding them up one by one
 
     def _listing(self) -> tuple[list[tuple[int, str, str]], Work]:
         names = []

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from twin.access.imapparse import ParseError, Reader
 from twin.access.message import (
     Part,
+    Span,
     field_value,
     parse_mime,
     parse_params,
     select_fields,
     split_message,
+    unfold,
 )
 from twin.access.store import FLAG_NAMES, SEEN, Mailbox
 from twin.stages.work import Work
@@ -169,38 +171,50 @@ def _params(params: list[tuple[bytes, bytes]]) -> bytes:
     return b"(" + inner + b")"
 
 
-def _disposition(header: bytes) -> bytes:
-    value = field_value(header, b"content-disposition")
+def _value(part: Part | Span, name: bytes) -> bytes | None:
+    """``field_value`` of *part*'s header (a ``Span`` has its fields mapped)."""
+    if type(part) is Span:
+        return unfold(part.fields.get(name))
+    return field_value(part.header, name)
+
+
+def _disposition(part: Part | Span) -> bytes:
+    value = _value(part, b"content-disposition")
     if not value:
         return b"NIL"
     main, params = parse_params(value)
     return b"(" + quote(main.upper()) + b" " + _params(params) + b")"
 
 
-def bodystructure(part: Part, extended: bool = True) -> bytes:
-    """BODYSTRUCTURE (or BODY when not *extended*) of a parsed MIME entity."""
+def bodystructure(part: Part | Span, extended: bool = True) -> bytes:
+    """BODYSTRUCTURE (or BODY when not *extended*) of a parsed MIME entity
+    (``parse_mime``, or ``parse_lf``: the same bytes)."""
     if part.maintype == b"multipart":
         children = b"".join(bodystructure(c, extended) for c in part.children)
         if not children:
             children = b'("TEXT" "PLAIN" NIL NIL NIL "7BIT" 0 0)'
         out = children + b" " + quote(part.subtype.upper())
         if extended:
-            out += b" " + _params(part.params) + b" " + _disposition(part.header)
+            out += b" " + _params(part.params) + b" " + _disposition(part)
             out += b" NIL"
         return b"(" + out + b")"
     params = part.params
     if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
         params = params + [(b"charset", b"US-ASCII")]
-    encoding = field_value(part.header, b"content-transfer-encoding") or b"7BIT"
+    encoding = _value(part, b"content-transfer-encoding") or b"7BIT"
     fields = [
         quote(part.maintype.upper()), quote(part.subtype.upper()), _params(params),
-        quote(field_value(part.header, b"content-id")),
-        quote(field_value(part.header, b"content-description")),
-        quote(encoding.upper()), b"%d" % len(part.body),
+        quote(_value(part, b"content-id")),
+        quote(_value(part, b"content-description")),
     ]
-    lines = part.body.count(b"\r\n") + (
-        1 if part.body and not part.body.endswith(b"\r\n") else 0
-    )
+    if type(part) is Span:
+        size, lines = part.size, part.lines
+    else:
+        body = part.body
+        size = len(body)
+        lines = body.count(b"\r\n") + (
+            1 if body and not body.endswith(b"\r\n") else 0)
+    fields += [quote(encoding.upper()), b"%d" % size]
     if part.message is not None:
         fields += [envelope(part.message.header), bodystructure(part.message,
                                                                 extended),
@@ -208,7 +222,7 @@ def bodystructure(part: Part, extended: bool = True) -> bytes:
     elif part.maintype == b"text":
         fields.append(b"%d" % lines)
     if extended:
-        fields += [b"NIL", _disposition(part.header), b"NIL"]
+        fields += [b"NIL", _disposition(part), b"NIL"]
     return b"(" + b" ".join(fields) + b")"
 
 

@@ -7,7 +7,10 @@ RFC 1939 octet counts), as UW IMAP and Cyrus report them.
 
 The MIME parser works on raw bytes so BODYSTRUCTURE sizes and line counts are
 exact; it is bounded (``MAX_DEPTH`` nesting, ``MAX_PARTS`` parts) so a hostile
-message cannot exhaust the server.
+message cannot exhaust the server. ``parse_lf`` gives the same tree for a
+message as stored (bare LF ends, no CR) without building its CRLF text: it
+works on offsets and keeps only the headers and the parts' CRLF sizes and
+line counts (``Span``), which is what an index needs.
 """
 
 from __future__ import annotations
@@ -75,6 +78,37 @@ def field_value(header: bytes, name: bytes) -> bytes | None:
             value = raw[raw.find(b":") + 1 :]
             return b" ".join(value.split(b"\r\n")).strip()
     return None
+
+
+def field_map(header: bytes) -> dict[bytes, list[bytes]]:
+    """The first field of each name of a CRLF *header*, in one pass: lower-case
+    name -> [the rest of its line after the colon, continuation lines...];
+    ``unfold`` of an entry is what ``field_value`` gives for the name."""
+    out: dict[bytes, list[bytes]] = {}
+    pieces: list[bytes] | None = None  # the field being continued, if kept
+    seen = False
+    for line in header.split(b"\r\n"):
+        if not line:
+            continue
+        if seen and line[0] in (32, 9):  # a continuation line (space, tab)
+            if pieces is not None:
+                pieces.append(line)
+            continue
+        seen = True
+        colon = line.find(b":")
+        name = line[:colon].strip().lower() if colon > 0 else b""
+        if name in out:
+            pieces = None
+        else:
+            pieces = out[name] = [line[colon + 1 :]]
+    return out
+
+
+def unfold(pieces: list[bytes] | None) -> bytes | None:
+    """A ``field_map`` entry as its unfolded value (None stays None)."""
+    if pieces is None:
+        return None
+    return (pieces[0] if len(pieces) == 1 else b" ".join(pieces)).strip()
 
 
 def select_fields(header: bytes, names: frozenset[bytes], keep: bool) -> bytes:
@@ -165,4 +199,122 @@ def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
         pos = body.find(b"\r\n" + marker, eol)
     if start >= 0:
         chunks.append(body[start:])
+    return chunks
+
+
+@dataclass(slots=True)
+class Span:
+    """A MIME entity as ``parse_lf`` measures it: ``Part`` without the body
+    bytes, only their CRLF size and line count (as BODYSTRUCTURE reports),
+    and ``newlines``, the LFs of the whole entity as stored."""
+
+    header: bytes
+    size: int = 0
+    lines: int = 0
+    newlines: int = 0
+    fields: dict[bytes, list[bytes]] = field(default_factory=dict)  # field_map
+    maintype: bytes = b"text"
+    subtype: bytes = b"plain"
+    params: list[tuple[bytes, bytes]] = field(default_factory=list)
+    children: list[Span] = field(default_factory=list)
+    message: Span | None = None
+
+
+def parse_lf(raw: bytes) -> tuple[Span, int] | None:
+    """The tree ``parse_mime(to_crlf(raw))`` would give, measured in place,
+    and ``crlf_size(raw)``; None when *raw* holds a CR (then use
+    ``parse_mime``).
+
+    Without CRs every CRLF of the converted text is one LF of *raw*, so each
+    search for CRLF is a search for LF at the matching offset and sizes are
+    lengths plus LF counts; only headers are converted, and each LF is
+    counted once (a container's count is its parts' plus what lies between).
+    """
+    if b"\r" in raw:
+        return None
+    root = _parse_lf(raw, 0, len(raw), b"text/plain", 0, [MAX_PARTS])
+    return root, len(raw) + root.newlines
+
+
+def _parse_lf(raw: bytes, start: int, end: int, default: bytes, depth: int,
+              budget: list[int]) -> Span:
+    # split_message: the header with its blank line, then the body
+    if start < end and raw[start] == 10:
+        part = Span(b"\r\n", newlines=1)
+        body = start + 1
+    else:
+        blank = raw.find(b"\n\n", start, end)
+        if blank < 0:
+            lf = raw[start:end]
+            header = lf.replace(b"\n", b"\r\n")
+            part = Span(header + (b"\r\n" if end > start and raw[end - 1] == 10
+                                  else b"\r\n\r\n"),
+                        newlines=len(header) - len(lf))
+            body = end
+        else:
+            header = raw[start : blank + 2].replace(b"\n", b"\r\n")
+            body = blank + 2
+            part = Span(header, newlines=len(header) - (body - start))
+    budget[0] -= 1
+    part.fields = field_map(part.header)
+    ctype = unfold(part.fields.get(b"content-type"))
+    main, params = parse_params(ctype if ctype else default)
+    slash = main.find(b"/")
+    if slash > 0 and main[slash + 1 :].strip():
+        part.maintype = main[:slash].strip().lower()
+        part.subtype = main[slash + 1 :].strip().lower()
+        part.params = params
+    else:
+        part.maintype, part.subtype = default.split(b"/")
+        part.params = [] if ctype else params
+    count = -1  # LFs of the body, once known
+    if depth < MAX_DEPTH and budget[0] > 0:
+        if part.maintype == b"multipart":
+            boundary = dict(part.params).get(b"boundary")
+            if boundary:
+                inner = (b"message/rfc822" if part.subtype == b"digest"
+                         else b"text/plain")
+                count, covered = 0, body
+                for first, last in _split_lf(raw, body, end, boundary):
+                    if budget[0] <= 0:
+                        break
+                    child = _parse_lf(raw, first, last, inner, depth + 1, budget)
+                    part.children.append(child)
+                    count += raw.count(b"\n", covered, first) + child.newlines
+                    covered = max(first, last)  # a chunk may end before it starts
+                count += raw.count(b"\n", covered, end)
+        elif part.maintype == b"message" and part.subtype == b"rfc822":
+            part.message = _parse_lf(raw, body, end, b"text/plain", depth + 1,
+                                     budget)
+            count = part.message.newlines
+    if count < 0:
+        count = raw.count(b"\n", body, end)
+    part.size = end - body + count
+    part.lines = count + (1 if end > body and raw[end - 1] != 10 else 0)
+    part.newlines += count
+    return part
+
+
+def _split_lf(raw: bytes, body: int, end: int, boundary: bytes
+              ) -> list[tuple[int, int]]:
+    """``_split_multipart`` of ``raw[body:end]``, as (start, end) offsets."""
+    marker = b"--" + boundary
+    lead = b"\n" + marker
+    chunks: list[tuple[int, int]] = []
+    start = -1
+    opening = raw.startswith(marker, body, end)
+    pos = body if opening else raw.find(lead, body, end)
+    while pos >= 0:
+        after = (pos if opening and pos == body else pos + 1) + len(marker)
+        if start >= 0:
+            chunks.append((start, pos))
+        if raw.startswith(b"--", after, end):
+            return chunks
+        eol = raw.find(b"\n", after, end)
+        if eol < 0:
+            return chunks
+        start = eol + 1
+        pos = raw.find(lead, eol, end)
+    if start >= 0:
+        chunks.append((start, end))
     return chunks
