@@ -114,3 +114,60 @@ def test_a_halved_chunk_is_compiled_again_as_one_database() -> None:
     assert gate.covered == frozenset({0, 1, 3, 4})
     assert len(gate._blobs) == 1  # noqa: SLF001 -- the number of databases
     assert sorted(gate.scan(b"alpha delta epsilon x")) == [0, 3, 4]
+
+
+def _glyphs(letters: str) -> bytes:
+    """A homoglyph-style pattern: each letter as a big alternation of short
+    spellings (itself, two UTF-8 look-alikes, an entity), as ReplaceTags makes."""
+    parts = []
+    for letter in letters:
+        spellings = [
+            re.escape(letter.encode()),
+            b"\\xd0[\\x80-\\x8f]",
+            b"\\xe1\\xb8[\\xa0-\\xaf]",
+            b"&#(?:1[0-9]{2}|2(?:0[0-9]|1[0-9]));",
+            b"[\\xc0-\\xc5]",
+        ]
+        parts.append(b"(?:" + b"|".join(spellings) + b")")
+    return b"\\b" + b"[\\s\\-]?".join(parts) + b"\\b"
+
+
+def test_collapsed_alternations_match_a_superset() -> None:
+    """Big alternations of short branches become one class run; what the
+    original matches, the collapsed pattern matches too."""
+    pattern = _glyphs("pills")
+    parsed = hsgate._sre.parse(pattern, re.IGNORECASE)
+    loose = hsgate.unparse(hsgate._collapsed(parsed)).encode("latin-1")
+    assert len(loose) < len(pattern) / 2
+    original, collapsed = re.compile(pattern, re.I), re.compile(loose, re.I)
+    for text in (
+        b"buy pills now", b"P-I L-L S", b"p&#105;lls", b"\xd0\x80ills",
+        b"pi\xe1\xb8\xa3ls", b"spills", b"pil", b"\xc1ILL\xc5",
+    ):
+        if original.search(text):
+            assert collapsed.search(text), text
+    assert collapsed.search(b"nothing of the kind") is None
+
+
+def test_class_octets_follow_the_bytes_classes() -> None:
+    for pattern in (rb"[\s]", rb"[^\s]", rb"\d", rb"[\W]", rb"[^a-c\d]", rb"[\w.]"):
+        (op, av), = list(hsgate._sre.parse(pattern, 0))
+        assert op is hsgate._c.IN
+        truth = {octet for octet in range(256) if re.fullmatch(pattern, bytes([octet]))}
+        assert hsgate._class_octets(av) == truth, pattern
+
+
+@needs_hyperscan
+def test_a_pattern_over_the_size_limit_is_gated_collapsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Too long as it is, but not once its glyph alternations are collapsed:
+    covered, and the gate still reports every text the pattern matches."""
+    pattern = _glyphs("viagra")
+    monkeypatch.setattr(hsgate, "MAX_PATTERN", len(pattern) // 2)
+    gate = _gate([pattern, b"k" * (len(pattern) // 2 + 1)], False, re.IGNORECASE)
+    assert gate.covered == frozenset({0})
+    for text in (b"cheap V-I-A-G-R-A", b"v&#105;agra", b"vi\xd0\x81gra!"):
+        assert re.search(pattern, text, re.I), text
+        assert gate.scan(text) == [0], text
+    assert gate.scan(b"plain text") == []

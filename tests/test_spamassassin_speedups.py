@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
-from twin.stages.spamassassin import bayes, report, rules
+import pytest
+
+from twin.stages.spamassassin import bayes, hsgate, report, rules
+from twin.stages.spamassassin.conf import parse_files, rule_files
+from twin.stages.spamassassin.evals import Scan
 from twin.stages.spamassassin.message import ParsedMessage
 
 MESSAGE = (
@@ -100,3 +105,39 @@ def test_rewrite_skips_only_substitutions_that_change_nothing() -> None:
         message = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
         expected = _rewrite_by_regex(message, headers)
         assert report.rewrite_message(message, headers, "") == expected, message
+
+
+FULL_RULES = """\
+full FULL_LONG    /^[^\\r\\n]{40}/m
+full FULL_MIME    /\\bContent-[XYZ]-[a-z]{6,15}:\\s+[a-z]{6,15}\\b/
+full FULL_TWICE   /money/
+tflags FULL_TWICE multiple maxhits=3
+full FULL_NAME    /^From:\\s+(\\S+)\\s(?=.{1,200}^\\1$)/sm
+"""
+
+
+@pytest.mark.skipif(not hsgate.available(), reason="hyperscan not importable")
+def test_full_rule_gate_changes_no_hit_and_no_work(tmp_path: Path) -> None:
+    """The full rules' gate skips only rules that cannot match: the hits and
+    the counts are those of running every full rule on ``re``."""
+    (tmp_path / "local.cf").write_text(FULL_RULES)
+    compiled = rules.compile_rules(parse_files(rule_files(tmp_path)))
+    assert compiled._full_gate is not None
+    assert compiled._full_gate.covered >= {0, 1, 2}
+    messages = [
+        b"From: Alice\nSubject: hi\n\nmoney money money money\nAlice\n",
+        b"From: Bob\nContent-X-whatever: somevalue\n\n" + b"y" * 50 + b"\n",
+        b"Subject: nothing\n\nshort\n",
+    ]
+    seen = set()
+    for data in messages:
+        results = []
+        for gated in (True, False):
+            scan = Scan(ParsedMessage(data))
+            hits = compiled.run(scan, hyperscan=gated)
+            results.append(
+                (hits, scan.rules_evaluated, scan.regex_bytes, scan.prefilter_checks)
+            )
+        assert results[0] == results[1]
+        seen.update(results[0][0])
+    assert {"FULL_LONG", "FULL_MIME", "FULL_TWICE", "FULL_NAME"} <= seen

@@ -18,10 +18,16 @@ What makes the answer safe (a superset of the rules ``re.search`` hits):
   that fail even so (``^``/``$`` inside a pattern) with their ``^ $ \\A \\Z``
   anchors dropped (a superset again); those it
   cannot compile either, patterns that match the empty string, patterns with
-  ``\\A``/``\\Z`` (outside multi-line gates) or ``/x``, and patterns over
-  ``MAX_PATTERN`` characters are not covered (their rules always run on
-  ``re``); a pattern whose bounded repeats unroll past ``MAX_UNROLLED`` is
-  compiled with them unbounded (``x{0,2048}`` as ``x*``: a superset again);
+  ``\\A``/``\\Z`` (outside multi-line gates) or ``/x`` are not covered
+  (their rules always run on ``re``); a pattern whose bounded repeats unroll
+  past ``MAX_UNROLLED`` is compiled with them unbounded (``x{0,2048}`` as
+  ``x*``: a superset again); one still too big, or over ``MAX_PATTERN``
+  characters (the homoglyph and HTML-entity spellings ReplaceTags and the
+  text levels write out), is compiled with each big alternation of short
+  branches collapsed to a run of the octets it may consume, every non-ASCII
+  octet standing for all of them (``(?:e|&#233;|\\xc3\\xa9)`` as
+  ``[#&0-9;e\\x80-\\xff]{1,6}``: a superset again), and is not covered
+  when even that is too big or over ``MAX_PARSED`` characters;
 - the patterns are compiled ``CHUNK`` to a database; when a chunk had to be
   halved to find the patterns that fail, the rest are compiled again into one
   database (one scan instead of several);
@@ -65,6 +71,12 @@ ENV_SWITCH = "MAILTWIN_HYPERSCAN"
 MAX_PATTERN = 13000  # longer patterns (ReplaceTags giants) stay on re
 CHUNK = 128  # patterns per database
 MAX_UNROLLED = 1600  # ... and so do those whose bounded repeats unroll past this
+# ... unless collapsing their glyph alternations (``_collapsed``) brings them
+# under both limits; patterns over MAX_PARSED characters are not tried.
+MAX_PARSED = 200_000
+_GLYPH_WIDTH = 8  # an alternation whose branches match at most this many octets
+_GLYPH_SIZE = 16  # ... and that is bigger than this is collapsed to a class run
+_ALL_OCTETS = frozenset(range(256))
 # Constructs Hyperscan has no exact form for: compiled in prefilter mode.
 _PREFILTER_OPS = frozenset(
     getattr(_c, name)
@@ -250,6 +262,157 @@ def _loosened(items: object) -> list[tuple[object, object]]:
     return out
 
 
+_REFS = frozenset(
+    getattr(_c, name) for name in ("GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE")
+    if hasattr(_c, name)
+)
+_REPEAT_OPS = frozenset(
+    op
+    for op in (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None))
+    if op is not None
+)
+
+
+class _Opaque(Exception):
+    """A construct ``_summary`` cannot bound (a back-reference)."""
+
+
+_DIGITS = frozenset(b"0123456789")
+_SPACES = frozenset(b" \t\n\r\f\v")
+_WORD = frozenset(b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# The classes of a bytes pattern (ASCII, as ``re`` and Hyperscan read them).
+_CATEGORIES = {
+    _c.CATEGORY_DIGIT: _DIGITS,
+    _c.CATEGORY_NOT_DIGIT: _ALL_OCTETS - _DIGITS,
+    _c.CATEGORY_SPACE: _SPACES,
+    _c.CATEGORY_NOT_SPACE: _ALL_OCTETS - _SPACES,
+    _c.CATEGORY_WORD: _WORD,
+    _c.CATEGORY_NOT_WORD: _ALL_OCTETS - _WORD,
+}
+
+
+def _class_octets(items: object) -> frozenset[int]:
+    """The octets a character class may match (all of them when unsure)."""
+    octets: set[int] = set()
+    negate = False
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _c.LITERAL:
+            octets.add(av)  # type: ignore[arg-type]
+        elif op is _c.RANGE:
+            octets.update(range(av[0], av[1] + 1))  # type: ignore[index]
+        elif op is _c.NEGATE:
+            negate = True
+        elif op is _c.CATEGORY and av in _CATEGORIES:
+            octets.update(_CATEGORIES[av])
+        else:  # anything else: any octet (a superset)
+            return _ALL_OCTETS
+    if negate:
+        return _ALL_OCTETS - octets
+    return frozenset(octets)
+
+
+def _summary(items: object) -> tuple[int, int | None, frozenset[int]]:
+    """Fewest and most octets a match of the items spans (None: unbounded)
+    and the octets it may consume; assertions are ignored (zero width)."""
+    low = 0
+    high: int | None = 0
+    octets: set[int] = set()
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _c.LITERAL:
+            a, b, found = 1, 1, frozenset((av,))  # type: ignore[arg-type]
+        elif op is _c.NOT_LITERAL or op is _c.ANY:
+            a, b, found = 1, 1, _ALL_OCTETS
+        elif op is _c.IN:
+            a, b, found = 1, 1, _class_octets(av)
+        elif op is _c.AT or op in (_c.ASSERT, _c.ASSERT_NOT):
+            continue
+        elif op is _c.SUBPATTERN:
+            a, b, found = _summary(av[-1])  # type: ignore[index]
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            a, b, found = _summary(av)
+        elif op is _c.BRANCH:
+            parts = [_summary(branch) for branch in av[1]]  # type: ignore[index]
+            a = min(part[0] for part in parts)
+            tops = [part[1] for part in parts]
+            b = None if None in tops else max(tops)  # type: ignore[type-var]
+            found = frozenset().union(*(part[2] for part in parts))
+        elif op in _REPEAT_OPS:
+            least, most, sub = av  # type: ignore[misc]
+            a0, b0, found = _summary(sub)
+            a = least * a0
+            if b0 == 0:
+                b = 0
+            elif b0 is None or most == _c.MAXREPEAT:
+                b = None
+            else:
+                b = most * b0
+        else:
+            raise _Opaque(f"construct {op}")
+        low += a
+        high = None if high is None or b is None else high + b
+        octets.update(found)
+    return low, high, frozenset(octets)
+
+
+def _octet_run(
+    octets: frozenset[int], low: int, high: int
+) -> list[tuple[object, object]]:
+    """Items matching ``low`` to ``high`` octets, each one of ``octets``."""
+    if high == 0 or not octets:
+        return []
+    if max(octets) >= 0x80:  # any non-ASCII octet: all of them (shorter, a superset)
+        octets = octets.union(range(0x80, 0x100))
+    ranges: list[tuple[object, object]] = []
+    ordered = sorted(octets)
+    start = previous = ordered[0]
+    for octet in [*ordered[1:], -1]:
+        if octet == previous + 1:
+            previous = octet
+            continue
+        ranges.append(
+            (_c.LITERAL, start) if start == previous else (_c.RANGE, (start, previous))
+        )
+        start = previous = octet
+    item = [(_c.IN, ranges)]
+    if low == high == 1:
+        return item  # type: ignore[return-value]
+    return [(_c.MAX_REPEAT, (low, high, item))]
+
+
+def _collapsed(items: object) -> list[tuple[object, object]]:
+    """Parsed items with every big alternation of short branches (homoglyph
+    and HTML-entity spellings of one letter) replaced by a run of the octets
+    it may consume, as long as it may be: a superset of the original's
+    matches (assertions inside a collapsed alternation are dropped)."""
+    out: list[tuple[object, object]] = []
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _c.BRANCH:
+            node = (op, (av[0], [_collapsed(b) for b in av[1]]))  # type: ignore[index]
+            if _shape([node], set()) > _GLYPH_SIZE:
+                try:
+                    low, high, octets = _summary([node])
+                except _Opaque:
+                    high = None
+                if high is not None and all(
+                    (top := _summary(branch)[1]) is not None and top <= _GLYPH_WIDTH
+                    for branch in node[1][1]
+                ):
+                    out.extend(_octet_run(octets, low, high))
+                    continue
+            out.append(node)
+        elif op in _REPEAT_OPS:
+            out.append((op, (av[0], av[1], _collapsed(av[2]))))  # type: ignore[index]
+        elif op is _c.SUBPATTERN:
+            out.append((op, (*av[:-1], _collapsed(av[-1]))))  # type: ignore[misc]
+        elif op is getattr(_c, "ATOMIC_GROUP", None):
+            out.append((op, _collapsed(av)))
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            out.append((op, (av[0], _collapsed(av[1]))))  # type: ignore[index]
+        else:
+            out.append((op, av))
+    return out
+
+
 def _drop_ends(items: object) -> list[tuple[object, object]]:
     out: list[tuple[object, object]] = []
     for op, av in items:  # type: ignore[attr-defined]
@@ -301,7 +464,7 @@ def build_gate(
                 pattern.replace(_PERL_END, b"$"),
             )
         if (
-            len(pattern) > MAX_PATTERN
+            len(pattern) > MAX_PARSED
             or regex.flags & re.VERBOSE
             or _UNCOVERED.search(pattern)
             or regex.search(b"") is not None
@@ -310,12 +473,16 @@ def build_gate(
         ops: set[object] = set()
         try:
             parsed = _sre.parse(pattern, regex.flags)
-            if _shape(parsed, ops) > MAX_UNROLLED:
+            if len(pattern) > MAX_PATTERN or _shape(parsed, ops) > MAX_UNROLLED:
                 # Bounded repeats made unbounded: a superset, cheap to compile.
                 loose = _loosened(parsed)
                 ops = set()
-                if _shape(loose, ops) > MAX_UNROLLED:
-                    continue
+                if len(pattern) > MAX_PATTERN or _shape(loose, ops) > MAX_UNROLLED:
+                    # Glyph alternations as class runs: a superset again.
+                    loose = _collapsed(loose)
+                    ops = set()
+                    if _shape(loose, ops) > MAX_UNROLLED or ops & _REFS:
+                        continue
                 pattern = unparse(loose).encode("latin-1")
                 if len(pattern) > MAX_PATTERN:
                     continue

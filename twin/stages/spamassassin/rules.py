@@ -175,6 +175,7 @@ class RuleSet:
     # Hyperscan gates (``hsgate``), built by ``compile_rules`` when available.
     gated: bool = False
     _uri_gate: hsgate.Gate | None = None
+    _full_gate: hsgate.Gate | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -260,10 +261,24 @@ class RuleSet:
                         break
             if count:
                 hits[rule.name] = float(count)
-        for rule in self.full_rules:
-            scan.rules_evaluated += 1
-            scan.regex_bytes += len(msg.full)
-            count = _count(rule.regex, msg.full, rule.maxhits)
+        full = msg.full
+        full_rules = self.full_rules
+        scan.rules_evaluated += len(full_rules)
+        scan.regex_bytes += len(full) * len(full_rules)
+        gate = self._full_gate if gated else None
+        if gate is None:
+            chosen = range(len(full_rules))
+        else:
+            # A covered rule the gate rules out finds nothing (its octets
+            # are counted above all the same).
+            covered = gate.covered
+            maybe = set(gate.scan(full))
+            chosen = [
+                i for i in range(len(full_rules)) if i in maybe or i not in covered
+            ]
+        for index in chosen:
+            rule = full_rules[index]
+            count = _count(rule.regex, full, rule.maxhits)
             if count:
                 hits[rule.name] = float(count)
         for rule in self.eval_rules:
@@ -1140,6 +1155,11 @@ def _build_gates(rules: RuleSet) -> None:
         rules._body_plan(kind).build_gates()
     rules._uri_gate = hsgate.build_gate(
         [(i, rule.regex) for i, rule in enumerate(rules.uri_rules)], True
+    )
+    # Full rules search the whole message with their own flags: the gate
+    # scans that same text, so its answer is a superset of theirs.
+    rules._full_gate = hsgate.build_gate(
+        [(i, rule.regex) for i, rule in enumerate(rules.full_rules)], False
     )
     rules.gated = True
 
