@@ -155,16 +155,7 @@ def _parse(text: bytes, default: bytes, depth: int, budget: list[int]) -> Part:
     header, body = split_message(text)
     part = Part(header=header, body=body)
     budget[0] -= 1
-    ctype = field_value(header, b"content-type")
-    main, params = parse_params(ctype if ctype else default)
-    slash = main.find(b"/")
-    if slash > 0 and main[slash + 1 :].strip():
-        part.maintype = main[:slash].strip().lower()
-        part.subtype = main[slash + 1 :].strip().lower()
-        part.params = params
-    else:
-        part.maintype, part.subtype = default.split(b"/")
-        part.params = [] if ctype else params
+    _set_type(part, field_value(header, b"content-type"), default)
     if depth >= MAX_DEPTH or budget[0] <= 0:
         return part
     if part.maintype == b"multipart":
@@ -257,16 +248,7 @@ def _parse_lf(raw: bytes, start: int, end: int, default: bytes, depth: int,
             part = Span(header, newlines=len(header) - (body - start))
     budget[0] -= 1
     part.fields = field_map(part.header)
-    ctype = unfold(part.fields.get(b"content-type"))
-    main, params = parse_params(ctype if ctype else default)
-    slash = main.find(b"/")
-    if slash > 0 and main[slash + 1 :].strip():
-        part.maintype = main[:slash].strip().lower()
-        part.subtype = main[slash + 1 :].strip().lower()
-        part.params = params
-    else:
-        part.maintype, part.subtype = default.split(b"/")
-        part.params = [] if ctype else params
+    _set_type(part, unfold(part.fields.get(b"content-type")), default)
     count = -1  # LFs of the body, once known
     if depth < MAX_DEPTH and budget[0] > 0:
         if part.maintype == b"multipart":
@@ -318,3 +300,17 @@ def _split_lf(raw: bytes, body: int, end: int, boundary: bytes
     if start >= 0:
         chunks.append((start, end))
     return chunks
+
+
+def _set_type(part, ctype: bytes | None, default: bytes) -> None:
+    """Set *part*'s maintype, subtype and params from its Content-Type value
+    *ctype* (RFC 2045 5.2: a missing or unusable one means *default*)."""
+    main, params = parse_params(ctype if ctype else default)
+    slash = main.find(b"/")
+    if slash > 0 and main[slash + 1 :].strip():
+        part.maintype = main[:slash].strip().lower()
+        part.subtype = main[slash + 1 :].strip().lower()
+        part.params = params
+    else:
+        part.maintype, part.subtype = default.split(b"/")
+        part.params = [] if ctype else params

@@ -788,17 +788,7 @@ class _BodyPlan:
         rule with literals ruled out, the octets of the paragraphs holding its
         literals (which ``match`` would search in vain) are counted here."""
         main, end, covered = gates
-        lines = body.lines
-        text = body.text
-        joined = hsgate.pieces(lines)
-        maybe: set[int] = set()
-        if main is not None:
-            maybe.update(main.scan(text))
-            if not all(line.endswith(b"\n") for line in lines):
-                maybe.update(main.scan(joined))
-        if end is not None:
-            maybe.update(end.scan(joined))
-            maybe.update(end.scan(text))
+        maybe = _gate_scan(main, end, body)
         kept = []
         rules = self.rules
         literal_gate = self.literal_gate
@@ -867,17 +857,7 @@ class _BodyPlan:
         gates rule out are counted here, as ``gate`` does (a rule with no
         literal in the text is no candidate and counts nothing)."""
         main, end, covered = gates
-        lines = body.lines
-        text = body.text
-        joined = hsgate.pieces(lines)
-        maybe: set[int] = set()
-        if main is not None:
-            maybe.update(main.scan(text))
-            if not all(line.endswith(b"\n") for line in lines):
-                maybe.update(main.scan(joined))
-        if end is not None:
-            maybe.update(end.scan(joined))
-            maybe.update(end.scan(text))
+        maybe = _gate_scan(main, end, body)
         by_literal, uncovered = self._gated_tables()
         present = set(self.literal_gate.scan(body.view.lower))  # type: ignore[union-attr]
         if present:
@@ -1208,3 +1188,23 @@ def _order_metas(
         if meta.baseline:
             rules._baseline_order.append((index, meta.name, meta.baseline))
     rules._readers = {name: tuple(indexes) for name, indexes in readers.items()}
+
+
+def _gate_scan(main, end, body) -> set[int]:
+    """Indexes of the rules the body gates *main* and *end* say may match.
+
+    *main* scans the text as it is (and the paragraphs joined, unless every
+    paragraph already ends in a newline); *end*, for the patterns with end
+    assertions, scans both forms."""
+    lines = body.lines
+    text = body.text
+    joined = hsgate.pieces(lines)
+    maybe: set[int] = set()
+    if main is not None:
+        maybe.update(main.scan(text))
+        if not all(line.endswith(b"\n") for line in lines):
+            maybe.update(main.scan(joined))
+    if end is not None:
+        maybe.update(end.scan(joined))
+        maybe.update(end.scan(text))
+    return maybe
