@@ -14,9 +14,9 @@ what follows may depend on it). A reader of the store calls it first, or,
 for one user's mailbox, ``ready(user)`` after the writer calls
 ``touch(user)``: that waits only for the batches that touched it, which the
 child has nearly always done already.
-``close()`` syncs and ends the child; ``abandon()`` ends it without waiting
-(after a failed run). Where no child can be started the operations are done
-at once, in process.
+``close()`` syncs and ends the child; ``abandon()`` ends it without asking
+how its operations went (after a failed run). Where no child can be started
+the operations are done at once, in process.
 
 Frames on the pipe: little-endian 8-byte counts -- the pickle's size, the
 number of data buffers, each buffer's size -- then a pickled list of
@@ -180,15 +180,16 @@ class FileWriter:
             self.abandon()
 
     def abandon(self) -> None:
-        """End the child without waiting for what is still queued."""
+        """End the child without asking how its operations went: it does what
+        it holds (a minute at most, then it is killed) and exits."""
+        if self._closed:
+            return
         self._closed = True
         process = self._process
-        if process.poll() is not None:
-            return
         try:
             self._pipe.close()
         except OSError:
-            pass
+            pass  # the child is gone already
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
