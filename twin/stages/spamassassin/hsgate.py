@@ -249,17 +249,27 @@ def _loosened(items: object) -> list[tuple[object, object]]:
             if high != _c.MAXREPEAT and high > 2:
                 low, high = min(low, 2), _c.MAXREPEAT
             out.append((op, (low, high, _loosened(sub))))
-        elif op is _c.SUBPATTERN:
-            out.append((op, (*av[:-1], _loosened(av[-1]))))
-        elif op is getattr(_c, "ATOMIC_GROUP", None):
-            out.append((op, _loosened(av)))
-        elif op is _c.BRANCH:
-            out.append((op, (av[0], [_loosened(branch) for branch in av[1]])))
-        elif op in (_c.ASSERT, _c.ASSERT_NOT):
-            out.append((op, (av[0], _loosened(av[1]))))
         else:
-            out.append((op, av))
+            out.append(_with_children(op, av, _loosened))
     return out
+
+
+def _with_children(op: object, av: object, walk) -> tuple[object, object]:
+    """The parsed item (*op*, *av*) with *walk* applied to its sub-patterns
+    (repeats, groups, atomic groups, branches, look-arounds); others as is."""
+    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
+        _c, "POSSESSIVE_REPEAT", None
+    ):
+        return op, (av[0], av[1], walk(av[2]))  # type: ignore[index]
+    if op is _c.SUBPATTERN:
+        return op, (*av[:-1], walk(av[-1]))  # type: ignore[index]
+    if op is getattr(_c, "ATOMIC_GROUP", None):
+        return op, walk(av)
+    if op is _c.BRANCH:
+        return op, (av[0], [walk(branch) for branch in av[1]])  # type: ignore[index]
+    if op in (_c.ASSERT, _c.ASSERT_NOT):
+        return op, (av[0], walk(av[1]))  # type: ignore[index]
+    return op, av
 
 
 _REFS = frozenset(
@@ -418,20 +428,7 @@ def _drop_ends(items: object) -> list[tuple[object, object]]:
     for op, av in items:  # type: ignore[attr-defined]
         if op is _c.AT and av in _LINE_ANCHORS:
             continue
-        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) or op is getattr(
-            _c, "POSSESSIVE_REPEAT", None
-        ):
-            out.append((op, (av[0], av[1], _drop_ends(av[2]))))
-        elif op is _c.SUBPATTERN:
-            out.append((op, (*av[:-1], _drop_ends(av[-1]))))
-        elif op is getattr(_c, "ATOMIC_GROUP", None):
-            out.append((op, _drop_ends(av)))
-        elif op is _c.BRANCH:
-            out.append((op, (av[0], [_drop_ends(branch) for branch in av[1]])))
-        elif op in (_c.ASSERT, _c.ASSERT_NOT):
-            out.append((op, (av[0], _drop_ends(av[1]))))
-        else:
-            out.append((op, av))
+        out.append(_with_children(op, av, _drop_ends))
     return out
 
 
