@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import simpy
 
+from twin.hardware import disk as disk_module
 from twin.hardware.disk import (
     Disk,
     Timeline,
+    WaitCounter,
     access_time_s,
     positioning_s,
     rotational_latency_s,
@@ -197,3 +199,50 @@ def test_io_costs_one_event_and_start_calls_back():
     assert env.now == pytest.approx(t + access_time_s(CHEETAH, 4096, True))
     assert disk.submit(4096, env.now) == pytest.approx(env.now + t)  # no event
     assert env.peek() == float("inf")
+
+
+def _most_waiting(pairs, now):
+    """Brute force: the most (submit, start) waits covering one t <= now."""
+    points = [submit for submit, _ in pairs if submit <= now]
+    return max(
+        (sum(1 for s, e in pairs if s <= t < e) for t in points), default=0
+    )
+
+
+@pytest.mark.parametrize("fold_every", [3, 64, 8192])
+def test_wait_counter_is_exact_across_folds_and_bookings_ahead(
+    monkeypatch, fold_every
+):
+    monkeypatch.setattr(disk_module, "FOLD_EVERY", fold_every)
+    rng = np.random.default_rng(7)
+    env = simpy.Environment()
+    waits = WaitCounter(env)
+    pairs = []
+
+    def booker(env):
+        for _ in range(400):
+            yield env.timeout(float(rng.exponential(0.5)))
+            ahead = float(rng.exponential(0.3)) if rng.random() < 0.3 else 0.0
+            submit = env.now + ahead
+            start = submit + float(rng.exponential(2.0))
+            waits.note(submit, start)
+            pairs.append((submit, start))
+            if rng.random() < 0.1:  # read in the middle, as a sampler does
+                assert waits.most == _most_waiting(pairs, env.now)
+
+    env.process(booker(env))
+    env.run()
+    assert waits.most == _most_waiting(pairs, env.now) > 3
+    env.run(until=env.now + 100)  # the waits booked ahead count once reached
+    assert waits.most == _most_waiting(pairs, env.now)
+
+
+def test_wait_counter_forgets_cancelled_waits():
+    env = simpy.Environment()
+    waits = WaitCounter(env)
+    waits.note(0.0, 5.0)
+    waits.note(2.0, 6.0)  # booked ahead, then cancelled at t=1
+    env.run(until=1.0)
+    waits.forget_after(env.now)
+    env.run(until=10.0)
+    assert waits.most == 1

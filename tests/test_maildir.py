@@ -70,6 +70,9 @@ def test_lf_message_normalises_line_ends():
     assert lf_message(b"") == b""
     assert lf_message(b"a\n\n") == b"a\n\n"
     assert lf_message(b"bare\rcr") == b"bare\rcr\n"
+    # a bare CR among CRLF lines is data: only the CRLFs change
+    assert lf_message(b"a\rb\r\nc\r\r\n") == b"a\rb\nc\r\n"
+    assert lf_message(b"a\r\nb\r") == b"a\nb\r\n"
 
 
 def test_first_delivery_creates_the_maildir_and_counts_it(tmp_path):

@@ -283,6 +283,11 @@ class Array:
             Disk(env, spec.disk, f"{name}.disk{index}") for index in range(spec.disks)
         ]
         self.failed: set[int] = set()
+        self._positioning_s = (
+            positioning_s(spec.disk, sequential=False),
+            positioning_s(spec.disk, sequential=True),
+        )
+        """A random and a sequential I/O's positioning, indexed by ``sequential``."""
         self.usable_bytes = usable_bytes(spec.level, spec.disks, spec.disk)
         self.cache = (
             _WriteCache(env, spec.controller_cache_bytes)
@@ -360,7 +365,7 @@ class Array:
         return best
 
     def _check_alive(self) -> None:
-        if self.lost:
+        if self.failed and self.lost:
             raise ArrayLostError(
                 f"array {self.name} ({self.spec.level}) has lost data: disks "
                 f"{sorted(self.failed)} failed"
@@ -510,9 +515,8 @@ class Array:
         the mirror).
         """
         disks = self.disks
-        disk_spec = self.spec.disk
-        positioning = positioning_s(disk_spec, sequential)
-        rate = disk_spec.transfer_bytes_per_s
+        positioning = self._positioning_s[sequential]
+        rate = self.spec.disk.transfer_bytes_per_s
         waits = self._waits
         t = at
         for phase in plan:

@@ -48,10 +48,11 @@ nbytes)`` (no event), ``yield from disk.io(nbytes)`` inside a SimPy process
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Callable, Generator
-from heapq import heapify, heappop, heappush
 
+import numpy as np
 import simpy
 
 from twin.hardware.profile import DiskSpec
@@ -87,56 +88,82 @@ GAP_SLACK_S = 1e-9
 """A job fits an idle window that is at most this much too short (float noise)."""
 
 
-SCAN_LIMIT = 16
-"""Waiting jobs up to which a job booked ahead is counted at its submission."""
+FOLD_EVERY = 8192
+"""Waits noted between two folds of ``WaitCounter`` (a bound on its memory)."""
 
 
 class WaitCounter:
-    """The most jobs waiting at once, from (submit, start) pairs as they are booked.
+    """The most jobs waiting at once, exactly, from the (submit, start) of each wait.
 
-    Counted when jobs are booked, over the jobs booked so far: exact for jobs
-    submitted when booked (O(log n) a job). A job booked ahead of its
-    submission is counted at its submission among the waiting jobs known then
-    (when fewer than ``SCAN_LIMIT`` wait: the scan is O(n)), and joins the
-    count of later jobs once its submission has passed.
+    A job waits while ``submit <= t < start``. ``note`` only records the pair
+    (two appends: it is called for every I/O that waits); ``most`` sweeps the
+    recorded waits up to ``env.now`` and keeps the maximum. Every
+    ``FOLD_EVERY`` waits the same sweep folds the record, keeping only the
+    waits still going on, so memory stays bounded. A wait booked ahead of its
+    submission counts once simulated time reaches it; one recorded after a
+    sweep that passed its submission counts from that sweep on.
     """
 
-    __slots__ = ("env", "most", "_waiting", "_ahead")
+    __slots__ = ("env", "_most", "_since", "_submits", "_starts", "_fold_at")
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.most = 0
-        self._waiting: list[float] = []
-        """Heap of the start times of submitted jobs still waiting."""
-        self._ahead: list[tuple[float, float]] = []
-        """Heap of (submit, start) of waiting jobs booked ahead of submission."""
+        self._most = 0
+        self._since = env.now
+        """Waiting before this moment is folded into ``_most``."""
+        self._submits = array("d")
+        self._starts = array("d")
+        self._fold_at = FOLD_EVERY
 
     def note(self, submit: float, start: float) -> None:
         """A job waits from *submit* to *start* (> *submit*)."""
+        self._submits.append(submit)
+        self._starts.append(start)
+        if len(self._starts) >= self._fold_at:
+            self._fold()
+
+    @property
+    def most(self) -> int:
+        """The most jobs waiting at once up to now."""
+        self._fold()
+        return self._most
+
+    def _fold(self) -> None:
+        """Sweep the recorded waits up to now; keep those not over by then."""
         now = self.env.now
-        waiting = self._waiting
-        ahead = self._ahead
-        while ahead and ahead[0][0] <= now:
-            heappush(waiting, heappop(ahead)[1])
-        while waiting and waiting[0] <= now:
-            heappop(waiting)
-        if submit <= now:
-            heappush(waiting, start)
-        if len(waiting) > self.most:  # the queue now
-            self.most = len(waiting)
-        if submit <= now:
-            return
-        if len(waiting) + len(ahead) < SCAN_LIMIT:  # count the queue at submit
-            count = 1 + sum(1 for begin in waiting if begin > submit)
-            count += sum(1 for at, begin in ahead if at <= submit < begin)
-            if count > self.most:
-                self.most = count
-        heappush(ahead, (submit, start))
+        count = len(self._starts)
+        if count:
+            submits = np.maximum(
+                np.frombuffer(self._submits, dtype=np.float64), self._since
+            )
+            starts = np.frombuffer(self._starts, dtype=np.float64)
+            begun = (submits < starts) & (submits <= now)
+            ended = begun & (starts <= now)
+            times = np.concatenate((starts[ended], submits[begun]))
+            steps = np.concatenate(
+                (
+                    np.full(int(ended.sum()), -1, dtype=np.int64),
+                    np.ones(int(begun.sum()), dtype=np.int64),
+                )
+            )
+            if len(times):
+                order = np.lexsort((steps, times))  # at a tie, leave before join
+                most = int(np.cumsum(steps[order]).max())
+                if most > self._most:
+                    self._most = most
+            kept = starts > now
+            self._submits = array("d", submits[kept].tobytes())
+            self._starts = array("d", starts[kept].tobytes())
+        self._since = now
+        self._fold_at = max(FOLD_EVERY, 2 * len(self._starts))
 
     def forget_after(self, now: float) -> None:
         """Drop jobs to be submitted after *now* (they were cancelled)."""
-        self._ahead = [entry for entry in self._ahead if entry[0] <= now]
-        heapify(self._ahead)
+        submits = np.frombuffer(self._submits, dtype=np.float64)
+        starts = np.frombuffer(self._starts, dtype=np.float64)
+        kept = submits <= now
+        self._submits = array("d", submits[kept].tobytes())
+        self._starts = array("d", starts[kept].tobytes())
 
 
 class Timeline:

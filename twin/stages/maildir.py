@@ -69,10 +69,20 @@ def maildir_path(root: Path, user: str, folder: str = "") -> Path:
     return base / f".{folder}" if folder else base
 
 
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
 def lf_message(message: bytes) -> bytes:
-    """``message`` with LF line ends and a final LF (empty stays empty)."""
+    """``message`` with LF line ends and a final LF (empty stays empty).
+
+    A CR not before an LF is data and stays."""
     if b"\r\n" in message:
-        message = message.replace(b"\r\n", b"\n")
+        if _BARE_CR.search(message) is None:
+            # every CR ends a line: dropping them all is one C loop, where
+            # replace pays a call for every line
+            message = message.translate(None, b"\r")
+        else:
+            message = message.replace(b"\r\n", b"\n")
     if message and not message.endswith(b"\n"):
         message += b"\n"
     return message
