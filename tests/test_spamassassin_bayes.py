@@ -102,3 +102,52 @@ def test_load_rejects_other_files(tmp_path: Path):
     path.write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not in format mailtwin-bayes-1"):
         BayesDB.load(path)
+
+
+def test_probability_cache_follows_learning():
+    """The per-token probabilities kept between scans are dropped when the
+    database learns (or relearns): each verdict equals a fresh database's."""
+    msg = ParsedMessage(MESSAGE)
+    tokens = tokenize(msg)
+    counts = {t: [3 + i % 5, 1 + i % 3] for i, t in enumerate(sorted(tokens))}
+    bayes = BayesDB(nspam=200, nham=200, tokens={t: list(c) for t, c in counts.items()})
+
+    def fresh() -> float | None:
+        copy = BayesDB(
+            nspam=bayes.nspam, nham=bayes.nham,
+            tokens={t: list(c) for t, c in bayes.tokens.items()},
+        )
+        return copy.classify(msg).probability
+
+    first = bayes.classify(msg)
+    assert first.probability == fresh()
+    assert bayes.classify(msg) == first  # answered from the cache
+    hammy = ParsedMessage(MESSAGE.replace(b"today!", b"tomorrow, thanks"))
+    for _ in range(3):
+        assert bayes.learn(hammy, is_spam=False) > 0
+        learned = bayes.classify(msg)
+        assert learned.probability == fresh()
+        assert learned.probability != first.probability
+        assert bayes.learn(hammy, is_spam=True) > 0  # relearn as spam
+        assert bayes.classify(msg).probability == fresh()
+    assert bayes.learn(hammy, is_spam=True) == 0  # seen: nothing changes
+    assert bayes.classify(msg).probability == fresh()
+    # A new token table (not through learn) is noticed too.
+    bayes.tokens = {t: [0, 50] for t in tokens}
+    assert bayes.classify(msg).probability == fresh()
+    assert bayes.classify(msg).probability == pytest.approx(0.0, abs=1e-6)
+
+
+def test_header_tokens_equal_prefixing_each_headers_words():
+    """The per-header word caches give the tokens of prefixing each word's
+    header tokens with ``H<name>:``, for repeated and new header names."""
+    from twin.stages.spamassassin.bayes import _words
+
+    for data in (MESSAGE, MESSAGE, MESSAGE.replace(b"To:", b"X-Odd-Name:")):
+        msg = ParsedMessage(data)
+        expected = _words(b"".join(msg.body_lines[1:]), body=True)
+        for name, value in msg.headers:
+            expected |= {b"H" + name + b":" + w for w in _words(value, body=False)}
+        assert tokenize(msg) == expected
+    assert b"HX-Odd-Name:you@example.org" in tokenize(ParsedMessage(
+        MESSAGE.replace(b"To:", b"X-Odd-Name:")))

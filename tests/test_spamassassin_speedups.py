@@ -141,3 +141,52 @@ def test_full_rule_gate_changes_no_hit_and_no_work(tmp_path: Path) -> None:
         assert results[0] == results[1]
         seen.update(results[0][0])
     assert {"FULL_LONG", "FULL_MIME", "FULL_TWICE", "FULL_NAME"} <= seen
+
+
+META_RULES = """
+body  __M_A     /apple/
+body  __M_B     /banana/
+body  __M_C     /cherry/
+meta  __M_AB    __M_A && __M_B
+meta  __M_NOTC  !__M_C
+meta  M_TOP     __M_AB || (__M_NOTC && __M_A)
+meta  M_COUNT   (__M_A + __M_B + __M_C) > 1
+meta  M_NONE    !(__M_A || __M_B || __M_C)
+meta  M_DEEP    M_TOP && !M_NONE && __M_NOTC
+score M_TOP 1.0
+score M_COUNT 1.0
+score M_NONE 1.0
+score M_DEEP 1.0
+"""
+
+
+def test_metas_equal_evaluating_every_meta_in_order(tmp_path: Path) -> None:
+    """Only the metas reached from a hit are evaluated, each once, in
+    dependency order: the hits are those of evaluating every meta in order,
+    and a meta reads only metas before it."""
+    (tmp_path / "local.cf").write_text(META_RULES)
+    compiled = rules.compile_rules(parse_files(rule_files(tmp_path)))
+    position = {meta.name: i for i, meta in enumerate(compiled.metas)}
+    for i, meta in enumerate(compiled.metas):
+        assert all(position.get(dep, -1) < i for dep in meta.deps)
+    bodies = [b"apple banana\n", b"cherry\n", b"nothing\n", b"apple\n",
+              b"apple cherry banana\n", b"banana cherry\n"]
+    outcomes = []
+    for body in bodies:
+        scan = Scan(ParsedMessage(b"Subject: fruit\n\n" + body))
+        hits = compiled.run(scan, hyperscan=False)
+        values = {k: v for k, v in hits.items() if k not in position}
+        expected = {}
+        for meta in compiled.metas:
+            value = float(meta.expression.evaluate(values) or 0.0)
+            if value:
+                values[meta.name] = value
+                expected[meta.name] = value
+        got = {k: v for k, v in hits.items() if k in position}
+        assert got == expected
+        assert list(got) == [m.name for m in compiled.metas if m.name in got]
+        outcomes.append(sorted(n for n in got if not n.startswith("__")))
+    assert outcomes == [
+        ["M_COUNT", "M_DEEP", "M_TOP"], [], ["M_NONE"], ["M_DEEP", "M_TOP"],
+        ["M_COUNT", "M_TOP"], ["M_COUNT"],
+    ]

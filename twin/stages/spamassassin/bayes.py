@@ -54,6 +54,8 @@ MAX_TOKEN_LENGTH = 15  # FACTS.md: token length 15
 ROBINSON_X = 0.538  # FACTS.md
 ROBINSON_S_31 = 0.100  # FACTS.md: S in 3.1 (0.030 in 3.2)
 MIN_PROB_STRENGTH = 0.346  # FACTS.md: keep |p - 0.5| >= 0.346
+_PROB_CACHE_SIZE = 200_000  # twin speed-up: token probabilities kept at most
+_UNKNOWN = object()  # not in the probability cache
 
 _BODY_STRIP = re.compile(rb"[^-A-Za-z0-9,@*!_'\"$.\xa1-\xff]+")
 # Twin speed-up: the same stripping as one translate (octet -> space); runs of
@@ -131,15 +133,53 @@ _WORD_CACHE = (_WordCache(False), _WordCache(True))
 _WORD_CACHE_SIZE = 200_000
 
 
+class _HeaderWordCache(dict[bytes, tuple[bytes, ...]]):
+    """Word -> its header tokens with one header's ``H<name>:`` prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: bytes) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def __missing__(self, word: bytes) -> tuple[bytes, ...]:
+        prefix = self.prefix
+        found = self[word] = tuple(
+            prefix + token for token in _token_words(word, False)
+        )
+        return found
+
+
+# Twin speed-up: header name -> its prefixed word cache (bounded as above).
+_HEADER_CACHES: dict[bytes, _HeaderWordCache] = {}
+_HEADER_CACHE_NAMES = 2_000
+
+
+def _split_words(text: bytes) -> set[bytes]:
+    """The distinct words of a text as the tokenizer splits it."""
+    text = text.translate(_STRIP_TABLE)
+    if b"..." in text or b"--" in text:  # else _DOTS cannot match
+        text = _DOTS.sub(rb"\1 \2 \3", text)
+    return set(text.split())
+
+
 def _words(text: bytes, body: bool) -> set[bytes]:
     """The unique Bayes tokens of a text."""
     cache = _WORD_CACHE[body]
     if len(cache) > _WORD_CACHE_SIZE:
         cache.clear()
-    text = text.translate(_STRIP_TABLE)
-    if b"..." in text or b"--" in text:  # else _DOTS cannot match
-        text = _DOTS.sub(rb"\1 \2 \3", text)
-    return set(chain.from_iterable(map(cache.__getitem__, set(text.split()))))
+    return set(chain.from_iterable(map(cache.__getitem__, _split_words(text))))
+
+
+def _header_cache(name: bytes) -> _HeaderWordCache:
+    cache = _HEADER_CACHES.get(name)
+    if cache is None:
+        if len(_HEADER_CACHES) >= _HEADER_CACHE_NAMES:
+            _HEADER_CACHES.clear()
+        cache = _HEADER_CACHES[name] = _HeaderWordCache(b"H" + name + b":")
+    elif len(cache) > _WORD_CACHE_SIZE:
+        cache.clear()
+    return cache
 
 
 def tokenize(
@@ -149,12 +189,14 @@ def tokenize(
     # Paragraphs end in a newline, which the tokenizer turns into a space, so
     # the body is tokenized in one piece.
     tokens = _words(b"".join(msg.body_lines[1:]), body=True)
+    update = tokens.update
     for name, value in msg.headers:
         key = name.lower()
         if key in _SKIP_HEADERS or key in ignore_headers:
             continue
-        prefix = b"H" + name + b":"
-        tokens.update([prefix + w for w in _words(value, body=False)])
+        # Each word's tokens, prefixed with ``H<name>:`` (kept per header).
+        cached = _header_cache(name).__getitem__
+        update(chain.from_iterable(map(cached, _split_words(value))))
     return tokens
 
 
@@ -211,6 +253,16 @@ class BayesDB:
     seen: dict[str, str] = field(default_factory=dict)
     robinson_s: float = ROBINSON_S_31
     ignore_headers: frozenset[bytes] = frozenset()
+    # Twin speed-up: token -> (strength, probability) of a significant token,
+    # None for an insignificant one, for the tokens looked up since the
+    # database last changed; ``_probs_key`` says which state it belongs to
+    # (``learn`` bumps ``_generation``; counts, settings and the token
+    # table's identity and size are in the key too).
+    _probs: dict[bytes, tuple[float, float] | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _probs_key: tuple[object, ...] = field(default=(), repr=False, compare=False)
+    _generation: int = field(default=0, repr=False, compare=False)
 
     @property
     def ready(self) -> bool:
@@ -226,30 +278,48 @@ class BayesDB:
         lookup = self.tokens.get
         nspam, nham, robinson_s = self.nspam, self.nham, self.robinson_s
         prior = robinson_s * ROBINSON_X
+        probs = self._token_probs()
+        known = probs.get
         for token in tokens:
-            counts = lookup(token)
-            if counts is None:
-                continue
-            found += 1
-            # robinson_probability(spam, ham, nspam, nham, robinson_s), inline
-            spam, ham = counts
-            ratio_s = spam / nspam if nspam else 0.0
-            ratio_n = ham / nham if nham else 0.0
-            if ratio_s + ratio_n == 0:
-                prob = ROBINSON_X
-            else:
-                count = spam + ham
-                prob = (prior + count * (ratio_s / (ratio_n + ratio_s))) / (
-                    robinson_s + count
+            entry = known(token, _UNKNOWN)
+            if entry is _UNKNOWN:
+                counts = lookup(token)
+                if counts is None:
+                    continue
+                # robinson_probability(spam, ham, nspam, nham, robinson_s), inline
+                spam, ham = counts
+                ratio_s = spam / nspam if nspam else 0.0
+                ratio_n = ham / nham if nham else 0.0
+                if ratio_s + ratio_n == 0:
+                    prob = ROBINSON_X
+                else:
+                    count = spam + ham
+                    prob = (prior + count * (ratio_s / (ratio_n + ratio_s))) / (
+                        robinson_s + count
+                    )
+                strength = abs(prob - 0.5)
+                entry = probs[token] = (
+                    (strength, prob) if strength >= MIN_PROB_STRENGTH else None
                 )
-            strength = abs(prob - 0.5)
-            if strength >= MIN_PROB_STRENGTH:
-                strengths.append((strength, prob))
+            found += 1
+            if entry is not None:
+                strengths.append(entry)  # type: ignore[arg-type]
         if not found:
             return BayesVerdict(None, len(tokens), 0)
         strengths.sort(reverse=True)
         chosen = [p for _, p in strengths[:MAX_TOKENS]]
         return BayesVerdict(chi_squared_combine(chosen), len(tokens), len(chosen))
+
+    def _token_probs(self) -> dict[bytes, tuple[float, float] | None]:
+        """The probability cache, emptied when the database has changed."""
+        key = (
+            self._generation, self.nspam, self.nham, self.robinson_s,
+            id(self.tokens), len(self.tokens),
+        )
+        if key != self._probs_key or len(self._probs) > _PROB_CACHE_SIZE:
+            self._probs = {}
+            self._probs_key = key
+        return self._probs
 
     def learn(self, msg: ParsedMessage, is_spam: bool) -> int:
         """Learn a message as spam or ham; return the tokens updated (0 if seen)."""
@@ -258,6 +328,7 @@ class BayesDB:
         previous = self.seen.get(digest)
         if previous == label:
             return 0
+        self._generation += 1  # the token probabilities change
         tokens = tokenize(msg, self.ignore_headers)
         index = 0 if is_spam else 1
         if previous is not None:  # relearn: forget the other class first

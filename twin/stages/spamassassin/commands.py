@@ -55,7 +55,9 @@ def _load(rules_dir: str, cache_dir: str) -> RuleSet:
         cached = Path(cache_dir) / f"sa-rules-{_digest(files)}.pickle"
     if cached is not None and cached.is_file():
         try:
-            rules = pickle.loads(cached.read_bytes())
+            # Streamed from the file: no copy of the whole pickle in memory.
+            with cached.open("rb") as stream:
+                rules = pickle.load(stream)
         except Exception:  # noqa: BLE001 -- a damaged cache file is rebuilt
             rules = None
         if isinstance(rules, RuleSet):
@@ -65,7 +67,8 @@ def _load(rules_dir: str, cache_dir: str) -> RuleSet:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            partial.write_bytes(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
+            with partial.open("wb") as stream:  # streamed, as it is read
+                pickle.dump(rules, stream, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(partial, cached)
         except OSError:  # an unwritable cache only costs the next compile
             pass

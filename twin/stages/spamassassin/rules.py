@@ -53,7 +53,6 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
 from itertools import accumulate
 
 from twin.stages.spamassassin import evals, hsgate
@@ -436,16 +435,20 @@ class RuleSet:
             ]
         values = dict(self.baseline_hits)
         values.update(hits)
-        queued: set[int] = set()
+        # A meta's readers come after it (the metas are in dependency order),
+        # so one pass in index order over the metas marked to do, each found
+        # with bytearray.find (in C), evaluates each once its inputs are final.
+        todo = bytearray(len(plan))
         get_readers = readers.get
         for name in hits:
             found = get_readers(name)
             if found:
-                queued.update(found)
-        queue = sorted(queued)  # a sorted list is a heap
+                for reader in found:
+                    todo[reader] = 1
         evaluated: list[tuple[int, float]] = []
-        while queue:
-            index = heappop(queue)
+        find = todo.find
+        index = find(1)
+        while index >= 0:
             name, evaluate, baseline, its_readers = plan[index]
             value = evaluate(values)
             value = float(value) if value else 0.0
@@ -456,9 +459,8 @@ class RuleSet:
                 values.pop(name, None)
             if value != baseline:
                 for reader in its_readers:
-                    if reader not in queued:
-                        queued.add(reader)
-                        heappush(queue, reader)
+                    todo[reader] = 1
+            index = find(1, index + 1)
         scan.rules_evaluated += len(evaluated)
         # Hits in meta order: evaluated values, else baselines.
         baselines = self._baseline_order
