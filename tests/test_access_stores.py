@@ -681,6 +681,77 @@ def test_cyrus_sole_writer_gives_the_same_replies_and_work(tmp_path):
     assert counts == {"reused": 2, "read": 1}
 
 
+def _store_files(root):
+    """Every file under *root*: relative path -> bytes (the index header's
+    note of the directories' mtimes, host clock, left out)."""
+    files = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                data = handle.read()
+            if name == "cyrus.index":
+                data = data[:32] + data[48:]
+            files[os.path.relpath(path, root)] = data
+    return files
+
+
+def test_cyrus_sole_scratch_store_writes_the_same_files(tmp_path, monkeypatch):
+    """A sole writer without host fsyncs (the simulator's store) takes no POSIX
+    locks and rewrites index and cache in place; replies, Work and the files
+    left behind (cyrus.header included, also in a folder made again after a
+    DELETE) are those of the ordinary backend."""
+    import fcntl
+
+    locks = []
+    real_lockf = fcntl.lockf
+    monkeypatch.setattr(fcntl, "lockf", lambda *a: locks.append(a) or real_lockf(*a))
+    results = []
+    for name, sole in (("plain", False), ("sole", True)):
+        root = tmp_path / name
+        for sub in ("cur", "new", "tmp"):
+            (root / "bob" / "Maildir" / sub).mkdir(parents=True)
+        for i in range(4):
+            (root / "bob" / "Maildir" / "new" / f"1170000000.M{i}.host").write_bytes(
+                b"Subject: %d\n\nbody %d\n" % (i, i))
+        before = len(locks)
+        backend = CyrusBackend(root, host_fsync=False, sole_writer=sole)
+        trace = []
+        box, work = backend.open("bob", "INBOX", False, NOW)
+        trace += [work, box.set_flags([(0, SEEN), (1, 8), (2, 8)])]
+        trace.append(box.expunge(None)[1])
+        box.close()
+        message = b"Subject: late\n\nlate\n"
+        (root / "bob" / "Maildir" / "new" / "1170000060.M9.host").write_bytes(message)
+        trace.append(index_delivery(root, "bob", "new/1170000060.M9.host", message,
+                                    NOW + 60))
+        trace.append(backend.create("bob", "Archive", NOW))
+        trace.append(backend.append("bob", "Archive", [(b"Subject: a\r\n\r\na\r\n",
+                                                        SEEN, int(NOW))], NOW))
+        trace.append(backend.delete("bob", "Archive"))
+        trace.append(backend.create("bob", "Archive", NOW + 1))
+        trace.append(backend.append("bob", "Archive", [(b"Subject: b\r\n\r\nb\r\n",
+                                                        0, int(NOW))], NOW + 1))
+        box, work = backend.open("bob", "INBOX", False, NOW + 2)
+        trace += [work, box.set_flags([(0, 8)]), box.expunge(None)[1]]
+        messages = [(m.uid, m.size, m.flags) for m in box.messages]
+        box.close()
+        results.append((trace, messages, _store_files(root), len(locks) - before))
+    (plain, plain_boxes, plain_files, plain_locks), (sole, sole_boxes, sole_files,
+                                                      sole_locks) = results
+    assert sole == plain and sole_boxes == plain_boxes
+    assert [uid for uid, _, _ in sole_boxes] == [4, 5]
+    assert sole_files == plain_files
+    assert "bob/Maildir/.Archive/cyrus.header" in sole_files
+    assert "bob/Maildir/cyrus.header" in sole_files
+    assert plain_locks > 0 and sole_locks == 0
+    # the cache shrank on the last expunge: cut to its new length in place
+    cache = sole_files["bob/Maildir/cyrus.cache"]
+    index = sole_files["bob/Maildir/cyrus.index"]
+    assert len(index) == HEADER_BYTES - 16 + 2 * RECORD_BYTES
+    assert cache == plain_files["bob/Maildir/cyrus.cache"]
+
+
 _MIME_PIECES = [
     "\n", "\n\n", "--b", "--b--", "--b\n", "\n--b\n", "\n--b--\n", "--c\n", "\n--c--\n",
     "Content-Type: multipart/mixed; boundary=b\n", "Content-Type: message/rfc822\n",

@@ -223,21 +223,42 @@ def _stamp_of(name: str, path: str) -> int:
     return int(os.stat(path).st_mtime) & 0xFFFFFFFF
 
 
+_HEADERS_MADE: set[str] = set()
+"""Folders whose lock file (cyrus.header) is known to exist (sole writers)."""
+
+
 class _lock:
     """Cyrus locks a mailbox through its cyrus.header; index and cache are
     replaced by rename, so they cannot carry the lock themselves. (What
-    ``locked_file`` does, on a bare descriptor: the same lock calls.)"""
+    ``locked_file`` does, on a bare descriptor: the same lock calls.)
 
-    __slots__ = ("_path", "_fd", "_guard")
+    With *sole* (a ``sole_writer`` store: no other process touches it) the
+    in-process lock alone excludes every writer, so the POSIX lock is not
+    taken; the cyrus.header file is still created at the first lock, so the
+    store holds the same files. The Work counts the lock either way."""
 
-    def __init__(self, folder: str) -> None:
+    __slots__ = ("_folder", "_path", "_fd", "_guard", "_sole")
+
+    def __init__(self, folder: str, sole: bool = False) -> None:
+        self._folder = folder
         self._path = os.path.join(folder, LOCK)
+        self._sole = sole
 
     def __enter__(self) -> None:
         self._guard = FILE_LOCKS.get(self._path)
         self._guard.acquire()
+        if self._sole and self._folder in _HEADERS_MADE:
+            self._fd = -1
+            return
         try:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            if self._sole:
+                with _SHARED_GUARD:
+                    _HEADERS_MADE.add(self._folder)
+                    _note_folder(self._folder)
+                os.close(self._fd)
+                self._fd = -1
+                return
             try:
                 fcntl.lockf(self._fd, fcntl.LOCK_EX)
             except BaseException:
@@ -248,6 +269,9 @@ class _lock:
             raise
 
     def __exit__(self, *exc) -> None:
+        if self._fd < 0:
+            self._guard.release()
+            return
         try:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -274,8 +298,15 @@ class _Shared:
 
 
 _STALE = (-1, -1)
+_SOLE_ROOTS: set[str] = set()
+"""Real store roots whose last backend was made with ``sole_writer=True``."""
 _SHARED: dict[str, _Shared] = {}
 _SHARED_GUARD = threading.Lock()
+
+
+_BY_PARENT: dict[str, set[str]] = {}
+"""Known folders (in ``_SHARED`` or ``_HEADERS_MADE``) by parent directory:
+a maildir++ folder and its subfolders (``.A``, ``.A.B``) share one."""
 
 
 def _shared(folder: str) -> _Shared:
@@ -283,7 +314,16 @@ def _shared(folder: str) -> _Shared:
         state = _SHARED.get(folder)
         if state is None:
             state = _SHARED[folder] = _Shared()
+            _note_folder(folder)
         return state
+
+
+def _note_folder(folder: str) -> None:
+    parent = os.path.dirname(folder)
+    known = _BY_PARENT.get(parent)
+    if known is None:
+        known = _BY_PARENT[parent] = set()
+    known.add(folder)
 
 
 def _leave(spare: dict[str, _Index], index: _Index) -> None:
@@ -295,8 +335,11 @@ def _leave(spare: dict[str, _Index], index: _Index) -> None:
 def _forget(folder: str) -> None:
     """Drop what is known of *folder* and its subfolders (deleted, renamed)."""
     with _SHARED_GUARD:
-        for known in [k for k in _SHARED if k == folder or k.startswith(folder + ".")]:
-            del _SHARED[known]
+        siblings = _BY_PARENT.get(os.path.dirname(folder), ())
+        for known in [k for k in siblings if k == folder or k.startswith(folder + ".")]:
+            _SHARED.pop(known, None)
+            _HEADERS_MADE.discard(known)
+            siblings.discard(known)
 
 
 _DIR_PATHS: dict[str, tuple[str, str]] = {}
@@ -431,10 +474,17 @@ class _Index:
         targets = [(self.path, data, INDEX)]
         if cache is not None:
             targets.insert(0, (self.cache_path, cache, CACHE))
+        in_place = self.sole_writer and not self.host_fsync
         for path, content, name in targets:
-            temporary = path + ".NEW"
-            write_file(temporary, content, self.host_fsync)
-            replace_file(temporary, path, self.host_fsync)
+            if in_place:
+                # a sole writer's scratch store: the same bytes written over
+                # the old file (no new inode, unlink and rename); readers all
+                # take the in-process lock and tell changes by the generation
+                _overwrite(path, content)
+            else:
+                temporary = path + ".NEW"
+                write_file(temporary, content, self.host_fsync)
+                replace_file(temporary, path, self.host_fsync)
             work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
                          files_created=1, files_renamed=1)
         self.bump(os.stat(self.path))
@@ -560,7 +610,7 @@ class _Index:
             index_changed = self.changed(info)
         if not index_changed and not self.dirs_moved():
             return None
-        with _lock(self.folder):
+        with _lock(self.folder, self.sole_writer):
             work = Work(locks=1)
             if index_changed:
                 got = self.read()
@@ -696,7 +746,7 @@ class CyrusMailbox:
         if self.readonly:
             return Work()
         index = self._index
-        with _lock(index.folder):
+        with _lock(index.folder, index.sole_writer):
             fd = os.open(index.path, os.O_RDWR)
             try:
                 return self._set_flags(fd, changes)
@@ -749,7 +799,7 @@ class CyrusMailbox:
             return [], Work()
         index = self._index
         work = Work(locks=1)
-        with _lock(index.folder):
+        with _lock(index.folder, index.sole_writer):
             fd = os.open(index.path, os.O_RDONLY)
             try:
                 moved = index.disk_positions(fd) is not None
@@ -874,6 +924,10 @@ class CyrusBackend:
         self.host_fsync = host_fsync
         self.sole_writer = sole_writer
         note_host_fsync(self.root, host_fsync)
+        if sole_writer:  # index_delivery, handed the root, follows suit
+            _SOLE_ROOTS.add(self.root)
+        else:
+            _SOLE_ROOTS.discard(self.root)
         self._pop_guard = threading.Lock()
         self._pop_users: set[str] = set()
         self._serial = 0
@@ -974,7 +1028,7 @@ class CyrusBackend:
         index = self._spare.pop(folder, None)
         if index is not None and index.shared.idle is index:
             index.shared.idle = None  # about to be held: deliveries keep off
-        with _lock(folder):
+        with _lock(folder, self.sole_writer):
             got = None if index is None else index.reuse()
             if got is None:
                 index = _Index(folder, key, self.host_fsync, self.sole_writer)
@@ -1031,7 +1085,7 @@ class CyrusBackend:
             record.info.recent = record.info.uid > index.recent_uid
         if not readonly and index.uidnext - 1 > index.recent_uid:
             index.recent_uid = index.uidnext - 1
-            with _lock(index.folder):
+            with _lock(index.folder, index.sole_writer):
                 fd = os.open(index.path, os.O_RDWR)
                 try:
                     os.pwrite(fd, index.header_bytes(), 0)
@@ -1109,7 +1163,7 @@ class CyrusBackend:
             canonical, index, work = self._load(user, name, now, create_inbox=True)
         except StoreError as exc:
             raise StoreError(f"[TRYCREATE] {exc}") from None
-        with _lock(index.folder):
+        with _lock(index.folder, index.sole_writer):
             cache, got = index.read_cache()
             work += got
             grown = bytearray(cache)
@@ -1206,7 +1260,7 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
     if not os.path.exists(index.path):
         _unindexed(index)
         return Work()
-    with _lock(folder):
+    with _lock(folder, real_root in _SOLE_ROOTS):
         fd = os.open(index.path, os.O_RDWR)
         try:
             work = _index_append(index, fd, subdir, base, message, now, host_fsync)
@@ -1285,6 +1339,18 @@ def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes
         idle.mtimes = index.mtimes
         idle.in_step(os.fstat(fd))
     return work
+
+
+def _overwrite(path: str, data: bytes | bytearray) -> None:
+    """Make *path* hold *data*: written from offset 0 over what it held, then
+    cut to length (never truncated to zero first, which would make ext4
+    flush the new data at close as a replace-by-truncate, ``auto_da_alloc``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+    try:
+        _write_all_fd(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def _write_all_fd(fd: int, data: bytes | bytearray) -> None:

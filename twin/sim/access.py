@@ -111,7 +111,8 @@ class AccessLoad:
         self.streams = streams
         self.warmup = scenario.warmup
         self.latencies: dict[str, array] = {}
-        self._names: dict[str, dict[str, str]] = {"imap": {}, "pop3": {}}
+        # command class -> its latency samples (in self.latencies), by protocol
+        self._samples: dict[str, dict[str, array]] = {"imap": {}, "pop3": {}}
         # polls that changed nothing are replayed, not played again (same
         # commands, replies and Work; see PollMemo)
         self.memo = PollMemo()
@@ -145,6 +146,15 @@ class AccessLoad:
             values = self.latencies[name] = array("d")
         values.append(seconds)
 
+    def _samples_of(self, protocol: str, name: str) -> array:
+        """The latency samples of *protocol*'s command class *name*."""
+        label = f"latency.{protocol}.{name}"
+        values = self.latencies.get(label)
+        if values is None:
+            values = self.latencies[label] = array("d")
+        self._samples[protocol][name] = values
+        return values
+
     def _session(self, spec):
         env = self.env
         started = env.now
@@ -163,22 +173,26 @@ class AccessLoad:
         self.messages_read += outcome.messages_read
         self.bytes_fetched += outcome.bytes_fetched
         rtt = self.scenario.access.client_rtt
-        measured = started >= self.warmup
         protocol, book = spec.protocol, self.book
         host, array_name = self.host, self.array
-        names = self._names[protocol]
-        note = self._note
+        timeout = env.timeout
+        if started < self.warmup:
+            for _, work in outcome.commands:
+                # the command's work, then its reply's way back: one timeout
+                yield timeout(book(protocol, host, work, array_name) - env.now + rtt)
+            return
+        samples = self._samples[protocol]
         for name, work in outcome.commands:
             sent = env.now
-            # the command's work, then its reply's way back: one timeout
-            yield env.timeout(book(protocol, host, work, array_name) - sent + rtt)
-            if measured:
-                label = names.get(name)
-                if label is None:
-                    label = names[name] = f"latency.{protocol}.{name}"
-                note(label, env.now - sent)
-        if measured:
-            note(f"latency.{protocol}.session", env.now - started)
+            yield timeout(book(protocol, host, work, array_name) - sent + rtt)
+            values = samples.get(name)
+            if values is None:
+                values = self._samples_of(protocol, name)
+            values.append(env.now - sent)
+        values = samples.get("session")
+        if values is None:
+            values = self._samples_of(protocol, "session")
+        values.append(env.now - started)
 
     def metrics(self) -> dict[str, float]:
         out = {

@@ -242,7 +242,9 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     per_messages, per_bytes, known = [], [], []
     # Cyrus indexes are built as each maildir is written, from the bytes
     # written (no read back); the same files as a reconstruct afterwards
-    backend = (CyrusBackend(root, host_fsync=host_fsync)
+    # (a simulator's store, without host fsyncs, has this writer alone)
+    backend = (CyrusBackend(root, host_fsync=host_fsync,
+                            sole_writer=not host_fsync)
                if fmt == "maildir" and index else None)
     unread_total = message_total = file_total = 0
     for user_index, user in enumerate(population.usernames):
