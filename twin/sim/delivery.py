@@ -83,9 +83,8 @@ class Delivery:
             yield from self.hand_over(record, queue_id, data, at)
             holder = self.model.box_host
         # every store writes LF line ends: convert once, not per recipient
-        # (the Cyrus index is handed the message as it came, as before)
-        once = len(local_users) > 1 and self.model.access is None
-        local_data = lf_message(data) if once else data
+        # (the Cyrus index measures LF or CRLF bytes alike)
+        local_data = lf_message(data) if local_users else data
         for user in local_users:
             yield from self.deliver_local(record, user, local_data)
         bounced = False

@@ -76,7 +76,7 @@ def lf_message(message: bytes) -> bytes:
     """``message`` with LF line ends and a final LF (empty stays empty).
 
     A CR not before an LF is data and stays."""
-    if b"\r\n" in message:
+    if b"\r" in message and b"\r\n" in message:  # (the first finds no CR fast)
         if _BARE_CR.search(message) is None:
             # every CR ends a line: dropping them all is one C loop, where
             # replace pays a call for every line
