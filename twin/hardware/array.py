@@ -59,9 +59,9 @@ Capacity math by hand: ``write_penalty``, ``random_iops``, ``usable_bytes``,
 ``busy_area``, ``queue_area``, ``busy``, ``queue_length``, ``served``,
 ``capacity`` and ``sync()`` like ``twin.resources.Servers``, summed over its
 disks (and the disks a rebuild replaced), with ``capacity`` the number of live
-disks, and ``queue_max``: the most I/Os waiting at once over all its disks,
-counted whenever an I/O is booked (exact for I/Os submitted when booked; one
-booked ahead is counted from the next booking after its submission).
+disks, and ``queue_max``: the most I/Os waiting at once over all its disks
+up to now, exact (``twin.hardware.disk.WaitCounter``; an I/O booked ahead
+counts once simulated time reaches its submission).
 
 Non-generator forms for callers that chain work into one timeout (``Host``):
 ``submit_plan``, ``read_at``, ``write_at``, ``write_through_at`` return the
