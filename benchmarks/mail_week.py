@@ -91,8 +91,11 @@ def replay(env, specs, until: float, start_of, process_of) -> int:
 
 def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:
     """Run the scenario in a child process; its manifest, summary and peak MB."""
+    # the child imports twin as this process does (PYTHONPATH first), not from
+    # its working directory, so PYTHONPATH=<another tree> compares two trees
     code = (
         "import json, resource, sys\n"
+        "sys.path[:] = [p for p in sys.path if p not in ('', '.')]\n"
         "from twin.cli import main\n"
         f"args = ['run', {scenario_name!r}, '--out', {str(out)!r}, '--quiet',"
         " '--force']\n"
