@@ -40,8 +40,12 @@ the trigram keys one of which it needs, so the rules whose checks can pass are
 picked from the text's trigrams in a few set operations.  With the Hyperscan
 gates (``hsgate``; one set per text level) the trigrams are not needed: the
 rules looked at are those the gates let through plus those they do not
-cover, and the literals present come from one literal-gate scan.  The work
-counted is that of the engine described above, whatever the speed-ups skip.
+cover, and the literals present come from one literal-gate scan; a
+paragraph of ``_LONG_PARAGRAPH`` octets or more is scanned alone by its
+level's gates before ``re`` searches it for a rule.  A few back-reference
+header rules have a prefilter (``backref``) that proves most values cannot
+match before their backtracking regex runs.  The work counted is that of the
+engine described above, whatever the speed-ups skip.
 
 It counts, into the scan, rules evaluated, literal prefilter checks and bytes
 scanned by regexes.
@@ -55,7 +59,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from twin.stages.spamassassin import evals, hsgate
+from twin.stages.spamassassin import backref, evals, hsgate
 from twin.stages.spamassassin.conf import Config
 from twin.stages.spamassassin.meta import Expression, MetaSyntaxError
 from twin.stages.spamassassin.meta import parse as parse_meta
@@ -92,6 +96,9 @@ _MAX_LITERAL_SCAN = 1500
 # Texts up to this many octets have their matches counted with findall
 # (a list of them all); longer ones with finditer, which stops at the limit.
 _FINDALL_BELOW = 16_384
+# Paragraphs this long are scanned alone by their level's gates before a rule
+# the whole text's gates let through runs ``re`` on them (``_BodyText.match``).
+_LONG_PARAGRAPH = 16_384
 # One meta as ``_metas`` walks it: name, evaluator, baseline, readers.
 _MetaStep = tuple[str, Callable[..., float], float, tuple[int, ...]]
 # The score sets this twin uses: 0 (no Bayes, no network) and 2 (Bayes).
@@ -119,6 +126,9 @@ class RegexRule:
     # (lower-cased) one of which the value must hold for a match, or ().
     matches_empty: bool = False
     header_literals: tuple[bytes, ...] = ()
+    # Header rules with a back-reference: a check (``backref``) answering
+    # False only when the regex cannot match the value (given its lower case).
+    backref: backref.Prefilter | None = None
 
 
 @dataclass(slots=True)
@@ -361,10 +371,20 @@ class RuleSet:
                         lower = hval.lower()
                     for literal in header_lits:
                         if literal in lower:
-                            hit = rule.regex.search(hval) is not None
+                            check = rule.backref
+                            hit = (
+                                check is None or check(hval, lower)
+                            ) and rule.regex.search(hval) is not None
                             break
                     else:
                         hit = False
+                elif rule.backref is not None:
+                    if lower is None:
+                        lower = hval.lower()
+                    hit = (
+                        rule.backref(hval, lower)
+                        and rule.regex.search(hval) is not None
+                    )
                 else:
                     hit = rule.regex.search(hval) is not None
                 if hit != rule.negate:
@@ -412,9 +432,10 @@ class RuleSet:
             chosen = plan.gated_indexes(gates, body, scan)
         else:
             chosen = plan.gate(plan.candidate_indexes(view), gates, body, scan)
+        line_gates = plan.gates if gated and plan.gates else None
         for index in chosen:
             rule = rules[index]
-            count = body.match(rule, scan)
+            count = body.match(rule, scan, index, line_gates)
             if count:
                 hits[rule.name] = count
 
@@ -479,7 +500,7 @@ class RuleSet:
 class _BodyText:
     """One message's body (or rawbody) text as the body rules search it."""
 
-    __slots__ = ("lines", "text", "view", "size", "starts")
+    __slots__ = ("lines", "text", "view", "size", "starts", "_line_maybe")
 
     def __init__(self, lines: list[bytes], trigrams: TrigramIndex) -> None:
         self.lines = lines
@@ -487,6 +508,24 @@ class _BodyText:
         self.view = TextView(self.text, trigrams)
         self.size = len(self.text)
         self.starts: list[int] | None = None
+        # Per long paragraph (index): what its level's gates let through.
+        self._line_maybe: dict[int, set[int]] = {}
+
+    def line_maybe(
+        self,
+        number: int,
+        gates: tuple[hsgate.Gate | None, hsgate.Gate | None, frozenset[int]],
+    ) -> set[int]:
+        """The rules (indexes) the gates of a paragraph's level say may match
+        that paragraph searched alone (``_gate_scan`` of a one-paragraph
+        text), once per paragraph."""
+        maybe = self._line_maybe.get(number)
+        if maybe is None:
+            line = self.lines[number]
+            maybe = self._line_maybe[number] = _gate_scan(
+                gates[0], gates[1], [line], line
+            )
+        return maybe
 
     def literal_octets(self, literals: Sequence[bytes]) -> int:
         """The octets of the paragraphs holding one of ``literals`` (what
@@ -512,9 +551,23 @@ class _BodyText:
             chosen.update(held)  # type: ignore[arg-type]
         return chosen, starts
 
-    def match(self, rule: RegexRule, scan: evals.Scan) -> float:
+    def match(
+        self,
+        rule: RegexRule,
+        scan: evals.Scan,
+        index: int = -1,
+        gates: Sequence[
+            tuple[hsgate.Gate | None, hsgate.Gate | None, frozenset[int]] | None
+        ]
+        | None = None,
+    ) -> float:
         """One rule's hit count; counts the octets its literals' paragraphs
-        add (the caller counts the rule, its literals and a whole-text scan)."""
+        add (the caller counts the rule, its literals and a whole-text scan).
+
+        With the plan's ``gates`` (per text level) and the rule's ``index``,
+        a paragraph of ``_LONG_PARAGRAPH`` octets or more is searched only when
+        the gates of its level, scanning it alone, let the rule through (or do
+        not cover it): a rule they rule out cannot match it."""
         view = self.view
         text = self.text
         lines = self.lines
@@ -533,30 +586,40 @@ class _BodyText:
                 and b"\n" not in text[start : max(start, end - 1)]
             ):
                 return 1.0
-            candidates = lines
+            numbers: Sequence[int] = range(len(lines))
         else:
             if not rule.literal_check.present(view):  # type: ignore[union-attr]
                 return 0.0
             # Only paragraphs holding a literal can match: scan just those.
             chosen, _ = self._holding(literals)
-            candidates = [lines[i] for i in sorted(chosen)]
+            numbers = sorted(chosen)
             if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
-                scan.regex_bytes += sum(map(len, candidates))
+                scan.regex_bytes += sum(len(lines[i]) for i in numbers)
                 return 0.0
         count = 0
         maxhits = rule.maxhits
         levels = rule.filter.levels  # type: ignore[union-attr]
         level = view.level
-        for line in candidates:
+        for number in numbers:
+            line = lines[number]
             scan.regex_bytes += len(line)
             if level == 2:
-                regex = levels[2][0]
+                line_level = 2
             elif level == 0 and not line.isascii():
-                regex = levels[0][0]
+                line_level = 0
             else:
-                regex = levels[1 if ENTITY.search(line) else 2][0]
+                line_level = 1 if ENTITY.search(line) else 2
+            regex = levels[line_level][0]
             if regex is None:
                 continue
+            if gates is not None and len(line) >= _LONG_PARAGRAPH:
+                level_gates = gates[line_level]
+                if (
+                    level_gates is not None
+                    and index in level_gates[2]
+                    and index not in self.line_maybe(number, level_gates)
+                ):
+                    continue
             count += _count(regex, line, maxhits - count)
             if count >= maxhits:
                 break
@@ -790,7 +853,7 @@ class _BodyPlan:
         rule with literals ruled out, the octets of the paragraphs holding its
         literals (which ``match`` would search in vain) are counted here."""
         main, end, covered = gates
-        maybe = _gate_scan(main, end, body)
+        maybe = _gate_scan(main, end, body.lines, body.text)
         kept = []
         rules = self.rules
         literal_gate = self.literal_gate
@@ -859,7 +922,7 @@ class _BodyPlan:
         gates rule out are counted here, as ``gate`` does (a rule with no
         literal in the text is no candidate and counts nothing)."""
         main, end, covered = gates
-        maybe = _gate_scan(main, end, body)
+        maybe = _gate_scan(main, end, body.lines, body.text)
         by_literal, uncovered = self._gated_tables()
         present = set(self.literal_gate.scan(body.view.lower))  # type: ignore[union-attr]
         if present:
@@ -1034,6 +1097,7 @@ def _regex_rule(
         literal_check=literal_check,
         matches_empty=regex.search(b"") is not None,
         header_literals=header_literals(regex) if kind == "header" else (),
+        backref=backref.for_regex(regex) if kind == "header" else None,
         anchored=bool(_ANCHOR.search(pattern)),
         maxhits=_maxhits(config.tflags.get(name, frozenset())),
         header=header,
@@ -1192,14 +1256,13 @@ def _order_metas(
     rules._readers = {name: tuple(indexes) for name, indexes in readers.items()}
 
 
-def _gate_scan(main, end, body) -> set[int]:
-    """Indexes of the rules the body gates *main* and *end* say may match.
+def _gate_scan(main, end, lines, text) -> set[int]:
+    """Indexes of the rules the body gates *main* and *end* say may match
+    the paragraphs *lines* joined as *text*.
 
     *main* scans the text as it is (and the paragraphs joined, unless every
     paragraph already ends in a newline); *end*, for the patterns with end
     assertions, scans both forms."""
-    lines = body.lines
-    text = body.text
     joined = hsgate.pieces(lines)
     maybe: set[int] = set()
     if main is not None:
