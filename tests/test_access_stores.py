@@ -509,6 +509,16 @@ def _maildir_store(root, count=3):
     return box
 
 
+def _named_maildir(root, count):
+    """bob's maildir with *count* new messages under fixed names (two stores
+    made alike have the same files)."""
+    for sub in ("cur", "new", "tmp"):
+        (root / "bob" / "Maildir" / sub).mkdir(parents=True)
+    for i in range(count):
+        (root / "bob" / "Maildir" / "new" / f"1170000000.M{i}.host").write_bytes(
+            b"Subject: %d\n\nbody %d\n" % (i, i))
+
+
 def _cyrus_round(root, host_fsync, message):
     """Open, flag, deliver, expunge: every Work along the way."""
     backend = CyrusBackend(root, host_fsync=host_fsync)
@@ -645,11 +655,7 @@ def test_cyrus_sole_writer_gives_the_same_replies_and_work(tmp_path):
     results = []
     for name, sole in (("plain", False), ("sole", True)):
         root = tmp_path / name
-        for sub in ("cur", "new", "tmp"):
-            (root / "bob" / "Maildir" / sub).mkdir(parents=True)
-        for i in range(3):
-            (root / "bob" / "Maildir" / "new" / f"1170000000.M{i}.host").write_bytes(
-                b"Subject: %d\n\nbody %d\n" % (i, i))
+        _named_maildir(root, 3)
         backend = CyrusBackend(root, sole_writer=sole)
         seen, trace = [], []
         box, work = backend.open("bob", "INBOX", False, NOW)
@@ -709,11 +715,7 @@ def test_cyrus_sole_scratch_store_writes_the_same_files(tmp_path, monkeypatch):
     results = []
     for name, sole in (("plain", False), ("sole", True)):
         root = tmp_path / name
-        for sub in ("cur", "new", "tmp"):
-            (root / "bob" / "Maildir" / sub).mkdir(parents=True)
-        for i in range(4):
-            (root / "bob" / "Maildir" / "new" / f"1170000000.M{i}.host").write_bytes(
-                b"Subject: %d\n\nbody %d\n" % (i, i))
+        _named_maildir(root, 4)
         before = len(locks)
         backend = CyrusBackend(root, host_fsync=False, sole_writer=sole)
         trace = []

@@ -189,6 +189,13 @@ def raid5_parity_disk(row: int, disks: int) -> int:
     return disks - 1 - row % disks
 
 
+def raid5_unit_disks(unit: int, disks: int) -> tuple[int, int]:
+    """(disk holding stripe unit *unit*, disk holding its row's parity)."""
+    row, j = divmod(unit, disks - 1)
+    parity = disks - 1 - row % disks
+    return (parity + 1 + j) % disks, parity
+
+
 def raid5_data_disk(unit: int, disks: int) -> int:
     """Disk holding logical stripe unit *unit*: the disks after the row's parity."""
     row, j = divmod(unit, disks - 1)
@@ -456,9 +463,7 @@ class Array:
         if not failed and n >= 4 and within + nbytes <= unit_bytes:
             # the common case, a small write inside one stripe unit:
             # read old data and parity, then write both
-            row, j = divmod(unit, n - 1)
-            parity = n - 1 - row % n
-            disk = (parity + 1 + j) % n
+            disk, parity = raid5_unit_disks(unit, n)
             return [
                 [(disk, nbytes), (parity, nbytes)],
                 [(disk, nbytes), (parity, nbytes)],
@@ -599,10 +604,8 @@ class Array:
             unit_bytes = self.spec.stripe_unit_bytes
             unit, within = divmod(placement_offset(key, self.usable_bytes), unit_bytes)
             if within + nbytes <= unit_bytes:
-                n = len(self.disks)
-                row, j = divmod(unit, n - 1)
-                parity = n - 1 - row % n
-                data = self.disks[(parity + 1 + j) % n]
+                disk, parity = raid5_unit_disks(unit, len(self.disks))
+                data = self.disks[disk]
                 check = self.disks[parity]
                 rate = self.spec.disk.transfer_bytes_per_s
                 service = self._positioning_s[0] + nbytes / rate

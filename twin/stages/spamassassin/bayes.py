@@ -116,42 +116,31 @@ def _token_words(token: bytes, body: bool) -> tuple[bytes, ...]:
 # Twin speed-up: a word's tokens depend on the word alone, so they are kept
 # (per body/header kind) for the words seen most recently.
 class _WordCache(dict[bytes, tuple[bytes, ...]]):
-    """Word -> its tokens (body or header kind), worked out on first lookup."""
+    """Word -> its tokens (body or header kind), worked out on first lookup;
+    with a *prefix* (``H<name>:``) each token carries it."""
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "prefix")
 
-    def __init__(self, body: bool) -> None:
+    def __init__(self, body: bool, prefix: bytes = b"") -> None:
         super().__init__()
         self.body = body
+        self.prefix = prefix
 
     def __missing__(self, word: bytes) -> tuple[bytes, ...]:
-        found = self[word] = _token_words(word, self.body)
-        return found
+        tokens = _token_words(word, self.body)
+        prefix = self.prefix
+        if prefix:
+            tokens = tuple(prefix + token for token in tokens)
+        self[word] = tokens
+        return tokens
 
 
 _WORD_CACHE = (_WordCache(False), _WordCache(True))
 _WORD_CACHE_SIZE = 200_000
 
 
-class _HeaderWordCache(dict[bytes, tuple[bytes, ...]]):
-    """Word -> its header tokens with one header's ``H<name>:`` prefix."""
-
-    __slots__ = ("prefix",)
-
-    def __init__(self, prefix: bytes) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def __missing__(self, word: bytes) -> tuple[bytes, ...]:
-        prefix = self.prefix
-        found = self[word] = tuple(
-            prefix + token for token in _token_words(word, False)
-        )
-        return found
-
-
 # Twin speed-up: header name -> its prefixed word cache (bounded as above).
-_HEADER_CACHES: dict[bytes, _HeaderWordCache] = {}
+_HEADER_CACHES: dict[bytes, _WordCache] = {}
 _HEADER_CACHE_NAMES = 2_000
 
 
@@ -171,12 +160,12 @@ def _words(text: bytes, body: bool) -> set[bytes]:
     return set(chain.from_iterable(map(cache.__getitem__, _split_words(text))))
 
 
-def _header_cache(name: bytes) -> _HeaderWordCache:
+def _header_cache(name: bytes) -> _WordCache:
     cache = _HEADER_CACHES.get(name)
     if cache is None:
         if len(_HEADER_CACHES) >= _HEADER_CACHE_NAMES:
             _HEADER_CACHES.clear()
-        cache = _HEADER_CACHES[name] = _HeaderWordCache(b"H" + name + b":")
+        cache = _HEADER_CACHES[name] = _WordCache(False, b"H" + name + b":")
     elif len(cache) > _WORD_CACHE_SIZE:
         cache.clear()
     return cache
