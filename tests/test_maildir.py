@@ -75,6 +75,17 @@ def test_lf_message_normalises_line_ends():
     assert lf_message(b"a\r\nb\r") == b"a\nb\r\n"
 
 
+def test_lf_message_equals_replacing_every_crlf():
+    # the fast path (one translate) only where every CR ends a line
+    rng = np.random.default_rng(7)
+    for _ in range(3000):
+        message = bytes(rng.choice(list(b"\r\na."), size=int(rng.integers(0, 12))))
+        expected = message.replace(b"\r\n", b"\n")
+        if expected and not expected.endswith(b"\n"):
+            expected += b"\n"
+        assert lf_message(message) == expected, message
+
+
 def test_first_delivery_creates_the_maildir_and_counts_it(tmp_path):
     store = MaildirStore(tmp_path, MaildirSettings())
     result = store.deliver("alice", MESSAGE, 10.7, "P1Q1")

@@ -21,6 +21,7 @@ from twin.stages.smtp import (
     SmtpServer,
     SmtpSession,
     SmtpSettings,
+    _stuffed,
 )
 from twin.stages.work import Work
 
@@ -856,3 +857,26 @@ def fuzz_directory(factory) -> PasswdDirectory:
         write_users(path, USERS, "passwd")
         _FUZZ["d"] = PasswdDirectory(path)
     return _FUZZ["d"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"", b".", b"..", b"a", b".a", b"a.b", b"\r"]),
+                min_size=1, max_size=8))
+def test_dot_stuffing_round_trips_through_a_session(tmp_path_factory, lines):
+    # the client's stuffing and the server's unstuffing are exact inverses,
+    # whether the lines arrive in one chunk or with the final dot line
+    message = b"\r\n".join(lines) + b"\r\n"
+    directory = fuzz_directory(tmp_path_factory)
+    stuffed = _stuffed(message)
+    assert not any(line.startswith(b".") and not line.startswith(b"..")
+                   for line in stuffed.split(b"\r\n")[:-1])
+    for chunks in ([stuffed, b".\r\n"], [stuffed + b".\r\n"]):
+        session = SmtpServer(SmtpSettings(), directory).session(OUTSIDE, 0.0)
+        dialogue(session, "EHLO c", "MAIL FROM:<>", "RCPT TO:<bob@ece.example.edu>",
+                 "DATA")
+        replies = [session.feed_data(chunk) for chunk in chunks]
+        assert replies[-1].startswith("250")
+        data = session.messages[0].data
+        assert data.startswith(b"Received: ")
+        assert data.endswith(message)
+        assert not data[: -len(message)].startswith(b"Received: ", 1)

@@ -69,7 +69,9 @@ def maildir_path(root: Path, user: str, folder: str = "") -> Path:
     return base / f".{folder}" if folder else base
 
 
-_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_CR = re.compile(rb"\r[^\n]")
+"""A CR before anything but an LF (one at the very end is checked apart: a
+plain class scans faster than a lookahead)."""
 
 
 def lf_message(message: bytes) -> bytes:
@@ -77,7 +79,7 @@ def lf_message(message: bytes) -> bytes:
 
     A CR not before an LF is data and stays."""
     if b"\r" in message and b"\r\n" in message:  # (the first finds no CR fast)
-        if _BARE_CR.search(message) is None:
+        if _BARE_CR.search(message) is None and not message.endswith(b"\r"):
             # every CR ends a line: dropping them all is one C loop, where
             # replace pays a call for every line
             message = message.translate(None, b"\r")
