@@ -4,6 +4,7 @@ import io
 import mailbox
 import os
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -806,6 +807,37 @@ def test_measured_parse_cases():
                 multipart.replace(b"\n", b"\r\n"), b"a: b\r\n\nmixed\n\r\n"):
         assert _parse_stored(raw) == _old_way(raw)
     assert parse_lf(b"a: b\r\n\r\nx") is None  # a CR: the CRLF parse instead
+
+
+def test_count_lf_counts_as_bytes_count_on_every_span():
+    from twin.access.message import _COUNT_CHUNK_BYTES, _NUMPY_COUNT_BYTES, count_lf
+
+    rng = np.random.default_rng(5)
+    raw = bytes(rng.choice([10, 13, 65, 255], size=3 * _COUNT_CHUNK_BYTES + 17,
+                           p=[0.02, 0.01, 0.9, 0.07]).astype(np.uint8))
+    edges = [0, 1, _NUMPY_COUNT_BYTES - 1, _NUMPY_COUNT_BYTES,
+             _COUNT_CHUNK_BYTES - 1, _COUNT_CHUNK_BYTES, _COUNT_CHUNK_BYTES + 1,
+             2 * _COUNT_CHUNK_BYTES + 5, len(raw) - 1, len(raw)]
+    for start in edges:
+        for end in edges:
+            assert count_lf(raw, start, end) == raw.count(b"\n", start, end)
+    assert count_lf(bytearray(raw), 3, len(raw)) == raw.count(b"\n", 3)
+
+
+def test_measured_parse_of_a_large_attachment():
+    import base64
+
+    from twin.access.cyrusstore import _parse_stored
+
+    body = base64.encodebytes(bytes(range(256)) * 4000)  # ~1.4 MB, 76-column lines
+    raw = (b'Subject: big\nContent-Type: multipart/mixed; boundary="z"\n\n--z\n'
+           b"Content-Type: text/plain\n\nhello\n--z\nContent-Type: text/plain\n"
+           b"Content-Transfer-Encoding: base64\n\n" + body
+           + b"\n--z--\n")
+    size, entry, header_size = _parse_stored(raw)
+    assert (size, entry, header_size) == _old_way(raw)
+    assert size == len(raw) + raw.count(b"\n")
+    assert b" %d %d " % (len(body) + body.count(b"\n"), body.count(b"\n")) in entry
 
 
 def test_measured_parse_of_real_mail():

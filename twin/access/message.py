@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 MAX_DEPTH = 20
 MAX_PARTS = 500
 
@@ -25,6 +27,29 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _PARAM = re.compile(
     rb';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.DOTALL
 )
+
+
+_NUMPY_COUNT_BYTES = 6144  # below this bytes.count is as fast as numpy
+_COUNT_CHUNK_BYTES = 1 << 18  # compared in cache-sized pieces
+
+
+def count_lf(raw: bytes, start: int, end: int) -> int:
+    """``raw.count(b"\\n", start, end)`` for 0 <= start, end <= len(raw) (none
+    when *start* is past *end*).
+
+    ``bytes.count`` of one byte runs at under 1 GB/s; a numpy comparison over
+    the same memory (no copy) is about five times faster on large spans, such
+    as the base64 attachments that make up most of a mailbox's bytes.
+    """
+    if end - start < _NUMPY_COUNT_BYTES:
+        return raw.count(b"\n", start, end)
+    total = 0
+    while start < end:
+        stop = min(end, start + _COUNT_CHUNK_BYTES)
+        total += np.count_nonzero(np.frombuffer(raw, np.uint8, stop - start, start)
+                                  == 10)
+        start = stop
+    return int(total)
 
 
 def to_crlf(data: bytes) -> bytes:
@@ -262,15 +287,15 @@ def _parse_lf(raw: bytes, start: int, end: int, default: bytes, depth: int,
                         break
                     child = _parse_lf(raw, first, last, inner, depth + 1, budget)
                     part.children.append(child)
-                    count += raw.count(b"\n", covered, first) + child.newlines
+                    count += count_lf(raw, covered, first) + child.newlines
                     covered = max(first, last)  # a chunk may end before it starts
-                count += raw.count(b"\n", covered, end)
+                count += count_lf(raw, covered, end)
         elif part.maintype == b"message" and part.subtype == b"rfc822":
             part.message = _parse_lf(raw, body, end, b"text/plain", depth + 1,
                                      budget)
             count = part.message.newlines
     if count < 0:
-        count = raw.count(b"\n", body, end)
+        count = count_lf(raw, body, end)
     part.size = end - body + count
     part.lines = count + (1 if end > body and raw[end - 1] != 10 else 0)
     part.newlines += count

@@ -198,7 +198,8 @@ def _message(user: bytes, domain: bytes, k: int, unix: int, size: int,
              + b"Content-Transfer-Encoding: base64\n\n")
     closing = b"\n--" + _BOUNDARY + b"--\n"
     length = room - len(intro) - len(closing)
-    return [header, intro, corpus.get(length)[:length], closing]
+    # a view of the corpus, not a copy: writers join or write the pieces
+    return [header, intro, memoryview(corpus.get(length))[:length], closing]
 
 
 def _sizes(settings: ReadingSettings, median: float, count: int,
@@ -294,14 +295,14 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
         info = ":2,S" if k <= seen_upto else ":2,"
         filename = f"{stamp}.I{k:07d}.{host}{info}"
         path = f"{cur}/{filename}"
-        pieces = _message(name, domain, k, stamp, size, b"", corpus)
+        text = b"".join(_message(name, domain, k, stamp, size, b"", corpus))
         fd = os.open(path, flags, 0o600)
         try:
-            wrote = os.writev(fd, pieces)
+            wrote = os.write(fd, text)
         finally:
             os.close(fd)
         if texts is not None:
-            texts[filename] = b"".join(pieces)
+            texts[filename] = text
         if wrote != size:
             raise AssertionError(f"wrote {wrote} of {size} bytes to {path}")
         total += size
