@@ -208,7 +208,20 @@ class Host:
         *cpu_s* is ``cpu_seconds(work)`` when the caller has it already.
         """
         t = self.env.now
-        target = self.array(array) if work.touches_storage else None
+        target = None
+        if (
+            work.reads
+            or work.writes
+            or work.fsyncs
+            or work.files_created
+            or work.files_renamed
+            or work.files_deleted
+            or work.dir_entries_scanned
+            or work.locks
+        ):  # Work.touches_storage, inlined: most steps are CPU and network only
+            target = self.arrays.get(array) if array is not None else None
+            if target is None:
+                target = self.array(array)
         if cpu_s is None:
             cpu_s = self.cpu_seconds(work)
         if cpu_s > 0:
@@ -231,8 +244,9 @@ class Host:
     def _storage_at(self, work: Work, target: Array, t: float) -> float:
         """Book the storage of *work* from *t*; return when the step may go on."""
         cache = self.page_cache
-        folder = _directory_key(work, self.name)
+        folder = ""  # the step's directory (_directory_key), when it needs one
         if work.dir_entries_scanned:
+            folder = _directory_key(work, self.name)
             missing = cache.read(folder, work.dir_entries_scanned * DIR_ENTRY_BYTES)
             if missing:
                 t = target.read_at(folder, missing, t)
@@ -248,16 +262,18 @@ class Host:
                 t = target.write_at(key, nbytes, t)
             elif nbytes > 0:
                 later.append((key, nbytes))
-        metadata = _metadata_writes(work)
+        metadata = work.files_created + work.files_renamed + work.files_deleted
         if metadata:
             # one journal commit carries all of a step's directory updates
+            folder = folder or _directory_key(work, self.name)
             if synchronous:
                 t = target.write_at(folder, metadata * METADATA_IO_BYTES, t)
             else:
                 later.append((folder, metadata * METADATA_IO_BYTES))
-        for key, nbytes in later:
-            target.write_behind(key, nbytes, t)
-        self.background_writes += len(later)
+        if later:
+            for key, nbytes in later:
+                target.write_behind(key, nbytes, t)
+            self.background_writes += len(later)
         return t
 
 
