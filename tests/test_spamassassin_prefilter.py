@@ -14,6 +14,7 @@ from twin.stages.spamassassin.prefilter import (
     LiteralCheck,
     TextView,
     TrigramIndex,
+    first_octet_pattern,
     header_literals,
     required_factors,
     rule_filter,
@@ -126,3 +127,64 @@ def test_meta_propagation_matches_walking_every_meta(shipped):
         if value:
             walked[meta.name] = float(value)
     assert list(hits.items()) == list(walked.items())
+
+
+def test_first_octet_pattern_finds_the_same_matches() -> None:
+    import random
+
+    cases = [
+        (rb"(?!phen)(?:p|&#112;|\xd1)hen", re.I),
+        (rb"(?:^|\s)fo+", re.M),
+        (rb"a*b", 0),
+        (rb"(?i:p)h(e)n", 0),
+        (rb"\bPay\b", re.I),
+        (rb"(?<=x)ab|c?d", 0),
+        (rb"(a|)b\1", 0),
+        (rb"(?:x{0,2}|y)+z", 0),
+        (rb"[^\s&]{2}&", 0),
+        (rb"\d+\W", 0),
+        (rb"(?>ab|a)c", 0),
+    ]
+    rnd = random.Random(7)
+    alphabet = [b"a", b"b", b"c", b"d", b"x", b"y", b"z", b"p", b"P", b"h", b"H",
+                b"e", b"n", b"&#112;", b"\xd1", b" ", b"\n", b"&", b"1", b"f", b"o",
+                b"O", b"ay", b"AY"]
+    made = 0
+    for pattern, flags in cases:
+        regex = re.compile(pattern, flags)
+        fast = first_octet_pattern(regex)
+        if fast is None:
+            continue
+        made += 1
+        assert fast.pattern.startswith(b"(?=[") and fast.flags == regex.flags
+        for _ in range(3000):
+            text = b"".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14)))
+            old, new = regex.search(text), fast.search(text)
+            assert (old and (old.span(), old.groups())) == (
+                new and (new.span(), new.groups())
+            ), (pattern, text)
+            assert regex.findall(text) == fast.findall(text)
+    assert made >= 8
+    # Patterns that may match nothing, or start with any octet, get none.
+    assert first_octet_pattern(re.compile(rb"a*")) is None
+    assert first_octet_pattern(re.compile(rb".x")) is None
+    assert first_octet_pattern(re.compile(rb"(?:\b|^)")) is None
+
+
+def test_rule_filter_searchers_default_to_the_level_patterns() -> None:
+    regex = re.compile(rb"(?:p|&#112;)hone\b", re.I)
+    found = rule_filter(regex, TrigramIndex())
+    assert found.searchers == tuple(pattern for pattern, _ in found.levels)
+    found.with_searchers()
+    for (pattern, _checks), searcher in zip(found.levels, found.searchers, strict=True):
+        if pattern is None:
+            assert searcher is None
+            continue
+        assert searcher.pattern.startswith(b"(?=[")
+        assert searcher.pattern.endswith(b"])(?:" + pattern.pattern + b")")
+        for text in (b"a Phone b", b"x&#112;hone", b"phones", b"iphone x"):
+            old, new = pattern.search(text), searcher.search(text)
+            assert (old and old.span()) == (new and new.span())
+    assert found.searchers[0].pattern.startswith(b"(?=[\\x26\\x50\\x70])")
+    wide = rule_filter(re.compile(rb"\w+ing\b"), TrigramIndex()).with_searchers()
+    assert wide.searchers == tuple(pattern for pattern, _ in wide.levels)

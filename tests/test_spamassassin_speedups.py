@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.stages.spamassassin import bayes, hsgate, report, rules
+from twin.stages.spamassassin import bayes, hsgate, message, report, rules
 from twin.stages.spamassassin.conf import parse_files, rule_files
 from twin.stages.spamassassin.evals import Scan
 from twin.stages.spamassassin.message import ParsedMessage
@@ -190,3 +190,111 @@ def test_metas_equal_evaluating_every_meta_in_order(tmp_path: Path) -> None:
         ["M_COUNT", "M_DEEP", "M_TOP"], [], ["M_NONE"], ["M_DEEP", "M_TOP"],
         ["M_COUNT", "M_TOP"], ["M_COUNT"],
     ]
+
+
+# ------------------------------------------------ text helpers (same output)
+_OLD_DOTS = re.compile(rb"(\w)(\.{3,6}|-{2,6})(\w)")
+_OLD_PARAGRAPH = re.compile(r"\n+\s*\n+")
+_OLD_SPACES = re.compile(r"[ \t\n\r\x0b\xa0]+")
+_OLD_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+_OLD_HEADER_SPLIT = re.compile(rb"\r?\n(?![ \t])")
+_OLD_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_OLD_BLANK = re.compile(rb"\r?\n\r?\n")
+
+
+def _random_texts(alphabet: list[str], count: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    return [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        for _ in range(count)
+    ]
+
+
+def test_split_words_word_by_word_equals_whole_text_substitution() -> None:
+    def whole(text: bytes) -> set[bytes]:
+        text = text.translate(bayes._STRIP_TABLE)
+        if b"..." in text or b"--" in text:
+            text = _OLD_DOTS.sub(rb"\1 \2 \3", text)
+        return set(text.split())
+
+    # A dotted word whose pieces hold another dotted word seen alone.
+    tricky = b"x--a...b a...b go--to a------b c.......d e--- --f _--_ 9...9"
+    assert bayes._split_words(tricky) == whole(tricky)
+    assert b"a...b" in bayes._split_words(tricky)
+    alphabet = ["a", "b", "_", "9", ".", ".", "-", "-", " ", "\n", "\t", "!", "\x80"]
+    for text in _random_texts(alphabet, 5000, 1):
+        data = text.encode("latin-1")
+        assert bayes._split_words(data) == whole(data), data
+
+
+def test_rendering_patterns_equal_the_plain_ones() -> None:
+    alphabet = [" ", " ", "\t", "\n", "\n", "\r", "\x0b", "\xa0", "\x0c", "a", "é"]
+    for text in _random_texts(alphabet, 5000, 2):
+        assert message._PARAGRAPH.sub("\f", text) == _OLD_PARAGRAPH.sub("\f", text)
+        assert message._SPACES.sub(" ", text) == _OLD_SPACES.sub(" ", text)
+    alphabet = ["<", "<", ">", ">", "/", '"', "'", "a", "B", "1", ":", " ", "=", "\n"]
+    for text in _random_texts(alphabet, 5000, 3):
+        new = [(m.span(), m.groups()) for m in message._TAG.finditer(text)]
+        old = [(m.span(), m.groups()) for m in _OLD_TAG.finditer(text)]
+        assert new == old, text
+
+
+def test_header_splitting_without_cr_equals_the_plain_patterns() -> None:
+    alphabet = ["\n", "\n", "\r", " ", "\t", "a", "B", ":", "x-y", "\n\n", "=?"]
+    for text in _random_texts(alphabet, 5000, 4):
+        data = text.encode("latin-1")
+        assert message._split_headers(data) == _plain_split_headers(data), data
+        match = _OLD_BLANK.search(data)
+        expected = (
+            (data[: match.start()], data[match.end() :]) if match else (data, b"")
+        )
+        if not data.startswith(b"From "):
+            assert message._split_message(data) == expected, data
+        fold = message._FOLD if b"\r" in data else message._FOLD_LF
+        assert fold.sub(b" ", data) == _OLD_FOLD.sub(b" ", data)
+        plain = _OLD_FOLD.sub(b"", data).replace(b"\r", b"").strip()
+        if b"=?" not in plain:
+            assert message.decode_header_value(data) == plain
+        head = report.rewrite_message(data + b"\n\nbody", ["X-A: 1"], "")
+        end = _OLD_BLANK.search(data + b"\n\nbody")
+        assert head.endswith((data + b"\n\nbody")[end.start() :])  # type: ignore[union-attr]
+
+
+def _plain_split_headers(block: bytes) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = []
+    for line in _OLD_HEADER_SPLIT.split(block):
+        if not line:
+            continue
+        match = message._HEADER_LINE.match(line)
+        if match:
+            headers.append((match.group(1), match.group(2).lstrip(b" \t")))
+        elif headers:
+            headers[-1] = (headers[-1][0], headers[-1][1] + b"\n " + line)
+    return headers
+
+
+def test_uri_and_parameter_patterns_equal_the_plain_ones() -> None:
+    old_uri = re.compile(
+        rb"(?:\b(?:https?|ftp)://|\bwww\d{0,3}\.|\bmailto:)[^\s<>\"'\])}]+", re.I
+    )
+    old_param = re.compile(rb';\s*([\w\-*]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
+    alphabet = ["h", "H", "t", "T", "p", "s", "S", ":", "/", "//", "f", "F", "w",
+                "W", "ww", "m", "ailto", "AILTO:", "1", ".", "x", "_", " ", "<", ")",
+                "\n", "http://", "www.", "\xe9", "mailto:", "FTP://", "tp://"]
+    for text in _random_texts(alphabet, 20000, 5):
+        data = text.encode("latin-1")
+        new = [(m.span(), m.group(0)) for m in message._TEXT_URI.finditer(data)]
+        old = [(m.span(), m.group(0)) for m in old_uri.finditer(data)]
+        assert new == old, data
+    alphabet = [";", " ", "a", "=", '"', "\\", "\n", "b-c", "*", "\t", ";name=",
+                '"x\\"y"']
+    for text in _random_texts(alphabet, 20000, 6):
+        data = text.encode("latin-1")
+        new_groups = [m.groups() for m in message._PARAM.finditer(data)]
+        assert new_groups == [m.groups() for m in old_param.finditer(data)], data
+    msg = ParsedMessage(
+        b"Subject: x\nContent-Type: text/plain; charset=\"us\\\"-ascii\"\n\n"
+        b"see HTTP://a.example/x, xwww.b.example www2.c.example and Mailto:d@e.f\n"
+    )
+    assert msg.uris == [b"HTTP://a.example/x", b"http://www2.c.example",
+                        b"Mailto:d@e.f"]

@@ -147,9 +147,19 @@ _HEADER_CACHE_NAMES = 2_000
 def _split_words(text: bytes) -> set[bytes]:
     """The distinct words of a text as the tokenizer splits it."""
     text = text.translate(_STRIP_TABLE)
-    if b"..." in text or b"--" in text:  # else _DOTS cannot match
-        text = _DOTS.sub(rb"\1 \2 \3", text)
-    return set(text.split())
+    words = set(text.split())
+    # (``find`` rather than ``in``: the same answer, faster on bytes)
+    if text.find(b"...") >= 0 or text.find(b"--") >= 0:  # else _DOTS cannot match
+        # A match holds no whitespace, so substituting word by word (only in
+        # the words holding "..." or "--") splits into the same words as
+        # substituting in the whole text.
+        dotted = [w for w in words if w.find(b"...") >= 0 or w.find(b"--") >= 0]
+        if dotted:
+            words.difference_update(dotted)
+            sub = _DOTS.sub
+            for word in dotted:
+                words.update(sub(rb"\1 \2 \3", word).split())
+    return words
 
 
 def _words(text: bytes, body: bool) -> set[bytes]:

@@ -36,11 +36,18 @@ __all__ = ["MimePart", "NotAMessage", "ParsedMessage", "HtmlFacts", "parse_messa
 
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_FOLD_LF = re.compile(rb"\n(?=[ \t])")  # the same for a value without CR (faster)
 _HEADER_SPLIT = re.compile(rb"\r?\n(?![ \t])")
+# The same split for a block without CR: a literal first octet, found fast.
+_HEADER_SPLIT_LF = re.compile(rb"\n(?![ \t])")
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(rb"(\?=)[ \t\r\n]+(?==\?)")
-_PARAM = re.compile(rb';\s*([\w\-*]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
-_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+# A quoted value has one parse only (its elements start with different
+# octets, none with '"'), so possessive runs match the same, faster.
+_PARAM = re.compile(rb';\s*([\w\-*]+)\s*=\s*(?:"((?:[^"\\]++|\\.)*+)"|([^;\s]+))')
+# The attributes part has one parse only (each element starts with a
+# different octet and none with ">"), so possessive runs match the same.
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*)((?:[^>\"']++|\"[^\"]*\"|'[^']*')*+)>")
 _DROP = re.compile(
     r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<!\[CDATA\[.*?\]\]>", re.S | re.I
 )
@@ -52,11 +59,22 @@ _BLOCK_TAGS = frozenset(
     "dd dt dl center form".split()
 )
 _URI_ATTRS = frozenset(("href", "src", "action", "background", "cite", "lowsrc"))
+# A URI in text: ``(?:\b(?:https?|ftp)://|\bwww\d{0,3}\.|\bmailto:)`` then
+# ``[^\s<>"'\])}]+``, case-blind; written to open with a class of its first
+# letters (which ``re`` skips to fast) and ``(?<!\w.)`` for the ``\b`` before
+# that letter (a word octet): the same matches.
 _TEXT_URI = re.compile(
-    rb"(?:\b(?:https?|ftp)://|\bwww\d{0,3}\.|\bmailto:)[^\s<>\"'\])}]+", re.I
+    rb"[fFhHmMwW](?<!\w[fFhHmMwW])"
+    rb"(?i:(?<=h)ttps?://|(?<=f)tp://|(?<=w)ww\d{0,3}\.|(?<=m)ailto:)"
+    rb"[^\s<>\"'\])}]+"
 )
-_PARAGRAPH = re.compile(r"\n+\s*\n+")
-_SPACES = re.compile(r"[ \t\n\r\x0b\xa0]+")
+# ``\n+\s*\n+`` written with a literal first character (found fast); both
+# match the longest run from a newline that ends in a newline.
+_PARAGRAPH = re.compile(r"\n\n*\s*\n+")
+# ``[ \t\n\r\x0b\xa0]+`` -> " " without replacing the single spaces by
+# themselves: the same text, far fewer replacements.
+_SPACES = re.compile(r"[ \t\n\r\x0b\xa0]{2,}|[\t\n\r\x0b\xa0]")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _ADDR = re.compile(rb"<([^<>]*)>|([^\s<>\",;()]+@[^\s<>\",;()]+)")
 _RECEIVED_FROM = re.compile(
     rb"from\s+(\S+)\s*\(([^)]*?)\[(\d{1,3}(?:\.\d{1,3}){3})\][^)]*\)"
@@ -128,7 +146,8 @@ class HtmlFacts:
 
 def _split_headers(block: bytes) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
-    for line in _HEADER_SPLIT.split(block):
+    split = _HEADER_SPLIT if b"\r" in block else _HEADER_SPLIT_LF
+    for line in split.split(block):
         if not line:
             continue
         match = _HEADER_LINE.match(line)
@@ -142,7 +161,12 @@ def _split_headers(block: bytes) -> list[tuple[bytes, bytes]]:
 def _split_message(data: bytes) -> tuple[bytes, bytes]:
     if data.startswith(b"From ") and b"\n" in data:
         data = data[data.index(b"\n") + 1 :]
-    match = re.search(rb"\r?\n\r?\n", data)
+    if b"\r" not in data:  # the first "\n\n", as the pattern finds it
+        end = data.find(b"\n\n")
+        if end < 0:
+            return data, b""
+        return data[:end], data[end + 2 :]
+    match = _BLANK_LINE.search(data)
     if match is None:
         return data, b""
     return data[: match.start()], data[match.end() :]
@@ -166,10 +190,13 @@ def _charset_text(data: bytes, charset: str) -> str:
 
 def decode_header_value(value: bytes) -> bytes:
     """RFC 2047 decoding and unfolding of one header value, as UTF-8 octets."""
-    if b"\n" in value or b"\r" in value:
+    # (``find`` rather than ``in``: the same answer, faster on bytes)
+    if value.find(b"\r") >= 0:
         value = _FOLD.sub(b"", value).replace(b"\r", b"")
+    elif value.find(b"\n") >= 0:
+        value = _FOLD_LF.sub(b"", value)
     value = value.strip()
-    if b"=?" not in value:
+    if value.find(b"=?") < 0:
         return value
     value = _BETWEEN_WORDS.sub(rb"\1", value)
 
@@ -429,7 +456,8 @@ class ParsedMessage:
         """(internal?, relay text) per parsed Received header, parsed once."""
         relays = []
         for value in self._index.get(b"received", []):
-            match = _RECEIVED_FROM.search(_FOLD.sub(b" ", value))
+            fold = _FOLD if b"\r" in value else _FOLD_LF
+            match = _RECEIVED_FROM.search(fold.sub(b" ", value))
             if not match:
                 continue
             helo, comment, ip, by = match.groups()
@@ -540,9 +568,9 @@ class ParsedMessage:
                 p.decoded for p in self.parts if p.ctype == "text/plain"
             ]:
                 # Every match holds "://", "www" or "mailto:" (case aside).
-                if b"://" not in line:
+                if line.find(b"://") < 0:
                     lower = line.lower()
-                    if b"www" not in lower and b"mailto:" not in lower:
+                    if lower.find(b"www") < 0 and lower.find(b"mailto:") < 0:
                         continue
                 for match in _TEXT_URI.finditer(line):
                     uri = match.group(0).rstrip(b".,;:!?")

@@ -110,10 +110,14 @@ def spam_headers(
 def rewrite_message(message: bytes, headers: Sequence[str], subject_tag: str) -> bytes:
     """The message with old X-Spam-* headers replaced and the Subject tagged."""
     newline = b"\r\n" if b"\r\n" in message[:2048] else b"\n"
-    match = _HEADER_END.search(message)
+    if b"\r" in message:
+        match = _HEADER_END.search(message)
+        start = match.start() if match else -1
+    else:  # the first "\n\n", as the pattern finds it
+        start = message.find(b"\n\n")
     head, rest = (
-        (message[: match.start()], message[match.start() :])
-        if match
+        (message[:start], message[start:])
+        if start >= 0
         else (message.rstrip(b"\r\n"), newline)
     )
     if b"x-spam-" in head.lower():  # else _XSPAM (case-blind) finds nothing
