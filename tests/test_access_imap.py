@@ -373,3 +373,49 @@ def test_cyrus_numbers_messages_in_order_of_arrival(tmp_path):
     reply = imap.feed(b"f FETCH 1:4 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
     subjects = [line for line in reply.split(b"\r\n") if line.startswith(b"Subject")]
     assert subjects == [b"Subject: note %d" % n for n in range(4)]
+
+
+_SCRIPT = [b"a LOGIN bob pw", b"b SELECT INBOX", b"c UID FETCH 1:* (UID FLAGS)",
+           b"d uid fetch 2 (FLAGS RFC822.SIZE)",
+           b"e UID STORE 1 +FLAGS.SILENT (\\Seen)", b"f FETCH 1:2 (UID FLAGS)",
+           b"", b"g NOOP", b"h UID FETCH 3:* (UID FLAGS)",
+           b"i BOGUS", b"j uId FeTcH 1,3 (UID FLAGS)", b"k LOGOUT"]
+
+
+@pytest.mark.parametrize("fmt", ["maildir", "mbox"])
+def test_whole_lines_and_split_input_answer_alike(tmp_path, fmt):
+    """A command sent as one line (the common case, taken in short) gets the
+    replies and Work of the same bytes sent in pieces or all at once; a
+    message delivered mid-session shows in UID FETCH after NOOP."""
+    runs = []
+    for way in ("lines", "pieces", "together"):
+        root, backend, box = make_store(tmp_path / way, fmt)
+        imap = session(backend)
+        replies, works = [], []
+        for number, line in enumerate(_SCRIPT):
+            if line.startswith(b"g "):
+                box.add(MESSAGE % 9)
+                box.flush()
+            data = line + b"\r\n"
+            if way == "lines":
+                replies.append(imap.feed(data))
+            elif way == "pieces":
+                replies.append(b"".join(imap.feed(data[i : i + 3])
+                                        for i in range(0, len(data), 3)))
+            elif number in (0, 7):  # all before the delivery, then the rest
+                end = 7 if number == 0 else len(_SCRIPT)
+                replies.append(imap.feed(b"".join(
+                    line + b"\r\n" for line in _SCRIPT[number:end])))
+            works.append(imap.last_work if way == "lines" else None)
+        total = imap.total_work  # (file names are Python mailbox's: not compared)
+        runs.append((replies, [name for name, _ in imap.commands],
+                     total._replace(reads=[size for _, size in total.reads]), works))
+    (lines, _, total, works), (pieces, _, total_p, _), (together, _, total_t, _) = runs
+    assert lines == pieces and total == total_p
+    assert b"".join(lines) == b"".join(together) and total == total_t
+    assert b"* 4 FETCH (UID 4 FLAGS (\\Recent))" in lines[8]
+    assert lines[9] == b"i BAD unknown command\r\n"
+    assert b"* 3 FETCH (UID 3 FLAGS (\\Recent))" in lines[10]
+    assert lines[6] == b"* BAD invalid tag\r\n"  # an empty line
+    assert works[6].cpu["imap.byte"] == 0
+    assert works[3].cpu["imap.command"] == 1

@@ -144,3 +144,34 @@ def test_fuzzed_commands_never_crash(lines):
     for line in lines:
         reply = pop.feed(line + b"\r\n")
         assert reply == b"" or reply.startswith((b"+OK", b"-ERR"))
+
+
+_SCRIPT = [b"USER bob", b"PASS pw", b"STAT", b"uidl", b"RETR 2", b"", b"DELE 1",
+           b"NOPE", b"LIST", b"x" * 300, b"QUIT"]
+
+
+@pytest.mark.parametrize("fmt", ["mbox", "maildir"])
+def test_whole_lines_and_split_input_answer_alike(tmp_path, fmt):
+    """A command sent as one line (the common case, taken in short) gets the
+    replies and Work of the same bytes sent in pieces."""
+    runs = []
+    for way in ("lines", "pieces"):
+        (tmp_path / way).mkdir()
+        _, backend = make(tmp_path / way, fmt)
+        pop = Pop3Session(backend, Users())
+        replies = []
+        for line in _SCRIPT:
+            data = line + b"\r\n"
+            if way == "lines":
+                replies.append(pop.feed(data))
+            else:
+                replies.append(b"".join(pop.feed(data[i : i + 4])
+                                        for i in range(0, len(data), 4)))
+        total = pop.total_work  # (file names are Python mailbox's: not compared)
+        runs.append((replies, total._replace(reads=[n for _, n in total.reads])))
+    assert runs[0] == runs[1]
+    replies = runs[0][0]
+    assert replies[2] == b"+OK 3 %d\r\n" % (3 * SIZE)
+    assert replies[5].startswith(b"-ERR") and replies[7].startswith(b"-ERR")
+    assert replies[8] == b"+OK\r\n2 %d\r\n3 %d\r\n.\r\n" % (SIZE, SIZE)
+    assert replies[10].startswith(b"+OK")

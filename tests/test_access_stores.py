@@ -853,3 +853,132 @@ def test_measured_parse_of_real_mail():
         assert _parse_stored(raw) == _old_way(raw), name
         lf = raw.replace(b"\r\n", b"\n")
         assert _parse_stored(lf) == _old_way(lf), name
+
+
+class _Dir:
+    def authenticate(self, user, password):
+        return password == "pw"
+
+
+def _subjects_and_flags(backend, session_id):
+    """One IMAP session: SELECT INBOX, the Subject and flags of every message;
+    (replies, Work of each command)."""
+    from twin.access.imap import ImapSession
+
+    session = ImapSession(backend, _Dir(), now_fn=lambda: NOW + session_id)
+    replies, works = [], []
+    for line in (b"a LOGIN bob pw", b"b SELECT INBOX",
+                 b"c FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+                 b"d LOGOUT"):
+        replies.append(session.feed(line + b"\r\n"))
+        works.append(session.last_work)
+    return replies, works
+
+
+def test_cyrus_kept_cache_follows_deliveries_expunges_flags_and_copies(tmp_path):
+    """A sole writer keeps the cache file's bytes with its index between
+    sessions; every change (a delivery between two sessions, an expunge, a
+    flag change, a COPY into the folder) is seen by the next session, with the
+    replies and Work of a backend that reads the file every time."""
+    runs = {}
+    for name, sole in (("plain", False), ("sole", True)):
+        root = tmp_path / name
+        _named_maildir(root, 3)
+        backend = CyrusBackend(root, host_fsync=False, sole_writer=sole)
+        trace = [_subjects_and_flags(backend, 1)]
+        late = b"Subject: late one\n\nlate\n"
+        (root / "bob" / "Maildir" / "new" / "1170000060.M9.host").write_bytes(late)
+        trace.append(index_delivery(root, "bob", "new/1170000060.M9.host", late,
+                                    NOW + 60))
+        folder = os.path.realpath(root / "bob" / "Maildir")
+        if sole:  # the delivery grew the kept copy: nothing to read again
+            kept = backend._spare[folder]
+            assert kept.cache_more and kept.cache_serial == kept.shared.cache_writes
+        trace.append(_subjects_and_flags(backend, 2))  # sees the delivery
+        box, work = backend.open("bob", "INBOX", False, NOW + 3)
+        trace += [work, box.set_flags([(0, SEEN), (1, 8)]), box.expunge(None)[1]]
+        box.close()
+        trace.append(_subjects_and_flags(backend, 4))  # flags, expunge seen
+        trace.append(backend.append("bob", "INBOX", [(b"Subject: copied\r\n\r\nc\r\n",
+                                                      SEEN, int(NOW))], NOW + 5))
+        trace.append(_subjects_and_flags(backend, 6))  # the copy seen
+        kept = backend._spare[folder]
+        if sole:  # the kept copy is the file's bytes after all that
+            assert kept.read_cache()[0] == (root / "bob" / "Maildir"
+                                            / "cyrus.cache").read_bytes()
+            assert kept.cache_image is not None
+        else:
+            assert kept.cache_image is None  # outside writers: always read
+        runs[name] = (trace, _store_files(root))
+    assert runs["sole"] == runs["plain"]
+    replies = [r for step in runs["sole"][0] if type(step) is tuple
+               for r in step[0]]
+    last = b"".join(replies[-4:])
+    assert b"Subject: late one" in last and b"Subject: copied" in last
+    assert b"Subject: 0" in last and b"Subject: 1" not in last  # \Deleted gone
+    assert b"FLAGS (\\Seen)" in last
+    fetches = [r for r in replies if b"FETCH (UID" in r]
+    assert [f.count(b"FETCH (UID") for f in fetches] == [3, 4, 3, 4]
+
+
+def test_cyrus_kept_cache_is_dropped_when_a_delivery_misses_it(tmp_path):
+    """A delivery while the index is held by an open mailbox cannot grow the
+    kept cache copy: the next read goes back to the file."""
+    root = tmp_path / "store"
+    _named_maildir(root, 2)
+    backend = CyrusBackend(root, host_fsync=False, sole_writer=True)
+    box, _ = backend.open("bob", "INBOX", False, NOW)
+    header, work = box.header(0)
+    assert header.startswith(b"Subject: 0") and work.reads[0][1] > 0
+    late = b"Subject: late\n\nlate\n"
+    (root / "bob" / "Maildir" / "new" / "1170000060.M9.host").write_bytes(late)
+    index_delivery(root, "bob", "new/1170000060.M9.host", late, NOW + 60)
+    assert box.refresh()[0] == []
+    assert [m.uid for m in box.messages] == [1, 2, 3]
+    header, work = box.header(2)
+    cache = (root / "bob" / "Maildir" / "cyrus.cache").read_bytes()
+    assert header.startswith(b"Subject: late")
+    assert work.reads == (("bob/Maildir/cyrus.cache", len(cache)),)
+    box.close()
+
+
+def test_cyrus_second_backend_takes_the_index_the_first_left(tmp_path):
+    """The index a populating backend left is reused by the simulator's
+    backend (same Work as reading it), but never while the first backend's
+    own mailbox holds it."""
+    root = tmp_path / "store"
+    _named_maildir(root, 3)
+    first = CyrusBackend(root, host_fsync=False, sole_writer=True)
+    first.index_written("bob", {}, NOW)
+    second = CyrusBackend(root, host_fsync=False, sole_writer=True)
+    box, work = second.open("bob", "INBOX", False, NOW)
+    assert second.index_counts == {"reused": 1, "read": 0}
+    size = HEADER_BYTES + 3 * RECORD_BYTES
+    assert work.reads == (("bob/Maildir/cyrus.index", size),)
+    # the first backend still names that index among its spares: it must read
+    # its own copy while the second's mailbox holds this one
+    other, _ = first.open("bob", "INBOX", False, NOW)
+    # (one read for index_written's rebuild, one now)
+    assert first.index_counts["read"] == 2 and other._index is not box._index
+    box.set_flags([(0, SEEN)])
+    assert other.refresh()[1].reads  # the change is seen, by a re-read
+    assert other.messages[0].flags == SEEN
+    other.close()
+    box.close()
+
+
+def test_cyrus_forgets_kept_indexes_of_renamed_and_deleted_folders(tmp_path):
+    root = tmp_path / "store"
+    _named_maildir(root, 1)
+    backend = CyrusBackend(root, host_fsync=False, sole_writer=True)
+    for name in ("A", "A/B", "AB"):
+        backend.create("bob", name, NOW)
+        backend.status("bob", name, NOW)
+    maildir = os.path.realpath(root / "bob" / "Maildir")
+    assert {os.path.basename(k) for k in backend._spare} == {".A", ".A.B", ".AB"}
+    backend.rename("bob", "A", "C")
+    assert {os.path.basename(k) for k in backend._spare} == {".AB"}
+    backend.status("bob", "C/B", NOW)
+    backend.delete("bob", "C")
+    assert {os.path.basename(k) for k in backend._spare} == {".AB"}
+    assert os.path.join(maildir, ".AB") in backend._spare

@@ -286,10 +286,16 @@ class _Shared:
     index in step with the directories (None: not known yet; ``_STALE``: a
     writer here changed them without indexing the change)."""
 
-    __slots__ = ("generation", "dirs", "idle", "paths")
+    __slots__ = ("generation", "dirs", "idle", "paths", "cache_writes", "parent")
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str) -> None:
         self.generation = 0
+        # the directory a maildir++ folder (".A") sits in; None for INBOX
+        self.parent = (os.path.dirname(folder)
+                       if os.path.basename(folder).startswith(".") else None)
+        # how many times a writer here wrote the folder's cyrus.cache: an
+        # index's copy of the cache bytes is good while it matches
+        self.cache_writes = 0
         self.dirs: tuple[int, int] | None = None
         # the index a closed mailbox left with its backend (not held by an
         # open mailbox), which index_delivery keeps in step when it can
@@ -298,6 +304,7 @@ class _Shared:
 
 
 _STALE = (-1, -1)
+_LOCKED = Work(locks=1)
 _SOLE_ROOTS: set[str] = set()
 """Real store roots whose last backend was made with ``sole_writer=True``."""
 _SHARED: dict[str, _Shared] = {}
@@ -313,7 +320,7 @@ def _shared(folder: str) -> _Shared:
     with _SHARED_GUARD:
         state = _SHARED.get(folder)
         if state is None:
-            state = _SHARED[folder] = _Shared()
+            state = _SHARED[folder] = _Shared(folder)
             _note_folder(folder)
         return state
 
@@ -326,10 +333,30 @@ def _note_folder(folder: str) -> None:
     known.add(folder)
 
 
-def _leave(spare: dict[str, _Index], index: _Index) -> None:
+class _Spares(dict):
+    """A backend's kept indexes by folder (see ``CyrusBackend._spare``), and
+    *subfolders*: parent directory -> the maildir++ folders (``.A``, ``.A.B``)
+    ever kept there, so that forgetting a folder looks at its siblings only."""
+
+    __slots__ = ("subfolders",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subfolders: dict[str, set[str]] = {}
+
+
+def _leave(spare: _Spares, index: _Index) -> None:
     """Leave *index* (no longer held by an open mailbox) in *spare*."""
-    spare[index.folder] = index
+    folder = index.folder
+    spare[folder] = index
     index.shared.idle = index
+    index.held = False
+    parent = index.shared.parent
+    if parent is not None:
+        known = spare.subfolders.get(parent)
+        if known is None:
+            known = spare.subfolders[parent] = set()
+        known.add(folder)
 
 
 def _forget(folder: str) -> None:
@@ -377,6 +404,15 @@ class _Index:
         self.stamp = (-1, -1)
         self.shared = _shared(folder)
         self.generation = -1  # the shared generation the records are in step with
+        # the cache file's bytes as of the folder's cache_writes count
+        # cache_serial (sole writers only: no one else writes the file):
+        # cache_image then the entries deliveries appended since (cache_more),
+        # cache_size bytes in all
+        self.cache_image: bytes | None = None
+        self.cache_more: list[bytes | bytearray] = []
+        self.cache_size = 0
+        self.cache_serial = -1
+        self.held = False  # taken by a backend (open mailbox, append, status)
 
     def changed(self, info: os.stat_result) -> bool:
         """Whether the index file (whose stat is *info*) changed since this
@@ -469,12 +505,14 @@ class _Index:
 
     def write_all(self, cache: bytes | None) -> Work:
         """Replace the index (and the cache, if given) with the in-memory state."""
-        data = self.header_bytes() + b"".join(r.pack() for r in self.records)
+        data = self.header_bytes() + b"".join([r.pack() for r in self.records])
         work = Work(cpu={"cyrus.record": len(self.records)})
         targets = [(self.path, data, INDEX)]
         if cache is not None:
             targets.insert(0, (self.cache_path, cache, CACHE))
         in_place = self.sole_writer and not self.host_fsync
+        if cache is not None:
+            self.cache_written()  # first: a failed write leaves no copy trusted
         for path, content, name in targets:
             if in_place:
                 # a sole writer's scratch store: the same bytes written over
@@ -487,15 +525,54 @@ class _Index:
                 replace_file(temporary, path, self.host_fsync)
             work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
                          files_created=1, files_renamed=1)
+        if cache is not None and self.sole_writer:
+            self._keep_cache(cache)  # what the file holds now
         self.bump(os.stat(self.path))
         return work
 
+    def cache_written(self) -> None:
+        """Count a write of the cache file (call it before writing): every
+        copy of the cache bytes kept so far stops being trusted."""
+        with _SHARED_GUARD:
+            self.shared.cache_writes += 1
+        self.cache_image = None
+
+    def _keep_cache(self, cache: bytes) -> None:
+        self.cache_image, self.cache_more = cache, []
+        self.cache_size = len(cache)
+        self.cache_serial = self.shared.cache_writes
+
+    def cache_appended(self, size: int, entry: bytearray) -> bool:
+        """A delivery appended *entry* to the cache file, which held *size*
+        bytes (the count of cache writes taken before it wrote): keep the
+        copy in step if it was the file's bytes; whether it was."""
+        if self.cache_image is None or self.cache_size != size or (
+                self.cache_serial != self.shared.cache_writes - 1):
+            return False
+        self.cache_more.append(entry)
+        self.cache_size += len(entry)
+        self.cache_serial = self.shared.cache_writes
+        return True
+
     def read_cache(self) -> tuple[bytes, Work]:
+        """The cache file's bytes and the Work of reading them. A sole
+        writer's index keeps them while no writer here wrote the file (the
+        simulator's shortcut: same bytes, same Work, no read)."""
+        cache = self.cache_image
+        shared = self.shared
+        if (cache is not None and self.cache_serial == shared.cache_writes
+                and _SHARED.get(self.folder) is shared):
+            if self.cache_more:  # the entries deliveries appended since
+                cache = self.cache_image = cache + b"".join(self.cache_more)
+                self.cache_more = []
+            return cache, Work(reads=((self.key + CACHE, len(cache)),))
         try:
             with open(self.cache_path, "rb") as handle:
                 cache = handle.read()
         except FileNotFoundError:
             cache = b""
+        if self.sole_writer:
+            self._keep_cache(cache)
         return cache, Work(reads=((self.key + CACHE, len(cache)),))
 
     def add_file(self, subdir: str, filename: str, cache: bytearray,
@@ -682,7 +759,7 @@ class CyrusMailbox:
     """A selected maildir mailbox seen through its Cyrus-style index."""
 
     def __init__(self, name: str, index: _Index, readonly: bool,
-                 spare: dict[str, _Index] | None = None) -> None:
+                 spare: _Spares | None = None) -> None:
         self.name = name
         self.readonly = readonly
         self._index = index
@@ -758,7 +835,7 @@ class CyrusMailbox:
         folder = index.folder
         positions = index.disk_positions(fd)
         renamed = records = 0
-        work = Work(locks=1)
+        work = _LOCKED
         for number, flags in changes:
             record = index.records[number]
             if record.info.flags == flags and record.location == CUR:
@@ -788,6 +865,11 @@ class CyrusMailbox:
             index.bump()
             if index.shared.dirs != _STALE:
                 index.shared.dirs = _dir_mtimes(index.folder)
+        if work is _LOCKED:  # no file looked for: one record, as the sum
+            if records:
+                return Work(cpu={"cyrus.record": records}, writes=writes,
+                            files_renamed=renamed, locks=1)
+            return Work(writes=writes, files_renamed=renamed, locks=1)
         if records:
             return work + Work(cpu={"cyrus.record": records}, writes=writes,
                                files_renamed=renamed)
@@ -815,12 +897,16 @@ class CyrusMailbox:
             }
             if not gone:
                 return self._reconcile(), work
+            deleted = 0
+            folder = index.folder
             for number in sorted(gone):
                 try:
-                    os.unlink(os.path.join(index.folder, records[number].filename()))
-                    work += Work(files_deleted=1)
+                    os.unlink(os.path.join(folder, records[number].filename()))
+                    deleted += 1
                 except FileNotFoundError:
                     pass
+            if deleted:  # (a count alone: adding it once is adding it each time)
+                work += Work(files_deleted=deleted)
             cache, got = self._cache_bytes()
             work += got
             kept, compact = [], bytearray()
@@ -934,9 +1020,11 @@ class CyrusBackend:
         # folder -> the index of a mailbox closed there, reused by the next
         # open while no writer changed the file (the simulator's shortcut: a
         # poll of an unchanged mailbox re-reads nothing; the Work is the same)
-        self._spare: dict[str, _Index] = {}
+        self._spare = _Spares()
         self._inboxes: dict[str, tuple[str, str, str]] = {}
         self._user_inboxes: dict[str, tuple[str, str, str]] = {}  # by login
+        # (login, mailbox name) -> _folder's answer (sole writers only)
+        self._folders: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.index_counts = {"reused": 0, "read": 0}
 
     def _maildir(self, user: str) -> str:
@@ -976,9 +1064,16 @@ class CyrusBackend:
 
     def _drop_spares(self, folder: str) -> None:
         """Forget kept indexes of *folder* and its subfolders (gone, renamed)."""
-        for known in [k for k in self._spare
-                      if k == folder or k.startswith(folder + ".")]:
-            self._spare.pop(known, None)
+        spare = self._spare
+        spare.pop(folder, None)
+        # maildir++ keeps ``.A`` and ``.A.B`` side by side in the user's
+        # Maildir: look among the folders kept there
+        kept = spare.subfolders.get(os.path.dirname(folder))
+        if kept:
+            prefix = folder + "."
+            for known in [k for k in kept if k == folder or k.startswith(prefix)]:
+                spare.pop(known, None)
+                kept.discard(known)
 
     def _folder(self, user: str, name: str) -> tuple[str, str, str]:
         """(canonical name, folder path, key prefix) of mailbox *name*."""
@@ -996,6 +1091,10 @@ class CyrusBackend:
             if len(self._user_inboxes) < 1 << 16:
                 self._user_inboxes[user] = known
             return known
+        if self.sole_writer:  # no one else makes symlinks: resolved once
+            known = self._folders.get((user, name))
+            if known is not None:
+                return known
         try:
             parts = split_name(name, forbidden=".")
         except MailboxNameError as exc:
@@ -1010,7 +1109,10 @@ class CyrusBackend:
         ):
             raise StoreError(f"mailbox {name!r} is outside the user's maildir")
         key = os.path.relpath(folder, self.root).replace(os.sep, "/") + "/"
-        return "/".join(parts), folder, key
+        known = "/".join(parts), folder, key
+        if self.sole_writer and len(self._folders) < 1 << 16:
+            self._folders[(user, name)] = known
+        return known
 
     def _load(self, user: str, name: str, now: float, create_inbox: bool,
               texts: dict[str, bytes] | None = None) -> tuple[str, _Index, Work]:
@@ -1026,8 +1128,18 @@ class CyrusBackend:
                 os.makedirs(os.path.join(folder, sub), exist_ok=True)
             work += Work(files_created=3)
         index = self._spare.pop(folder, None)
-        if index is not None and index.shared.idle is index:
-            index.shared.idle = None  # about to be held: deliveries keep off
+        if index is None and shared is not None:
+            # one left by another sole-writer backend of this store (the one
+            # that populated it) serves as well: reuse() checks it is in step
+            index = shared.idle
+            if index is not None and (index.key != key or not index.sole_writer
+                                      or index.host_fsync != self.host_fsync):
+                index = None
+        if index is not None:
+            if index.held:
+                index = None  # taken by a mailbox of the backend that left it
+            elif index.shared.idle is index:
+                index.shared.idle = None  # about to be held: deliveries keep off
         with _lock(folder, self.sole_writer):
             got = None if index is None else index.reuse()
             if got is None:
@@ -1036,6 +1148,7 @@ class CyrusBackend:
                 self.index_counts["read"] += 1
             else:
                 self.index_counts["reused"] += 1
+            index.held = True
             if got is None:
                 work += index.rebuild(now, texts)
             else:
@@ -1313,16 +1426,22 @@ def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes
                        0o666)
     try:
         entry = bytearray()
-        work = index.add_file(subdir, base, entry, int(now), None,
-                              os.fstat(cache_fd).st_size, _parse_delivered(message))
+        cache_size = os.fstat(cache_fd).st_size
+        work = index.add_file(subdir, base, entry, int(now), None, cache_size,
+                              _parse_delivered(message))
         if not index.records:
             _unindexed(index)
             return work  # name too long to index
+        index.cache_written()  # first: a failed write leaves no copy trusted
         _write_all_fd(cache_fd, entry)
         if host_fsync:
             os.fsync(cache_fd)
     finally:
         os.close(cache_fd)
+    if idle is not None:
+        # the kept index's copy of the cache grows by the entry as the file
+        # did, if it was the file's bytes (every other copy is dropped)
+        idle.cache_appended(cache_size, entry)
     stale = shared.dirs == _STALE
     index.dirs_synced()
     if stale:

@@ -60,6 +60,7 @@ from twin.access.store import (
     Backend,
     Mailbox,
     StoreError,
+    commands_work,
     plus_cpu,
     sum_work,
 )
@@ -86,8 +87,13 @@ _SELECTED = frozenset({b"CHECK", b"CLOSE", b"EXPUNGE", b"SEARCH", b"FETCH",
                        b"STORE", b"COPY", b"UID"})
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
+_DEFAULTS = AccessSettings()  # frozen: one shared by every session
 
 
+_VERBS: dict[bytes, tuple[bytes, str, str]] = {}
+"""Command name as sent -> (upper case, name for the Work log, handler)."""
+_UID_NAMES: dict[bytes, str] = {}
+_VERBS_KEEP = 256
 _ITEMS: dict[bytes, tuple[list, int]] = {}
 _ITEMS_KEEP = 256
 
@@ -121,7 +127,7 @@ class ImapSession:
         self.backend = backend
         self.directory = directory
         self.now_fn = now_fn or (lambda: 0.0)
-        self.settings = settings or AccessSettings()
+        self.settings = settings or _DEFAULTS
         self.starttls_available = starttls
         self.tls_active = False
         self.starttls_requested = False
@@ -140,6 +146,9 @@ class ImapSession:
         self._sasl_tag: bytes | None = None
         self._idle_tag = b""
         self._exists = 0
+        # the selected mailbox's messages list and its UIDs (a list is never
+        # changed once a mailbox made it: changes make a new one)
+        self._uids_of: tuple[list, list[int]] | None = None
 
     # -- the byte stream -----------------------------------------------------
     def greeting(self) -> bytes:
@@ -156,6 +165,21 @@ class ImapSession:
         """Take client bytes; return the reply. Work goes to ``last_work``."""
         self.delay_s = 0.0
         self.commands = []
+        size = len(data)
+        if (size and type(data) is bytes and not self._buffer and not self._literal
+                and not self.closed and not self.starttls_requested
+                and data.find(b"\n") == size - 1
+                and size <= self.settings.max_line_bytes):
+            # what a client sends most: one whole line (the loop below, in short)
+            line = data[:-1].rstrip(b"\r")
+            reply = self._line(line)
+        else:
+            reply = self._feed(data)
+        self.last_work = commands_work(self.commands)
+        self._spent.append(self.last_work)
+        return reply
+
+    def _feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         self._buffer += data
         limits = self.settings
@@ -181,10 +205,6 @@ class ImapSession:
                 out.append(self._record("(too long)", reply, Work(), len(line)))
                 continue
             out.append(self._line(line))
-        commands = self.commands
-        self.last_work = (commands[0][1] if len(commands) == 1 else
-                          sum_work([work for _, work in commands]))
-        self._spent.append(self.last_work)
         return b"".join(out)
 
     @property
@@ -237,21 +257,32 @@ class ImapSession:
             return self._record("(bad tag)", b"* BAD invalid tag\r\n", Work(),
                                 len(command))
         name, _, args = rest.partition(b" ")
-        verb = name.upper()
+        known = _VERBS.get(name)
+        if known is None:
+            verb = name.upper()
+            text = verb.decode("ascii", "replace")
+            known = (verb, text[:20], "_cmd_" + text.lower())
+            if len(_VERBS) < _VERBS_KEEP:
+                _VERBS[name] = known
+        verb, verb_name, method = known
         if verb == b"UID":
             sub, _, args = args.partition(b" ")
-            verb_name = "UID " + sub.upper().decode("ascii", "replace")[:20]
+            sub = sub.upper()
+            verb_name = _UID_NAMES.get(sub)
+            if verb_name is None:
+                verb_name = "UID " + sub.decode("ascii", "replace")[:20]
+                if len(_UID_NAMES) < _VERBS_KEEP:
+                    _UID_NAMES[sub] = verb_name
         else:
             sub = b""
-            verb_name = verb.decode("ascii", "replace")[:20]
-        handler = getattr(self, "_cmd_" + verb.decode("ascii", "replace").lower(), None)
+        handler = getattr(self, method, None)
         if handler is None or not verb.isalpha():
             reply, work = tag + b" BAD unknown command\r\n", Work()
         elif not self._allowed(verb):
             reply, work = tag + b" BAD command not valid in this state\r\n", Work()
         else:
             try:
-                reply, work = handler(tag, Reader(args), sub.upper())
+                reply, work = handler(tag, Reader(args), sub)
             except ParseError as exc:
                 reply, work = tag + b" BAD " + _text(str(exc)) + b"\r\n", Work()
             except StoreError as exc:
@@ -560,7 +591,10 @@ class ImapSession:
         if uid:
             largest = messages[-1].uid if messages else self.mailbox.uidnext - 1
             ranges = parse_seqset(reader.seqset(), max(largest, 1))
-            return uid_indices(ranges, [m.uid for m in messages])
+            known = self._uids_of
+            if known is None or known[0] is not messages:
+                known = self._uids_of = (messages, [m.uid for m in messages])
+            return uid_indices(ranges, known[1])
         ranges = parse_seqset(reader.seqset(), len(messages))
         indices = seq_indices(ranges, len(messages))
         if indices is None:

@@ -115,9 +115,16 @@ def fetch_flags(messages: list, indices: list[int], order: tuple[bool, ...],
     append = out.append
     if order == (True, False) or (lead and order == (False,)):
         line = b"* %d FETCH (UID %d FLAGS %s)\r\n"
-        for index in indices:
-            info = messages[index]
-            append(line % (index + 1, info.uid, flag_list(info.flags, info.recent)))
+        known = _FLAG_LISTS.get
+        count = len(indices)
+        if count and indices[-1] - indices[0] + 1 == count:  # sorted: a run
+            first = indices[0]
+            chosen = enumerate(messages[first : first + count], first + 1)
+        else:
+            chosen = ((index + 1, messages[index]) for index in indices)
+        out = [line % (number, info.uid, known((info.flags, info.recent))
+                       or flag_list(info.flags, info.recent))
+               for number, info in chosen]
     else:
         for index in indices:
             info = messages[index]

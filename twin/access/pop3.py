@@ -25,7 +25,14 @@ from twin.access.auth import Authenticator
 from twin.access.message import split_message
 from twin.access.names import MailboxNameError, check_user
 from twin.access.settings import AccessSettings
-from twin.access.store import Backend, Drop, StoreError, plus_cpu, sum_work
+from twin.access.store import (
+    Backend,
+    Drop,
+    StoreError,
+    commands_work,
+    plus_cpu,
+    sum_work,
+)
 from twin.stages.work import Work
 
 CPU_UNITS: dict[str, str] = {
@@ -37,6 +44,7 @@ CPU_UNITS: dict[str, str] = {
 
 MAX_LINE_BYTES = 512
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
+_DEFAULTS = AccessSettings()  # frozen: one shared by every session
 
 
 def _number(word: bytes) -> int | None:
@@ -55,7 +63,7 @@ class Pop3Session:
         self.backend = backend
         self.directory = directory
         self.now_fn = now_fn or (lambda: 0.0)
-        self.settings = settings or AccessSettings()
+        self.settings = settings or _DEFAULTS
         self.starttls_available = starttls
         self.tls_active = False
         self.starttls_requested = False
@@ -77,6 +85,23 @@ class Pop3Session:
         """Take client bytes; return the reply. Work goes to ``last_work``."""
         self.delay_s = 0.0
         self.commands = []
+        size = len(data)
+        if (size and type(data) is bytes and not self._buffer and not self.closed
+                and not self.starttls_requested and data.find(b"\n") == size - 1):
+            # what a client sends most: one whole line (the loop below, in short)
+            line = data[:-1].rstrip(b"\r")
+            if len(line) > MAX_LINE_BYTES:
+                reply = self._record("(too long)", b"-ERR line too long\r\n",
+                                     Work(), len(line))
+            else:
+                reply = self._execute(line)
+        else:
+            reply = self._feed(data)
+        self.last_work = commands_work(self.commands)
+        self._spent.append(self.last_work)
+        return reply
+
+    def _feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         self._buffer += data
         while not self.closed and not self.starttls_requested:
@@ -94,10 +119,6 @@ class Pop3Session:
                                         Work(), len(line)))
                 continue
             out.append(self._execute(line))
-        commands = self.commands
-        self.last_work = (commands[0][1] if len(commands) == 1 else
-                          sum_work([work for _, work in commands]))
-        self._spent.append(self.last_work)
         return b"".join(out)
 
     @property

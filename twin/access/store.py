@@ -166,6 +166,13 @@ class Backend(Protocol):
     def open_drop(self, user: str, now: float) -> tuple[Drop, Work]: ...
 
 
+def commands_work(commands: list[tuple[str, Work]]) -> Work:
+    """The Work of the commands one ``feed`` ran (``(name, work)`` pairs)."""
+    return commands[0][1] if len(commands) == 1 else sum_work(
+        [work for _, work in commands]
+    )
+
+
 def sum_work(works) -> Work:
     """``Work() + w1 + w2 + ...`` in one pass, with exactly the same result."""
     cpu = None
