@@ -63,6 +63,7 @@ from twin.access.store import (
     commands_work,
     plus_cpu,
     sum_work,
+    whole_line,
 )
 from twin.stages.work import Work
 
@@ -165,13 +166,11 @@ class ImapSession:
         """Take client bytes; return the reply. Work goes to ``last_work``."""
         self.delay_s = 0.0
         self.commands = []
-        size = len(data)
-        if (size and type(data) is bytes and not self._buffer and not self._literal
-                and not self.closed and not self.starttls_requested
-                and data.find(b"\n") == size - 1
-                and size <= self.settings.max_line_bytes):
-            # what a client sends most: one whole line (the loop below, in short)
-            line = data[:-1].rstrip(b"\r")
+        line = None
+        busy = self._buffer or self._literal or self.closed or self.starttls_requested
+        if not busy and len(data) <= self.settings.max_line_bytes:
+            line = whole_line(data)
+        if line is not None:  # the loop below, in short
             reply = self._line(line)
         else:
             reply = self._feed(data)

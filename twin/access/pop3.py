@@ -32,6 +32,7 @@ from twin.access.store import (
     commands_work,
     plus_cpu,
     sum_work,
+    whole_line,
 )
 from twin.stages.work import Work
 
@@ -85,11 +86,10 @@ class Pop3Session:
         """Take client bytes; return the reply. Work goes to ``last_work``."""
         self.delay_s = 0.0
         self.commands = []
-        size = len(data)
-        if (size and type(data) is bytes and not self._buffer and not self.closed
-                and not self.starttls_requested and data.find(b"\n") == size - 1):
-            # what a client sends most: one whole line (the loop below, in short)
-            line = data[:-1].rstrip(b"\r")
+        line = None
+        if not (self._buffer or self.closed or self.starttls_requested):
+            line = whole_line(data)
+        if line is not None:  # the loop below, in short
             if len(line) > MAX_LINE_BYTES:
                 reply = self._record("(too long)", b"-ERR line too long\r\n",
                                      Work(), len(line))

@@ -166,6 +166,15 @@ class Backend(Protocol):
     def open_drop(self, user: str, now: float) -> tuple[Drop, Work]: ...
 
 
+def whole_line(data: bytes) -> bytes | None:
+    """*data*'s line without its CRLF (or LF) when *data* is exactly one whole
+    line, what a client sends most; else None (the session's buffer loop)."""
+    size = len(data)
+    if size and type(data) is bytes and data.find(b"\n") == size - 1:
+        return data[:-1].rstrip(b"\r")
+    return None
+
+
 def commands_work(commands: list[tuple[str, Work]]) -> Work:
     """The Work of the commands one ``feed`` ran (``(name, work)`` pairs)."""
     return commands[0][1] if len(commands) == 1 else sum_work(

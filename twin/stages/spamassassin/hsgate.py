@@ -62,6 +62,7 @@ except ImportError:  # pragma: no cover -- other platforms: pure re
     _hs = None
 
 from twin.stages.spamassassin.prefilter import _Unsupported, unparse
+from twin.stages.spamassassin.prefilter import class_octets as _class_octets
 
 __all__ = [
     "ENV_SWITCH", "Gate", "available", "build_gate", "build_literal_gate", "pieces",
@@ -285,40 +286,6 @@ _REPEAT_OPS = frozenset(
 
 class _Opaque(Exception):
     """A construct ``_summary`` cannot bound (a back-reference)."""
-
-
-_DIGITS = frozenset(b"0123456789")
-_SPACES = frozenset(b" \t\n\r\f\v")
-_WORD = frozenset(b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# The classes of a bytes pattern (ASCII, as ``re`` and Hyperscan read them).
-_CATEGORIES = {
-    _c.CATEGORY_DIGIT: _DIGITS,
-    _c.CATEGORY_NOT_DIGIT: _ALL_OCTETS - _DIGITS,
-    _c.CATEGORY_SPACE: _SPACES,
-    _c.CATEGORY_NOT_SPACE: _ALL_OCTETS - _SPACES,
-    _c.CATEGORY_WORD: _WORD,
-    _c.CATEGORY_NOT_WORD: _ALL_OCTETS - _WORD,
-}
-
-
-def _class_octets(items: object) -> frozenset[int]:
-    """The octets a character class may match (all of them when unsure)."""
-    octets: set[int] = set()
-    negate = False
-    for op, av in items:  # type: ignore[attr-defined]
-        if op is _c.LITERAL:
-            octets.add(av)  # type: ignore[arg-type]
-        elif op is _c.RANGE:
-            octets.update(range(av[0], av[1] + 1))  # type: ignore[index]
-        elif op is _c.NEGATE:
-            negate = True
-        elif op is _c.CATEGORY and av in _CATEGORIES:
-            octets.update(_CATEGORIES[av])
-        else:  # anything else: any octet (a superset)
-            return _ALL_OCTETS
-    if negate:
-        return _ALL_OCTETS - octets
-    return frozenset(octets)
 
 
 def _summary(items: object) -> tuple[int, int | None, frozenset[int]]:

@@ -365,6 +365,34 @@ _CATEGORY_NEGATED = {
     _c.CATEGORY_NOT_WORD: _c.CATEGORY_WORD,
 }
 _ALL = frozenset(range(256))
+_EXACT_CATEGORIES = {
+    **_CATEGORY_MEMBERS,
+    **{
+        kind: _ALL - _CATEGORY_MEMBERS[plain]
+        for kind, plain in _CATEGORY_NEGATED.items()
+    },
+}
+"""The octets of each class escape of a bytes pattern (ASCII, as ``re`` and
+Hyperscan read them)."""
+
+
+def class_octets(items: Sequence[tuple[object, object]]) -> frozenset[int]:
+    """The octets a character class may match, case as written (all of them
+    when unsure: a superset)."""
+    octets: set[int] = set()
+    negate = False
+    for op, av in items:
+        if op is _c.LITERAL:
+            octets.add(av)  # type: ignore[arg-type]
+        elif op is _c.RANGE:
+            octets.update(range(av[0], av[1] + 1))  # type: ignore[index]
+        elif op is _c.NEGATE:
+            negate = True
+        elif op is _c.CATEGORY and av in _EXACT_CATEGORIES:
+            octets.update(_EXACT_CATEGORIES[av])
+        else:
+            return _ALL
+    return _ALL - octets if negate else frozenset(octets)
 
 
 def _lowered(octets: Iterable[int]) -> frozenset[int]:
@@ -1051,22 +1079,7 @@ def header_literals(regex: re.Pattern[bytes], most: int = 6) -> tuple[bytes, ...
 
 
 # ------------------------------------------------------- first-octet lookahead
-_ALL_OCTETS = frozenset(range(256))
 _LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_OCTET_CATEGORIES = {
-    _c.CATEGORY_DIGIT: frozenset(b"0123456789"),
-    _c.CATEGORY_SPACE: frozenset(b" \t\n\r\f\v"),
-    _c.CATEGORY_WORD: frozenset(
-        b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    ),
-}
-_OCTET_CATEGORIES.update(
-    {
-        _c.CATEGORY_NOT_DIGIT: _ALL_OCTETS - _OCTET_CATEGORIES[_c.CATEGORY_DIGIT],
-        _c.CATEGORY_NOT_SPACE: _ALL_OCTETS - _OCTET_CATEGORIES[_c.CATEGORY_SPACE],
-        _c.CATEGORY_NOT_WORD: _ALL_OCTETS - _OCTET_CATEGORIES[_c.CATEGORY_WORD],
-    }
-)
 _ZERO_WIDTH = frozenset(
     op for op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT) if op is not None
 )
@@ -1080,24 +1093,6 @@ _REPEAT_CODES = frozenset(
 _MOST_FIRST_OCTETS = 32
 
 
-def _class_set(items: object) -> frozenset[int]:
-    """The octets a class may match, case aside (all of them when unsure)."""
-    octets: set[int] = set()
-    negate = False
-    for op, av in items:  # type: ignore[attr-defined]
-        if op is _c.LITERAL:
-            octets.add(av)  # type: ignore[arg-type]
-        elif op is _c.RANGE:
-            octets.update(range(av[0], av[1] + 1))  # type: ignore[index]
-        elif op is _c.NEGATE:
-            negate = True
-        elif op is _c.CATEGORY and av in _OCTET_CATEGORIES:
-            octets.update(_OCTET_CATEGORIES[av])
-        else:
-            return _ALL_OCTETS
-    return _ALL_OCTETS - octets if negate else frozenset(octets)
-
-
 def _first_octets(items: object) -> tuple[frozenset[int], bool]:
     """The octets a match of the items may start with, and whether the items
     may match the empty string (zero-width items are skipped: a superset)."""
@@ -1106,7 +1101,7 @@ def _first_octets(items: object) -> tuple[frozenset[int], bool]:
         if op is _c.LITERAL:
             octets, empty = frozenset((av,)), False  # type: ignore[arg-type]
         elif op is _c.IN:
-            octets, empty = _class_set(av), False
+            octets, empty = class_octets(av), False
         elif op in _ZERO_WIDTH:
             continue
         elif op is _c.SUBPATTERN:
@@ -1121,7 +1116,7 @@ def _first_octets(items: object) -> tuple[frozenset[int], bool]:
             octets, empty = _first_octets(av[2])  # type: ignore[index]
             empty = empty or av[0] == 0  # type: ignore[index]
         else:  # any octet, a back-reference, ...: anything, maybe nothing
-            return _ALL_OCTETS, True
+            return _ALL, True
         first.update(octets)
         if not empty:
             return frozenset(first), False
