@@ -79,12 +79,70 @@ SUBJ_HAS_FROM_1 = [
 ]
 
 
+SUBJ_HAS_TO_1 = [
+    (b"X: 1\nTo: bob@x.org\nSubject: for bob@x.org now\n", True),
+    (b"X: 1\nTo: Bob <BOB@x.org>\nCc: y\nSubject: about bob@X.org!\n", True),
+    (b"X: 1\nTo: bob@x.org, joe@y.org\nSubject: bob@x.org,\n", False),
+    (b"X: 1\nTo: Bob <bob@x.org>\nSubject: bob@x.orgs\n", False),
+    (b"X: 1\nTo: Bob <bob@x.org>\nSubject: hello\n", False),
+    (b"X: 1\nSubject: bob@x.org \nTo: bob@x.org\n", False),
+]
+
+TO_EQ_FROM_1 = [
+    (b"X: 1\nFrom: bob@x.org\nTo: bob@x.org\n", True),
+    (b"X: 1\nFrom: Bob <Bob@x.org>\nX: y\nTo: \"B\" <bob@X.ORG>, j\n", True),
+    (b"X: 1\nFrom: bob@x.org\nTo: bob@x.orgs\n", False),
+    (b"X: 1\nFrom: Bob <bob@x.org> (x)\nTo: bob@x.org\n", False),
+    (b"X: 1\nTo: bob@x.org\nFrom: bob@x.org\n", False),
+    (b"X: 1\nFrom: bob@x.org\nTo: joe@x.org\n", False),
+    (b"X: 1\nFrom: bob@x.org\nCc: bob@x.org\n", False),
+]
+
+TO_EQ_FROM_2 = [
+    (b"X: 1\nTo: bob@x.org\nFrom: bob@x.org\n", True),
+    (b"X: 1\nTo: <bob@x.org>\nFrom: Bob <BOB@x.org>\n", True),
+    (b"X: 1\nTo: joe@x.org\nFrom: bob@x.org\n", False),
+    (b"X: 1\nFrom: bob@x.org\nTo: bob@x.org\n", False),
+]
+
+TO_EQ_FROM_DOM_1 = [
+    (b"X: 1\nFrom: Bob <bob@x.org>\nTo: joe@X.org\n", True),
+    (b"X: 1\nFrom: bob@x.org\nTo: J <joe@x.org>, k@y.z\n", True),
+    (b"X: 1\nFrom: bob@x.org\nTo: joe@y.org\n", False),
+    (b"X: 1\nFrom: bob@x.org\nTo: joe@x.orgs\n", False),
+    (b"X: 1\nTo: joe@x.org\nFrom: bob@x.org\n", False),
+    (b"X: 1\nFrom: bob@x.org\nReply-To: joe@x.org\n", False),
+]
+
+TO_EQ_FROM_DOM_2 = [
+    (b"X: 1\nTo: joe@x.org\nFrom: Bob <bob@x.org>\n", True),
+    (b"X: 1\nTo: joe@x.org\nFrom: bob@y.org\n", False),
+    (b"X: 1\nFrom: bob@x.org\nTo: joe@x.org\n", False),
+]
+
+RAND_HEADER = [
+    (b"X: 1\nSpam-Trace: 20050301.ab12-x9\nTo: a\n", True),
+    (b"X: 1\nABCD-efg:  7f3a9c0d \n", True),
+    (b"X: 1\nContent-Length: 1234567\n", False),
+    (b"X: 1\nSpam-Trace: 12345\n", False),
+    (b"X: 1\nX-Spam-Trace: 20050301\n", False),
+    (b"X: 1\nSpam-Trace: 2005 0301\n", False),
+    (b"X: 1\nSpam-Trace: abcdef123\n", False),
+]
+
+
 @pytest.mark.parametrize(
     ("name", "cases"),
     [
         ("subj_has_to_2", SUBJ_HAS_TO_2),
         ("pds_to_brand_subject", PDS_TO_BRAND),
         ("subj_has_from_1", SUBJ_HAS_FROM_1),
+        ("subj_has_to_1", SUBJ_HAS_TO_1),
+        ("to_eq_from_1", TO_EQ_FROM_1),
+        ("to_eq_from_2", TO_EQ_FROM_2),
+        ("to_eq_from_dom_1", TO_EQ_FROM_DOM_1),
+        ("to_eq_from_dom_2", TO_EQ_FROM_DOM_2),
+        ("rand_header", RAND_HEADER),
     ],
 )
 def test_crafted_positives_pass_and_negatives_are_mostly_rejected(
@@ -125,7 +183,59 @@ def test_random_header_blocks_never_lose_a_match() -> None:
             value = b"Y: 1\n" + value
         for name in PATTERNS:
             hits[name] += _agree(name, value)
-    assert all(count > 5 for count in hits.values()), hits
+    old = ("subj_has_to_2", "pds_to_brand_subject", "subj_has_from_1")
+    assert all(hits[name] > 5 for name in old), sorted(hits.items())
+
+
+def test_random_address_blocks_never_lose_a_match() -> None:
+    """From/To/Subject lines reusing a few addresses and domains (angle
+    brackets, commas, case, trailing text): every regex match passes the
+    address prefilters, and each regex matches some blocks."""
+    rng = random.Random(20261129)
+    names = ["subj_has_to_1", "to_eq_from_1", "to_eq_from_2", "to_eq_from_dom_1",
+             "to_eq_from_dom_2", "subj_has_from_1"]
+    addresses = [b"bob@x.org", b"BOB@x.org", b"joe@x.org", b"bob@y.org", b"x.org",
+                 b"bob"]
+    shapes = [b"%s", b"<%s>", b"Bob <%s>", b"%s, k@x.org", b"%s (x)", b"%s>",
+              b"\"a\" <%s>,", b"J <j@y.org>, %s", b" %s"]
+    heads = [b"From: ", b"To: ", b"Subject: ", b"Subject: re ", b"Cc: ",
+             b"Reply-To: "]
+    hits = dict.fromkeys(names, 0)
+    for _ in range(3000):
+        lines = [
+            rng.choice(heads) + rng.choice(shapes).replace(
+                b"%s", rng.choice(addresses)
+            )
+            + rng.choice([b"", b"", b"!", b"s", b",", b" ok"])
+            for _ in range(rng.randint(2, 5))
+        ]
+        value = b"X: 1\n" + b"\n".join(lines) + b"\n"
+        for name in names:
+            hits[name] += _agree(name, value)
+    assert all(count > 5 for count in hits.values()), sorted(hits.items())
+
+
+def test_random_header_lines_never_lose_a_rand_header_match() -> None:
+    """Header lines with hyphenated names (excluded ones, ``X-`` prefixes,
+    short parts) and digit/hex/dot/dash values with blanks and folding:
+    every ``__RAND_HEADER`` match passes its prefilter."""
+    rng = random.Random(4242)
+    names = [b"Spam-Trace", b"ABCD-efg", b"X-Spam-Trace", b"Content-Id", b"ab-cdef",
+             b"abc-def", b"List-Post", b"Feedback-ID", b"a-b", b"Msg-Ref-Num"]
+    values = [b"20050301.ab12-x9", b"1234567", b"12345", b"7f3a9c0d", b"9a b",
+              b"2005-03-01_x", b"3.14.15.92", b"0xdeadbeef", b"1\n\t234567"]
+    hits = 0
+    for _ in range(3000):
+        lines = [
+            rng.choice(names) + b":" + rng.choice([b" ", b"  ", b"\t", b"\n "])
+            + rng.choice(values) + rng.choice([b"", b" ", b"\t", b"\n"])
+            for _ in range(rng.randint(1, 4))
+        ]
+        value = b"\n".join(lines) + b"\n"
+        if rng.random() < 0.5:
+            value = b"X: 1\n" + value
+        hits += _agree("rand_header", value)
+    assert hits > 100
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="SpamAssassin public corpus absent")
@@ -142,17 +252,24 @@ def test_corpus_headers_sound_and_mostly_rejected() -> None:
     assert len(values) > 500
     for name in PATTERNS:
         check = getattr(backref, name)
-        passed = 0
+        passed = matched = 0
         for value in values:
-            _agree(name, value)
+            matched += _agree(name, value)
             passed += bool(check(value, value.lower()))
-        assert passed < len(values) // 10, (name, passed)
+        # Few values pass without a match (same domains do match often).
+        assert passed - matched < len(values) // 10, (name, passed, matched)
 
 
 _NAMES = {
     "subj_has_to_2": "T_SUBJ_TO",
     "pds_to_brand_subject": "T_BRAND",
     "subj_has_from_1": "T_SUBJ_FROM",
+    "subj_has_to_1": "T_SUBJ_TO1",
+    "to_eq_from_1": "T_TEQF1",
+    "to_eq_from_2": "T_TEQF2",
+    "to_eq_from_dom_1": "T_TEQFD1",
+    "to_eq_from_dom_2": "T_TEQFD2",
+    "rand_header": "T_RAND",
 }
 BACKREF_RULES = "".join(
     f"header {_NAMES[check.__name__]} ALL =~ /{pattern.decode()}/ism\n"
@@ -162,6 +279,12 @@ header T_OTHER     ALL =~ /^Subject: (\w+) \1/ism
 score T_SUBJ_TO 1
 score T_BRAND 1
 score T_SUBJ_FROM 1
+score T_SUBJ_TO1 1
+score T_TEQF1 1
+score T_TEQF2 1
+score T_TEQFD1 1
+score T_TEQFD2 1
+score T_RAND 1
 score T_OTHER 1
 """
 
@@ -173,6 +296,8 @@ def test_compiled_header_rules_get_their_prefilter(tmp_path: Path) -> None:
     assert by_name["T_SUBJ_TO"].backref is backref.subj_has_to_2
     assert by_name["T_BRAND"].backref is backref.pds_to_brand_subject
     assert by_name["T_SUBJ_FROM"].backref is backref.subj_has_from_1
+    for check_name, rule_name in _NAMES.items():
+        assert by_name[rule_name].backref is getattr(backref, check_name)
     assert by_name["T_OTHER"].backref is None
     data = (
         b"X-Id: 1\nReceived: by mx for <bob@x.org>; Tue, 1 Mar 2005\n"

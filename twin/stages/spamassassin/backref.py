@@ -3,7 +3,9 @@
 A twin speed-up, not SpamAssassin's (and not a change of outcome): a few
 header rules read the whole header block (``ALL``) and compare a captured
 address with the Subject line through a back-reference
-(``__SUBJ_HAS_TO_2``, ``__PDS_TO_BRAND_SUBJECT``, ``__SUBJ_HAS_FROM_1``).
+(``__SUBJ_HAS_TO_2``, ``__PDS_TO_BRAND_SUBJECT``, ``__SUBJ_HAS_FROM_1``,
+``__SUBJ_HAS_TO_1``, ``__TO_EQ_FROM_1/2``, ``__TO_EQ_FROM_DOM_1/2``; and
+``__RAND_HEADER``, a search tried at every line start).
 ``re`` backtracks through every start, capture and line between for such a
 pattern, up to a tenth of a millisecond a message.  Each prefilter here
 computes, in a few C-level searches, a superset of the
@@ -98,6 +100,155 @@ def subj_has_from_1(value: bytes, low: bytes) -> bool:
     return any(c in seg for c in candidates for seg in subjects)
 
 
+# The rest of each line after ``\nto: `` (the ``To: `` and ``From: `` a
+# back-reference must follow stand after ``\n+`` or a line's ``\n+``).
+_TO_LINE = re.compile(rb"\nto: ([^\n]*)")
+_RUN_TO = re.compile(rb"[^\s>,]+")
+
+
+def _address_groups(lines: list[bytes], run: re.Pattern[bytes]) -> set[bytes]:
+    """``(?:[^\\n<]{0,80}<)?(RUN)>?\\n`` after each line's head: the group
+    starts the line or follows a ``<`` in it (every ``<``: a superset) and
+    runs, all of ``run``, to the line's end or to a ``>`` ending it."""
+    groups: set[bytes] = set()
+    for line in lines:
+        body = line[:-1] if line.endswith(b">") else line
+        start = 0
+        while start >= 0:
+            group = body[start:]
+            if group and run.fullmatch(group):
+                groups.add(group)
+            start = body.find(b"<", start)
+            if start >= 0:
+                start += 1
+    return groups
+
+
+def _domain_groups(lines: list[bytes]) -> set[bytes]:
+    """``[^\\n@]{0,80}@([^\\n\\s>]+)>?\\n`` after each line's head: the
+    group follows the line's first ``@`` and runs (no space, no ``>``) to the
+    line's end or to a ``>`` ending it."""
+    groups: set[bytes] = set()
+    for line in lines:
+        at = line.find(b"@")
+        if at < 0:
+            continue
+        body = line[at + 1 :]
+        if body.endswith(b">"):
+            body = body[:-1]
+        if body and _RUN_FROM.fullmatch(body):
+            groups.add(body)
+    return groups
+
+
+def _groups_after(
+    low: bytes,
+    lines: re.Pattern[bytes],
+    groups: Callable[[list[bytes]], set[bytes]],
+) -> tuple[set[bytes], int]:
+    r"""The groups of every line ``lines`` finds, and where the first line
+    giving one ends (the text the back-reference must stand in lies after
+    it: ``\n+`` follows the group); -1 when there is none."""
+    found: set[bytes] = set()
+    end = -1
+    for match in lines.finditer(low):
+        these = groups([match.group(1)])
+        if these:
+            if end < 0:
+                end = match.end()
+            found |= these
+    return found, end
+
+
+def subj_has_to_1(value: bytes, low: bytes) -> bool:
+    r"""``\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*
+    Subject: [^\n]{0,100}\1[^a-z0-9]``: the group is taken from a
+    ``\nTo: `` line (``_address_groups``, no comma either); it must stand in
+    a line after some ``Subject: `` past that line."""
+    candidates, end = _groups_after(
+        low, _TO_LINE, lambda lines: _address_groups(lines, _RUN_TO)
+    )
+    if end < 0:
+        return False
+    subjects = _SUBJECT_LINE.findall(low, end)
+    return any(c in seg for c in candidates for seg in subjects)
+
+
+def to_eq_from_1(value: bytes, low: bytes) -> bool:
+    r"""``\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*
+    To: (?:[^\n]{0,80}<)?\1[>,\s\n]``: the group is taken from a
+    ``\nFrom: `` line; it must stand in the rest of a later ``\nTo: ``
+    line."""
+    candidates, end = _groups_after(
+        low, _FROM_LINE, lambda lines: _address_groups(lines, _RUN_FROM)
+    )
+    if end < 0:
+        return False
+    targets = _TO_LINE.findall(low, end)
+    return any(c in seg for c in candidates for seg in targets)
+
+
+def to_eq_from_2(value: bytes, low: bytes) -> bool:
+    r"""``\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*
+    From: (?:[^\n]{0,80}<)?\1[>,\s\n]``: the group is taken from a
+    ``\nTo: `` line; it must stand in the rest of a later ``\nFrom: ``
+    line."""
+    candidates, end = _groups_after(
+        low, _TO_LINE, lambda lines: _address_groups(lines, _RUN_FROM)
+    )
+    if end < 0:
+        return False
+    targets = _FROM_LINE.findall(low, end)
+    return any(c in seg for c in candidates for seg in targets)
+
+
+def to_eq_from_dom_1(value: bytes, low: bytes) -> bool:
+    r"""``\nFrom: [^\n@]{0,80}@([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*
+    To: [^\n]+@\1[>,\s\n]``: the group is taken from a ``\nFrom: `` line
+    (``_domain_groups``); ``@`` and it must stand in the rest of a later
+    ``\nTo: `` line."""
+    candidates, end = _groups_after(low, _FROM_LINE, _domain_groups)
+    if end < 0:
+        return False
+    targets = _TO_LINE.findall(low, end)
+    return any(b"@" + c in seg for c in candidates for seg in targets)
+
+
+def to_eq_from_dom_2(value: bytes, low: bytes) -> bool:
+    r"""``\nTo: [^\n@]{0,80}@([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*
+    From: [^\n]+@\1[>,\s\n]``: the group is taken from a ``\nTo: `` line
+    (``_domain_groups``); ``@`` and it must stand in the rest of a later
+    ``\nFrom: `` line."""
+    candidates, end = _groups_after(low, _TO_LINE, _domain_groups)
+    if end < 0:
+        return False
+    targets = _FROM_LINE.findall(low, end)
+    return any(b"@" + c in seg for c in candidates for seg in targets)
+
+# From the hyphen of a ``__RAND_HEADER`` header name on: the rest of its
+# pattern (on the lowered text, ``[a-z]`` and ``[\da-f]`` need no ``/i``).
+_RAND_SUFFIX = re.compile(
+    rb"-[a-z]{3,}:\s+\d(?=\S{6,}\s*$)[\da-f]*(?:[-.]\w+)*\s*$", re.MULTILINE
+)
+
+
+def rand_header(value: bytes, low: bytes) -> bool:
+    r"""``^(?!Accept-Language|...)(?:[a-z]{4,}-[a-z]{3,}|[a-z]{3,}-[a-z]{4,}):
+    \s+\d(?=\S{6,}\s*$)[\da-f]*(?:[-.]\w+)*\s*$`` (``/ism``; no
+    back-reference, but a search tried at every line): a match is a line
+    whose name is three or more letters, a hyphen and the rest, which
+    ``_RAND_SUFFIX`` matches from that hyphen on.  Such a suffix match stands
+    alone in ``finditer``: an earlier one ends at a line end (``\s*$`` crosses
+    only blanks, never the next line's letters), and none starts earlier in
+    a line that begins with letters up to this hyphen."""
+    for match in _RAND_SUFFIX.finditer(low):
+        hyphen = match.start()
+        name = low[low.rfind(b"\n", 0, hyphen) + 1 : hyphen]
+        if len(name) >= 3 and name.isalpha():
+            return True
+    return False
+
+
 _BY_PATTERN: dict[bytes, Prefilter] = {
     rb"\nReceived:[^\n]{0,200} for <?([^\n\s>;]+)>?;(?:[^\n]+\n+)*"
     rb"Subject: [^\n]{0,100}\1[^a-z0-9]": subj_has_to_2,
@@ -106,6 +257,20 @@ _BY_PATTERN: dict[bytes, Prefilter] = {
     ),
     rb"\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*"
     rb"Subject: [^\n]{0,100}\1[>,:\s\n]": subj_has_from_1,
+    rb"\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*"
+    rb"Subject: [^\n]{0,100}\1[^a-z0-9]": subj_has_to_1,
+    rb"\nFrom: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*"
+    rb"To: (?:[^\n]{0,80}<)?\1[>,\s\n]": to_eq_from_1,
+    rb"\nTo: (?:[^\n<]{0,80}<)?([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*"
+    rb"From: (?:[^\n]{0,80}<)?\1[>,\s\n]": to_eq_from_2,
+    rb"\nFrom: [^\n@]{0,80}@([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*"
+    rb"To: [^\n]+@\1[>,\s\n]": to_eq_from_dom_1,
+    rb"\nTo: [^\n@]{0,80}@([^\n\s>]+)>?\n+(?:[^\n]{1,100}\n+)*"
+    rb"From: [^\n]+@\1[>,\s\n]": to_eq_from_dom_2,
+    rb"^(?!Accept-Language|Authentication-Results|Content-|DomainKey-Signature"
+    rb"|DKIM-|List-|MIME-|Received-SPF|Return-Path|Thread-|User-Agent"
+    rb"|Tracking-Code)(?:[a-z]{4,}-[a-z]{3,}|[a-z]{3,}-[a-z]{4,}):\s+\d"
+    rb"(?=\S{6,}\s*$)[\da-f]*(?:[-.]\w+)*\s*$": rand_header,
 }
 
 
