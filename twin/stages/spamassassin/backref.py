@@ -160,18 +160,24 @@ def _groups_after(
     return found, end
 
 
+def _seen_later(low: bytes, source, extract, target, prefix: bytes = b"") -> bool:
+    """Whether a value *extract* takes from a *source* line stands, after
+    *prefix*, in the rest of a later *target* line (``_groups_after``)."""
+    candidates, end = _groups_after(low, source, extract)
+    if end < 0:
+        return False
+    targets = target.findall(low, end)
+    return any(prefix + c in seg for c in candidates for seg in targets)
+
+
 def subj_has_to_1(value: bytes, low: bytes) -> bool:
     r"""``\nTo: (?:[^\n<]{0,80}<)?([^\n\s>,]+)>?\n+(?:[^\n]{1,200}\n+)*
     Subject: [^\n]{0,100}\1[^a-z0-9]``: the group is taken from a
     ``\nTo: `` line (``_address_groups``, no comma either); it must stand in
     a line after some ``Subject: `` past that line."""
-    candidates, end = _groups_after(
-        low, _TO_LINE, lambda lines: _address_groups(lines, _RUN_TO)
+    return _seen_later(
+        low, _TO_LINE, lambda lines: _address_groups(lines, _RUN_TO), _SUBJECT_LINE
     )
-    if end < 0:
-        return False
-    subjects = _SUBJECT_LINE.findall(low, end)
-    return any(c in seg for c in candidates for seg in subjects)
 
 
 def to_eq_from_1(value: bytes, low: bytes) -> bool:
@@ -179,13 +185,9 @@ def to_eq_from_1(value: bytes, low: bytes) -> bool:
     To: (?:[^\n]{0,80}<)?\1[>,\s\n]``: the group is taken from a
     ``\nFrom: `` line; it must stand in the rest of a later ``\nTo: ``
     line."""
-    candidates, end = _groups_after(
-        low, _FROM_LINE, lambda lines: _address_groups(lines, _RUN_FROM)
+    return _seen_later(
+        low, _FROM_LINE, lambda lines: _address_groups(lines, _RUN_FROM), _TO_LINE
     )
-    if end < 0:
-        return False
-    targets = _TO_LINE.findall(low, end)
-    return any(c in seg for c in candidates for seg in targets)
 
 
 def to_eq_from_2(value: bytes, low: bytes) -> bool:
@@ -193,13 +195,9 @@ def to_eq_from_2(value: bytes, low: bytes) -> bool:
     From: (?:[^\n]{0,80}<)?\1[>,\s\n]``: the group is taken from a
     ``\nTo: `` line; it must stand in the rest of a later ``\nFrom: ``
     line."""
-    candidates, end = _groups_after(
-        low, _TO_LINE, lambda lines: _address_groups(lines, _RUN_FROM)
+    return _seen_later(
+        low, _TO_LINE, lambda lines: _address_groups(lines, _RUN_FROM), _FROM_LINE
     )
-    if end < 0:
-        return False
-    targets = _FROM_LINE.findall(low, end)
-    return any(c in seg for c in candidates for seg in targets)
 
 
 def to_eq_from_dom_1(value: bytes, low: bytes) -> bool:
@@ -207,11 +205,7 @@ def to_eq_from_dom_1(value: bytes, low: bytes) -> bool:
     To: [^\n]+@\1[>,\s\n]``: the group is taken from a ``\nFrom: `` line
     (``_domain_groups``); ``@`` and it must stand in the rest of a later
     ``\nTo: `` line."""
-    candidates, end = _groups_after(low, _FROM_LINE, _domain_groups)
-    if end < 0:
-        return False
-    targets = _TO_LINE.findall(low, end)
-    return any(b"@" + c in seg for c in candidates for seg in targets)
+    return _seen_later(low, _FROM_LINE, _domain_groups, _TO_LINE, b"@")
 
 
 def to_eq_from_dom_2(value: bytes, low: bytes) -> bool:
@@ -219,11 +213,8 @@ def to_eq_from_dom_2(value: bytes, low: bytes) -> bool:
     From: [^\n]+@\1[>,\s\n]``: the group is taken from a ``\nTo: `` line
     (``_domain_groups``); ``@`` and it must stand in the rest of a later
     ``\nFrom: `` line."""
-    candidates, end = _groups_after(low, _TO_LINE, _domain_groups)
-    if end < 0:
-        return False
-    targets = _FROM_LINE.findall(low, end)
-    return any(b"@" + c in seg for c in candidates for seg in targets)
+    return _seen_later(low, _TO_LINE, _domain_groups, _FROM_LINE, b"@")
+
 
 # From the hyphen of a ``__RAND_HEADER`` header name on: the rest of its
 # pattern (on the lowered text, ``[a-z]`` and ``[\da-f]`` need no ``/i``).
