@@ -89,8 +89,6 @@ _SELECTED = frozenset({b"CHECK", b"CLOSE", b"EXPUNGE", b"SEARCH", b"FETCH",
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
 _DEFAULTS = AccessSettings()  # frozen: one shared by every session
-
-
 _VERBS: dict[bytes, tuple[bytes, str, str]] = {}
 """Command name as sent -> (upper case, name for the Work log, handler)."""
 _UID_NAMES: dict[bytes, str] = {}

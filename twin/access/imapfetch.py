@@ -109,7 +109,8 @@ def fetch_flags(messages: list, indices: list[int], order: tuple[bool, ...],
                 with_uid: bool) -> tuple[bytes, Work]:
     """The ``* n FETCH`` lines and Work of a ``flags_only`` FETCH: exactly
     what ``fetch_one`` answers message by message, without its per-message
-    Work records."""
+    Work records. *indices* ascend without repeats (``seq_indices``,
+    ``uid_indices``)."""
     lead = with_uid and not any(order)
     out = []
     append = out.append
