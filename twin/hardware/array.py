@@ -76,6 +76,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from heapq import heappop, heappush
+from zlib import crc32
 
 import simpy
 
@@ -233,11 +234,16 @@ class _WriteCache:
         self._freed: list[tuple[float, float, int]] = []
         """Entries taken off the heap before their destage ended (for dirty_bytes)."""
 
-    def grant(self, nbytes: int, at: float) -> float:
-        """When a writer asking at *at* gets *nbytes* of room (>= *at*)."""
-        start = at if at > self._floor else self._floor
+    def grant(self, nbytes: int, at: float, now: float | None = None) -> float:
+        """When a writer asking at *at* gets *nbytes* of room (>= *at*).
+
+        *now* is ``env.now`` when the caller has it already.
+        """
+        floor = self._floor
+        start = at if at > floor else floor
         held = self._held
-        now = self.env.now
+        if now is None:
+            now = self.env.now
         while held and held[0][0] <= start:
             entry = heappop(held)
             self._used -= entry[2]
@@ -297,7 +303,12 @@ class Array:
             positioning_s(spec.disk, sequential=True),
         )
         """A random and a sequential I/O's positioning, indexed by ``sequential``."""
+        self._random_s = self._positioning_s[0]
+        self._rate = spec.disk.transfer_bytes_per_s
+        self._unit_bytes = spec.stripe_unit_bytes
         self.usable_bytes = usable_bytes(spec.level, spec.disks, spec.disk)
+        self._blocks = max(1, self.usable_bytes // BLOCK_BYTES)
+        """Blocks a file may start at (``placement_offset``, precomputed)."""
         self.cache = (
             _WriteCache(env, spec.controller_cache_bytes)
             if spec.controller_cache_bytes > 0
@@ -346,7 +357,8 @@ class Array:
         self._raid5_healthy = False
 
     def offset(self, key: str) -> int:
-        return placement_offset(key, self.usable_bytes)
+        """``placement_offset(key, usable_bytes)``."""
+        return (crc32(key.encode()) % self._blocks) * BLOCK_BYTES
 
     # -- plans ---------------------------------------------------------------
 
@@ -515,13 +527,19 @@ class Array:
     # -- timing: reservations ------------------------------------------------
 
     def submit_plan(
-        self, plan: list[Phase], at: float, sequential: bool = False
+        self,
+        plan: list[Phase],
+        at: float,
+        sequential: bool = False,
+        now: float | None = None,
     ) -> float:
         """Book *plan* submitted at *at*, phase after phase; return its end.
 
         A disk that has failed is skipped (its share lives on in parity or on
-        the mirror).
+        the mirror). *now* is ``env.now`` when the caller has it already.
         """
+        if now is None:
+            now = self.env.now
         disks = self.disks
         positioning = self._positioning_s[sequential]
         rate = self.spec.disk.transfer_bytes_per_s
@@ -532,7 +550,7 @@ class Array:
             for index, nbytes in phase:
                 disk = disks[index]
                 if not disk.failed:  # (the same drive model as Disk.service_s)
-                    done = disk.reserve(positioning + nbytes / rate, t, nbytes)
+                    done = disk.reserve(positioning + nbytes / rate, t, nbytes, now)
                     if disk.last_start > t:
                         waits.note(t, disk.last_start)
                     if done > end:
@@ -540,14 +558,16 @@ class Array:
             t = end
         return t
 
-    def read_at(self, key: str, nbytes: int, at: float) -> float:
+    def read_at(
+        self, key: str, nbytes: int, at: float, now: float | None = None
+    ) -> float:
         """Book a read of *nbytes* of file *key* submitted at *at*; return its end."""
         if nbytes <= 0:
             return at
         plan, degraded = self._read_plan(self.offset(key), nbytes)
         self.reads += 1
         self.degraded_reads += degraded
-        return self.submit_plan(plan, at)
+        return self.submit_plan(plan, at, False, now)
 
     def write_through_at(self, key: str, nbytes: int, at: float) -> float:
         """Book a write of *nbytes* of *key* to the disks at *at*; return its end."""
@@ -555,7 +575,9 @@ class Array:
             return at
         return self.submit_plan(self.write_plan(key, nbytes), at)
 
-    def write_at(self, key: str, nbytes: int, at: float) -> float:
+    def write_at(
+        self, key: str, nbytes: int, at: float, now: float | None = None
+    ) -> float:
         """Book a write of *nbytes* of *key* at *at*; return its acknowledgement.
 
         Through the controller cache when the array has one and the write fits
@@ -564,63 +586,90 @@ class Array:
         """
         if nbytes <= 0:
             return at
-        self._check_alive()
+        if self.failed:
+            self._check_alive()
         self.writes += 1
         cache = self.cache
+        if now is None:
+            now = self.env.now
         if cache is None or nbytes > cache.capacity:
-            return self._write_disks(key, nbytes, at)
-        granted = cache.grant(nbytes, at)
+            return self._write_disks(key, nbytes, at, now)
+        granted = cache.grant(nbytes, at, now)
         ack = granted + CACHE_COMMAND_S + nbytes / CACHE_BUS_BYTES_PER_S
-        cache.hold(nbytes, granted, self._write_disks(key, nbytes, ack))
+        cache.hold(nbytes, granted, self._write_disks(key, nbytes, ack, now))
         return ack
 
-    def write_behind(self, key: str, nbytes: int, at: float | None = None) -> None:
+    def write_behind(
+        self,
+        key: str,
+        nbytes: int,
+        at: float | None = None,
+        now: float | None = None,
+    ) -> None:
         """Write *nbytes* of file *key* off the critical path; nobody waits.
 
         The operating system's write-back: the I/O is submitted at *at* (default
         now), once it has room in the controller cache, if any, and runs on its
-        own. Costs no SimPy event.
+        own. Costs no SimPy event. *now* is ``env.now`` when the caller has it
+        already.
         """
         if nbytes <= 0:
             return
-        self._check_alive()
+        if self.failed:
+            self._check_alive()
         self.writes += 1
+        if now is None:
+            now = self.env.now
         if at is None:
-            at = self.env.now
+            at = now
         cache = self.cache
         if cache is None or nbytes > cache.capacity:
-            self._write_disks(key, nbytes, at)
+            self._write_disks(key, nbytes, at, now)
             return
-        granted = cache.grant(nbytes, at)
-        cache.hold(nbytes, granted, self._write_disks(key, nbytes, granted))
+        granted = cache.grant(nbytes, at, now)
+        cache.hold(nbytes, granted, self._write_disks(key, nbytes, granted, now))
 
-    def _write_disks(self, key: str, nbytes: int, at: float) -> float:
+    def _write_disks(
+        self, key: str, nbytes: int, at: float, now: float | None = None
+    ) -> float:
         """``submit_plan(write_plan(key, nbytes), at)``, the commonest plan inline.
 
         A small write inside one stripe unit of a healthy RAID 5 (read old data
         and parity, then write both) is booked without building the plan.
         """
+        if now is None:
+            now = self.env.now
         if self._raid5_healthy:
-            unit_bytes = self.spec.stripe_unit_bytes
-            unit, within = divmod(placement_offset(key, self.usable_bytes), unit_bytes)
+            unit_bytes = self._unit_bytes
+            unit, within = divmod(
+                (crc32(key.encode()) % self._blocks) * BLOCK_BYTES, unit_bytes
+            )  # placement_offset(key, self.usable_bytes), inlined
             if within + nbytes <= unit_bytes:
-                disk, parity = raid5_unit_disks(unit, len(self.disks))
-                data = self.disks[disk]
-                check = self.disks[parity]
-                rate = self.spec.disk.transfer_bytes_per_s
-                service = self._positioning_s[0] + nbytes / rate
+                disks = self.disks
+                n = len(disks)
+                # raid5_unit_disks(unit, n), inlined
+                row, j = divmod(unit, n - 1)
+                parity = n - 1 - row % n
+                data = disks[(parity + 1 + j) % n]
+                check = disks[parity]
+                service = self._random_s + nbytes / self._rate
                 waits = self._waits
-                t = at
-                for _phase in (0, 1):  # the reads, then the writes
-                    end = data.reserve(service, t, nbytes)
-                    if data.last_start > t:
-                        waits.note(t, data.last_start)
-                    done = check.reserve(service, t, nbytes)
-                    if check.last_start > t:
-                        waits.note(t, check.last_start)
-                    t = done if done > end else end
-                return t
-        return self.submit_plan(self.write_plan(key, nbytes), at)
+                # the reads, then the writes
+                end = data.reserve(service, at, nbytes, now)
+                if data.last_start > at:
+                    waits.note(at, data.last_start)
+                done = check.reserve(service, at, nbytes, now)
+                if check.last_start > at:
+                    waits.note(at, check.last_start)
+                t = done if done > end else end
+                end = data.reserve(service, t, nbytes, now)
+                if data.last_start > t:
+                    waits.note(t, data.last_start)
+                done = check.reserve(service, t, nbytes, now)
+                if check.last_start > t:
+                    waits.note(t, check.last_start)
+                return done if done > end else end
+        return self.submit_plan(self.write_plan(key, nbytes), at, False, now)
 
     # -- SimPy ---------------------------------------------------------------
 

@@ -34,6 +34,7 @@ profiles document their choice).
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from collections.abc import Generator
 
 import simpy
@@ -69,59 +70,79 @@ class Threads(Timeline):
         """When each thread is next free."""
 
     def grant(self, submit: float) -> tuple[int, float, int]:
-        """(thread, start, threads busy at the start with this one) for a job."""
+        """(thread, start, threads busy at the start with this one) for a job.
+
+        The threads are interchangeable, so ``_free`` is kept sorted and the
+        thread free soonest is always thread 0.
+        """
         free = self._free
-        thread = 0
         start = free[0]
-        for index in range(1, len(free)):
-            if free[index] < start:
-                thread, start = index, free[index]
         if start < submit:
             start = submit
-        busy = 1
-        for at in free:
-            if at > start:
-                busy += 1
-        return thread, start, busy
+        return 0, start, 1 + len(free) - bisect_right(free, start)
 
-    def book(self, thread: int, start: float, service_s: float, submit: float) -> float:
+    def book(
+        self,
+        thread: int,
+        start: float,
+        service_s: float,
+        submit: float,
+        now: float | None = None,
+    ) -> float:
         """Hold *thread* from *start* for *service_s*; return the end."""
-        now = self.env.now
-        if self._pending and self._pending[0][2] <= now:
-            self._drain(now)
+        if now is None:
+            now = self.env.now
         pending = self._pending
+        if pending and pending[0][2] <= now:
+            self._drain(now)
         if start > submit:
             self.waits.note(submit, start)
         end = start + service_s
-        self._free[thread] = end
+        free = self._free
+        del free[thread]
+        insort(free, end)
         if end > self.free_at:
             self.free_at = end
         pending.append((submit, start, end, 1))
         return end
 
-    def reserve(self, service_s: float, submit: float, units: int = 1) -> float:
+    def reserve(
+        self,
+        service_s: float,
+        submit: float,
+        units: int = 1,
+        now: float | None = None,
+    ) -> float:
         """Book a job of *service_s* submitted at *submit*; return its end."""
         thread, start, _busy = self.grant(submit)
-        return self.book(thread, start, service_s, submit)
+        return self.book(thread, start, service_s, submit, now)
 
     def _drain(self, now: float) -> None:
-        # ends are not in order across threads: fold every finished job
+        # ends are not in order across threads: fold every finished job, in
+        # booking order (the leading run of finished jobs first, then any
+        # finished job behind one still running)
         pending = self._pending
-        if not pending:
-            return
         busy = queue = 0.0
         jobs = 0
-        kept = []
-        for entry in pending:
-            submit, start, end, _units = entry
-            if end <= now:
-                busy += end - start
-                queue += start - submit
-                jobs += 1
-            else:
-                kept.append(entry)
+        while pending and pending[0][2] <= now:
+            submit, start, end, _units = pending.popleft()
+            busy += end - start
+            queue += start - submit
+            jobs += 1
+        if len(pending) > 1:
+            kept = []
+            for entry in pending:
+                submit, start, end, _units = entry
+                if end <= now:
+                    busy += end - start
+                    queue += start - submit
+                    jobs += 1
+                else:
+                    kept.append(entry)
+            if len(kept) < len(pending):
+                pending.clear()  # in place: callers hold the deque
+                pending.extend(kept)
         if jobs:
-            self._pending = type(pending)(kept)
             self._busy_done += busy
             self._queue_done += queue
             self._jobs_done += jobs
@@ -146,16 +167,42 @@ class Cpu:
         """Jobs run to completion by now."""
         return self.threads.completed
 
-    def reserve(self, seconds: float) -> float:
-        """Book a job of *seconds* full-speed work arriving now; return its end."""
-        threads = self.threads
-        submit = self.env.now
+    def reserve(self, seconds: float, now: float | None = None) -> float:
+        """Book a job of *seconds* full-speed work arriving now; return its end.
+
+        *now* is ``env.now`` when the caller has it already. ``Threads.grant``
+        and ``Threads.book``, inlined.
+        """
+        submit = self.env.now if now is None else now
         if seconds <= 0:
             return submit
-        thread, start, busy = threads.grant(submit)
-        if busy > self.cores:
+        threads = self.threads
+        free = threads._free
+        start = free[0]  # the thread free soonest (the list is sorted)
+        if start < submit:
+            start = submit
+        # busy at the start, this job included: 1 + threads free after it
+        if len(free) - bisect_right(free, start) >= self.cores:
             seconds *= self._slowdown
-        return threads.book(thread, start, seconds, submit)
+        pending = threads._pending
+        if pending and pending[0][2] <= submit:
+            if len(pending) == 1:  # Threads._drain of one job, inlined
+                first, begun, ended, _units = pending.popleft()
+                threads._busy_done += ended - begun
+                threads._queue_done += begun - first
+                threads._jobs_done += 1
+                threads._units_done += 1
+            else:
+                threads._drain(submit)
+        if start > submit:
+            threads.waits.note(submit, start)
+        end = start + seconds
+        del free[0]
+        insort(free, end)
+        if end > threads.free_at:
+            threads.free_at = end
+        pending.append((submit, start, end, 1))
+        return end
 
     def run(self, seconds: float) -> Generator[simpy.Event, object, None]:
         """Hold one thread for *seconds* of full-speed work (longer if sharing)."""

@@ -49,8 +49,10 @@ nbytes)`` (no event), ``yield from disk.io(nbytes)`` inside a SimPy process
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Generator
+from itertools import islice
 
 import numpy as np
 import simpy
@@ -86,6 +88,15 @@ def access_time_s(disk: DiskSpec, nbytes: float, sequential: bool = False) -> fl
 
 GAP_SLACK_S = 1e-9
 """A job fits an idle window that is at most this much too short (float noise)."""
+
+
+GAP_SCAN = 8
+"""Idle windows ``Timeline._fill_gap`` scans one by one before bisecting."""
+
+
+def _gap_limit(gap: tuple[float, float]) -> float:
+    """The latest end a job may have to fit idle window *gap*."""
+    return gap[1] + GAP_SLACK_S
 
 
 FOLD_EVERY = 8192
@@ -209,12 +220,30 @@ class Timeline:
         self.last_start = env.now
         """Start of the job booked last."""
 
-    def reserve(self, service_s: float, submit: float, units: int = 0) -> float:
-        """Book a job of *service_s* submitted at *submit*; return its end."""
-        now = self.env.now
+    def reserve(
+        self,
+        service_s: float,
+        submit: float,
+        units: int = 0,
+        now: float | None = None,
+    ) -> float:
+        """Book a job of *service_s* submitted at *submit*; return its end.
+
+        *now* is ``env.now`` when the caller has it already.
+        """
+        if now is None:
+            now = self.env.now
         pending = self._pending
         if pending and pending[0][2] <= now:
-            self._drain(now)
+            if len(pending) == 1 or pending[1][2] > now:
+                # _drain(now) of one job, inlined: the common case
+                submit_, start, end, done_units = pending.popleft()
+                self._busy_done += end - start
+                self._queue_done += start - submit_
+                self._jobs_done += 1
+                self._units_done += done_units
+            else:
+                self._drain(now)
         gaps = self._gaps
         if gaps:
             if gaps[-1][1] <= now:  # every idle window is over
@@ -245,16 +274,28 @@ class Timeline:
         gaps = self._gaps
         while gaps and gaps[0][1] <= now:
             del gaps[0]
-        for index, (low, high) in enumerate(gaps):
+        index = 0
+        if len(gaps) > GAP_SCAN:
+            # the windows are in time order, their ends too; a job ends at or
+            # after submit + service_s, so none ending before that fits: skip them
+            index = bisect_left(gaps, submit + service_s, key=_gap_limit)
+        for low, high in islice(gaps, index, None):
             start = low if low > submit else submit
             end = start + service_s
             if end <= high + GAP_SLACK_S:
                 if end > high:
                     end = high
-                gaps[index : index + 1] = [
-                    gap for gap in ((low, start), (end, high)) if gap[1] > gap[0]
-                ]
+                # what is left of the window: before the job, after it, both
+                if start > low:
+                    gaps[index] = (low, start)
+                    if high > end:
+                        gaps.insert(index + 1, (end, high))
+                elif high > end:
+                    gaps[index] = (end, high)
+                else:
+                    del gaps[index]
                 return end
+            index += 1
         return None
 
     def _drain(self, now: float) -> None:

@@ -135,13 +135,16 @@ class Host:
         """Full-speed CPU seconds of *work* on this host."""
         unit_s = self._unit_s
         total = 0.0
-        for kind, units in work.cpu.items():
-            seconds = unit_s.get(kind)
-            if seconds is None:
-                seconds = self.unit_s(kind)
-            total += units * seconds
-        if work.dir_entries_scanned:
-            total += work.dir_entries_scanned * self.unit_s("fs.dir_entry")
+        try:
+            for kind, units in work[0].items():  # work.cpu
+                total += units * unit_s[kind]
+        except KeyError:  # a kind seen for the first time: price it, start over
+            for kind in work[0]:
+                self.unit_s(kind)
+            return self.cpu_seconds(work)
+        scanned = work[7]  # work.dir_entries_scanned
+        if scanned:
+            total += scanned * self.unit_s("fs.dir_entry")
         return total
 
     def array(self, name: str | None) -> Array:
@@ -207,17 +210,30 @@ class Host:
 
         *cpu_s* is ``cpu_seconds(work)`` when the caller has it already.
         """
-        t = self.env.now
+        (
+            _cpu,
+            reads,
+            writes,
+            fsyncs,
+            created,
+            renamed,
+            deleted,
+            scanned,
+            locks,
+            net_bytes,
+            round_trips,
+        ) = work
+        now = t = self.env.now
         target = None
         if (
-            work.reads
-            or work.writes
-            or work.fsyncs
-            or work.files_created
-            or work.files_renamed
-            or work.files_deleted
-            or work.dir_entries_scanned
-            or work.locks
+            reads
+            or writes
+            or fsyncs
+            or created
+            or renamed
+            or deleted
+            or scanned
+            or locks
         ):  # Work.touches_storage, inlined: most steps are CPU and network only
             target = self.arrays.get(array) if array is not None else None
             if target is None:
@@ -225,11 +241,11 @@ class Host:
         if cpu_s is None:
             cpu_s = self.cpu_seconds(work)
         if cpu_s > 0:
-            t = self.cpu.reserve(cpu_s)
+            t = self.cpu.reserve(cpu_s, now)
         if target is not None:
-            t = self._storage_at(work, target, t)
-        if work.net_bytes or work.net_round_trips:
-            t = self.link.reserve(work.net_bytes, work.net_round_trips, t)
+            t = self._storage_at(work, target, t, now)
+        if net_bytes or round_trips:
+            t = self.link.reserve(net_bytes, round_trips, t, now)
         return t
 
     def execute(
@@ -241,39 +257,63 @@ class Host:
         if end > env.now:
             yield env.timeout(end - env.now)
 
-    def _storage_at(self, work: Work, target: Array, t: float) -> float:
-        """Book the storage of *work* from *t*; return when the step may go on."""
+    def _storage_at(
+        self, work: Work, target: Array, t: float, now: float | None = None
+    ) -> float:
+        """Book the storage of *work* from *t*; return when the step may go on.
+
+        *now* is ``env.now`` when the caller has it already.
+        """
+        if now is None:
+            now = self.env.now
+        (
+            _cpu,
+            reads,
+            writes,
+            fsyncs,
+            created,
+            renamed,
+            deleted,
+            scanned,
+            _locks,
+            _net_bytes,
+            _round_trips,
+        ) = work
         cache = self.page_cache
         folder = ""  # the step's directory (_directory_key), when it needs one
-        if work.dir_entries_scanned:
+        if scanned:
             folder = _directory_key(work, self.name)
-            missing = cache.read(folder, work.dir_entries_scanned * DIR_ENTRY_BYTES)
+            missing = cache.read(folder, scanned * DIR_ENTRY_BYTES)
             if missing:
-                t = target.read_at(folder, missing, t)
-        for key, nbytes in work.reads:
+                t = target.read_at(folder, missing, t, now)
+        for key, nbytes in reads:
             missing = cache.read(key, nbytes)
             if missing:
-                t = target.read_at(key, missing, t)
-        later: list[tuple[str, int]] = []
-        synchronous = work.fsyncs > 0
-        for key, nbytes in work.writes:
-            cache.write(key, nbytes)
-            if synchronous:
-                t = target.write_at(key, nbytes, t)
-            elif nbytes > 0:
-                later.append((key, nbytes))
-        metadata = work.files_created + work.files_renamed + work.files_deleted
-        if metadata:
-            # one journal commit carries all of a step's directory updates
-            folder = folder or _directory_key(work, self.name)
-            if synchronous:
-                t = target.write_at(folder, metadata * METADATA_IO_BYTES, t)
-            else:
+                t = target.read_at(key, missing, t, now)
+        synchronous = fsyncs > 0
+        metadata = created + renamed + deleted
+        if synchronous:
+            for key, nbytes in writes:
+                cache.write(key, nbytes)
+                t = target.write_at(key, nbytes, t, now)
+            if metadata:
+                # one journal commit carries all of a step's directory updates
+                folder = folder or _directory_key(work, self.name)
+                t = target.write_at(folder, metadata * METADATA_IO_BYTES, t, now)
+            return t
+        if writes or metadata:
+            later: list[tuple[str, int]] = []
+            for key, nbytes in writes:
+                cache.write(key, nbytes)
+                if nbytes > 0:
+                    later.append((key, nbytes))
+            if metadata:
+                folder = folder or _directory_key(work, self.name)
                 later.append((folder, metadata * METADATA_IO_BYTES))
-        if later:
-            for key, nbytes in later:
-                target.write_behind(key, nbytes, t)
-            self.background_writes += len(later)
+            if later:
+                for key, nbytes in later:
+                    target.write_behind(key, nbytes, t, now)
+                self.background_writes += len(later)
         return t
 
 

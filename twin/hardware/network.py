@@ -67,6 +67,7 @@ class Link:
         "round_trips",
         "_rate",
         "_latency_s",
+        "_round_trip_s",
     )
 
     def __init__(self, env: simpy.Environment, spec: LinkSpec, name: str = "") -> None:
@@ -78,19 +79,30 @@ class Link:
         self.round_trips = 0
         self._rate = spec.bandwidth_bytes_per_s
         self._latency_s = spec.latency_s
+        self._round_trip_s = 2.0 * spec.latency_s
+        """There and back (``2.0 * latency_s``: the first product of ``delay_s``)."""
 
     def reserve(
-        self, nbytes: int, round_trips: int = 0, at: float | None = None
+        self,
+        nbytes: int,
+        round_trips: int = 0,
+        at: float | None = None,
+        now: float | None = None,
     ) -> float:
-        """Book a transfer submitted at *at* (default now); return when it is done."""
+        """Book a transfer submitted at *at* (default now); return when it is done.
+
+        *now* is ``env.now`` when the caller has it already.
+        """
         if round_trips < 0:
             raise ValueError(f"round_trips(={round_trips}) must be >= 0")
-        t = self.env.now if at is None else at
+        if now is None:
+            now = self.env.now
+        t = now if at is None else at
         if nbytes > 0:
-            t = self.wire.reserve(nbytes / self._rate, t, nbytes) + self._latency_s
+            t = self.wire.reserve(nbytes / self._rate, t, nbytes, now) + self._latency_s
             self.bytes_sent += nbytes
         if round_trips:
-            t += 2.0 * self._latency_s * round_trips
+            t += self._round_trip_s * round_trips
             self.round_trips += round_trips
         return t
 
