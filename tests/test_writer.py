@@ -62,6 +62,36 @@ def test_batches_larger_than_one_pipe_load_arrive_whole(tmp_path, files):
         assert (tmp_path / str(n)).read_bytes() == big + str(n).encode()
 
 
+def test_data_shared_by_files_goes_down_the_pipe_once_and_lands_in_each(
+    tmp_path, files, monkeypatch
+):
+    sent = []
+    real = writer._write_vector
+
+    def counting(fd, pieces, sizes):
+        sent.append(sum(sizes))
+        real(fd, pieces, sizes)
+
+    monkeypatch.setattr(writer, "_write_vector", counting)
+    message = b"Subject: one message, two queue files\r\n\r\n" + b"z" * 50_000
+    other = bytearray(b"q" * 3000)
+    view = memoryview(b"0123456789" * 10)[5:95]
+    expected = {}
+    for n in range(40):
+        head = f"envelope {n}\n".encode()
+        parts = (head, message) if n % 4 else (head, message, other, view, message)
+        files.create(f"{tmp_path}/{n}", parts, False)
+        expected[str(n)] = b"".join(parts)
+    files.create(f"{tmp_path}/empty", (), False)
+    expected["empty"] = b""
+    files.sync()
+    assert tree(tmp_path) == expected
+    # each batch carries the message, the bytearray and the view once at most
+    heads = sum(len(f"envelope {n}\n") for n in range(40))
+    assert sum(sent) < heads + len(sent) * (len(message) + 3000 + 90) + 4096 * len(sent)
+    assert sum(sent) < sum(map(len, expected.values())) // 10
+
+
 def test_a_failure_is_named_at_sync_and_stops_what_follows(tmp_path, files):
     files.create(f"{tmp_path}/missing/dir/file", (b"x",), False)
     files.create(f"{tmp_path}/after", (b"x",), False)

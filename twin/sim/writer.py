@@ -19,12 +19,14 @@ how its operations went (after a failed run). Where no child can be started
 the operations are done at once, in process.
 
 Frames on the pipe: little-endian 8-byte counts -- the pickle's size, the
-number of data buffers, each buffer's size -- then a pickled list of
+number of data pieces, each piece's size -- then a pickled list of
 ``(operation, arguments)`` tuples (operation names from
-``twin.stages.fileops.OPERATIONS``; pickle protocol 5 with the file data out
-of band), then the data buffers, so message bytes are copied only by the
-kernel. After each batch the child answers one line on its stdout: the
-number of batches done, then ``ok`` or ``error <what failed>``.
+``twin.stages.fileops.OPERATIONS``), then the data pieces, so message bytes
+are copied only by the kernel. A ``create``'s arguments name its parts by
+their numbers among the batch's pieces: a part the batch holds already (the
+same bytes object, such as one message in the queue files of two hosts) goes
+down the pipe once. After each batch the child answers one line on its stdout:
+the number of batches done, then ``ok`` or ``error <what failed>``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class FileWriter:
 
     def __init__(self) -> None:
         self._batch: list[tuple[str, tuple]] = []
+        self._pieces: list = []
+        """The batch's file data, each distinct object once."""
+        self._sizes: list[int] = []
+        self._piece_of: dict[int, int] = {}
+        """id() of a piece -> its number (the batch keeps every piece alive)."""
         self._bytes = 0
         self._sent = 0
         """Batches sent to the child; the one being gathered is number sent + 1."""
@@ -99,12 +106,21 @@ class FileWriter:
     # -- the operations of Files ---------------------------------------------
 
     def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
-        # the data goes down the pipe as it is, beside the pickle (out of band)
-        self._add(
-            "create",
-            (path, tuple(map(pickle.PickleBuffer, parts)), fsync),
-            sum(len(part) for part in parts),
-        )
+        # the data goes down the pipe as it is, after the pickle, once a batch
+        piece_of = self._piece_of
+        pieces = self._pieces
+        numbers = []
+        added = 0
+        for part in parts:
+            number = piece_of.get(id(part))
+            if number is None:
+                number = piece_of[id(part)] = len(pieces)
+                pieces.append(part)
+                size = len(part) if type(part) is bytes else memoryview(part).nbytes
+                self._sizes.append(size)
+                added += size
+            numbers.append(number)
+        self._add("create", (path, tuple(numbers), fsync), added)
 
     def mkdir(self, path: str) -> None:
         self._add("mkdir", (path,), 0)
@@ -206,16 +222,18 @@ class FileWriter:
             self._send()
 
     def _send(self) -> None:
-        buffers: list[pickle.PickleBuffer] = []
-        meta = pickle.dumps(self._batch, protocol=5, buffer_callback=buffers.append)
+        meta = pickle.dumps(self._batch, protocol=5)
+        pieces, sizes = self._pieces, self._sizes
         self._batch = []
+        self._pieces = []
+        self._sizes = []
+        self._piece_of = {}
         self._bytes = 0
-        views = [buffer.raw() for buffer in buffers]
-        head = struct.pack(
-            f"<QQ{len(views)}Q", len(meta), len(views), *(view.nbytes for view in views)
-        )
+        head = struct.pack(f"<QQ{len(sizes)}Q", len(meta), len(sizes), *sizes)
         try:
-            _write_vector(self._fd, [head, meta, *views])
+            _write_vector(
+                self._fd, [head, meta, *pieces], [len(head), len(meta), *sizes]
+            )
         except (BrokenPipeError, ValueError):
             raise TwinError(
                 "store: the writer process ended unexpectedly; run again"
@@ -224,14 +242,15 @@ class FileWriter:
         self._hear(block=False)  # keep the child's report pipe from filling
 
 
-def _write_vector(fd: int, pieces: list) -> None:
-    """Write every byte of *pieces* to *fd*, ``IOV_MAX`` pieces at most a call."""
+def _write_vector(fd: int, pieces: list, sizes: list[int]) -> None:
+    """Write every byte of *pieces* (of *sizes* bytes) to *fd*, ``IOV_MAX``
+    pieces at most a call."""
     index = 0
     while index < len(pieces):
         group = pieces[index : index + IOV_MAX]
         written = os.writev(fd, group)
+        total = sum(sizes[index : index + IOV_MAX])
         index += len(group)
-        total = sum(memoryview(piece).nbytes for piece in group)
         if written < total:  # a short write: finish this group byte by byte
             rest = memoryview(b"".join(group))[written:]
             while rest:
@@ -269,7 +288,15 @@ def _frame(stream) -> list | None:
         buffers.append(buffer)
     if len(meta) < meta_size:
         return None
-    return pickle.loads(meta, buffers=buffers)
+    batch = pickle.loads(meta)
+    for index, (operation, arguments) in enumerate(batch):
+        if operation == "create":
+            path, numbers, fsync = arguments
+            batch[index] = (
+                operation,
+                (path, tuple([buffers[number] for number in numbers]), fsync),
+            )
+    return batch
 
 
 def _frames(stream, batches: deque, ready: threading.Condition) -> None:
