@@ -183,6 +183,30 @@ def test_ready_waits_for_the_batches_that_touched_a_key(tmp_path, files):
     assert len(list(tmp_path.iterdir())) == 51
 
 
+def test_with_readers_a_batch_that_touches_a_key_is_sent_at_once(tmp_path, files):
+    files.create(f"{tmp_path}/before", (b"gathered",), False)
+    files.touch("gina")
+    assert files._sent == 0  # without readers it waits for a full batch
+    files.expect_readers()
+    files.create(f"{tmp_path}/gina", (b"mail for gina",), False)
+    files.touch("gina")
+    assert files._sent == 1 and not files._batch
+    files.touch("gina")  # nothing new for gina: no empty batch goes
+    assert files._sent == 1
+    files.create(f"{tmp_path}/other", (b"not a mailbox",), False)
+    files._wait_for(1)  # the child did gina's batch
+    sent = files._sent
+    files.ready("gina")  # done already: nothing is sent, nothing waited for
+    assert files._sent == sent and files._batch
+    assert (tmp_path / "gina").read_bytes() == b"mail for gina"
+    files.sync()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["before", "gina", "other"]
+
+
+def test_the_at_once_files_expect_readers_too():
+    DIRECT.expect_readers()  # nothing to prepare: every operation is done
+
+
 def test_ready_reports_a_failure(tmp_path, files):
     files.create(f"{tmp_path}/no/such/dir/x", (b"x",), False)
     files.touch("gina")

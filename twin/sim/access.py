@@ -73,6 +73,7 @@ class AccessLoad:
         self.files = files
         """Who writes the deliveries (``twin.sim.writer``): a session waits for
         its user's mailbox to be written (``ready``) before it reads it."""
+        files.expect_readers()
         self.scenario = scenario
         self.host = host
         self.array = array_name

@@ -102,6 +102,9 @@ class Files:
     def ready(self, key: str) -> None:
         """The operations that touched *key* are done (always true here)."""
 
+    def expect_readers(self) -> None:
+        """Readers will call ``ready`` (nothing to prepare here)."""
+
     def sync(self) -> None:
         """Every operation asked for so far is done (always true here)."""
 
