@@ -84,6 +84,7 @@ from twin.access.store import (
     host_fsync_for,
     maildir_info,
     note_host_fsync,
+    plus_cpu,
     read_subscriptions,
     replace_file,
     sum_work,
@@ -126,12 +127,21 @@ class _Record:
                            len(raw), self.cache_offset, self.cache_length, raw)
 
     def filename(self) -> str:
-        if self.location == NEW:
-            return os.path.join("new", self.name)
-        if self.location == CUR:
-            info = maildir_info(self.info.flags)
-            return os.path.join("cur", self.name + ":2," + info)
-        return os.path.join("cur", self.name)
+        # "new/NAME" as os.path.join("new", NAME) makes it (NAME is relative)
+        location = self.location
+        if location == NEW:
+            return "new/" + self.name
+        if location == CUR:
+            flags = self.info.flags
+            info = _INFOS.get(flags)
+            if info is None:
+                info = maildir_info(flags)
+            return "cur/" + self.name + ":2," + info
+        return "cur/" + self.name
+
+
+_INFOS: dict[int, str] = {flags: maildir_info(flags) for flags in range(32)}
+"""``maildir_info`` of every set of the five flags."""
 
 
 def _unpack(raw: bytes) -> _Record:
@@ -227,6 +237,10 @@ _HEADERS_MADE: set[str] = set()
 """Folders whose lock file (cyrus.header) is known to exist (sole writers)."""
 
 
+_LOCK_PATHS: dict[str, str] = {}
+"""Folder -> the path of its lock file."""
+
+
 class _lock:
     """Cyrus locks a mailbox through its cyrus.header; index and cache are
     replaced by rename, so they cannot carry the lock themselves. (What
@@ -241,7 +255,12 @@ class _lock:
 
     def __init__(self, folder: str, sole: bool = False) -> None:
         self._folder = folder
-        self._path = os.path.join(folder, LOCK)
+        path = _LOCK_PATHS.get(folder)
+        if path is None:
+            if len(_LOCK_PATHS) > 1 << 16:
+                _LOCK_PATHS.clear()
+            path = _LOCK_PATHS[folder] = os.path.join(folder, LOCK)
+        self._path = path
         self._sole = sole
 
     def __enter__(self) -> None:
@@ -304,6 +323,7 @@ class _Shared:
 
 
 _STALE = (-1, -1)
+_NO_STAMP = (-2, -2)  # a sole writer's copy that did not stat the file
 _LOCKED = Work(locks=1)
 _SOLE_ROOTS: set[str] = set()
 """Real store roots whose last backend was made with ``sole_writer=True``."""
@@ -385,6 +405,10 @@ def _dir_mtimes(folder: str) -> tuple[int, int]:
         return 0, 0
 
 
+_INDEX_PATHS: dict[str, tuple[str, str]] = {}
+"""Folder -> the paths of its index and cache files."""
+
+
 class _Index:
     """The in-memory copy of one mailbox's index header and records."""
 
@@ -394,8 +418,13 @@ class _Index:
         self.host_fsync = host_fsync  # really call os.fsync (Work counts it)
         self.sole_writer = sole_writer  # no writers outside the process: no stats
         self.key = key  # folder path relative to the store root
-        self.path = os.path.join(folder, INDEX)
-        self.cache_path = os.path.join(folder, CACHE)
+        paths = _INDEX_PATHS.get(folder)
+        if paths is None:
+            if len(_INDEX_PATHS) > 1 << 16:
+                _INDEX_PATHS.clear()
+            paths = _INDEX_PATHS[folder] = (os.path.join(folder, INDEX),
+                                            os.path.join(folder, CACHE))
+        self.path, self.cache_path = paths
         self.uidvalidity = 0
         self.uidnext = 1
         self.recent_uid = 0
@@ -433,6 +462,20 @@ class _Index:
             self.shared.generation += 1
         if info is not None:
             self.in_step(info)
+
+    def bump_written(self, fd: int) -> None:
+        """``bump(os.fstat(fd))`` after this copy wrote the index file open as
+        *fd*. A sole writer's copy tells changes by the generation alone
+        (``reuse``, ``disk_positions``, ``catch_up``, and ``_index_append``
+        for sole stores), so it skips the fstat and marks its stamp unknown
+        (``_NO_STAMP``, never equal to a file's)."""
+        if not self.sole_writer:
+            self.bump(os.fstat(fd))
+            return
+        with _SHARED_GUARD:
+            self.shared.generation += 1
+        self.generation = self.shared.generation
+        self.stamp = _NO_STAMP
 
     def dirs_moved(self) -> bool:
         """Whether ``new/`` or ``cur/`` changed behind the index's back."""
@@ -527,7 +570,10 @@ class _Index:
                          files_created=1, files_renamed=1)
         if cache is not None and self.sole_writer:
             self._keep_cache(cache)  # what the file holds now
-        self.bump(os.stat(self.path))
+        if self.sole_writer:
+            self.bump_written(-1)
+        else:
+            self.bump(os.stat(self.path))
         return work
 
     def cache_written(self) -> None:
@@ -583,7 +629,6 @@ class _Index:
         at *cache_offset* in the file, default its length); read it unless
         *text* (its CRLF text) or *parsed* (``_parse_delivered`` of it) is
         given."""
-        path = os.path.join(self.folder, subdir, filename)
         if subdir == "new":
             base, location, flags = filename, NEW, 0
         else:
@@ -597,11 +642,12 @@ class _Index:
             size = len(text)
             entry, header_size = _cache_entry(text)
         else:
-            with open(path, "rb") as handle:
+            with open(os.path.join(self.folder, subdir, filename), "rb") as handle:
                 raw = handle.read()
             reads = ((self.key + subdir + "/" + filename, len(raw)),)
             size, entry, header_size = _parse_stored(raw)
-        date = _stamp_of(base, path) if internaldate is None else internaldate
+        date = internaldate if internaldate is not None else _stamp_of(
+            base, os.path.join(self.folder, subdir, filename))
         self.records.append(_Record(
             MessageInfo(self.uidnext, size, date, flags), header_size, location,
             base, len(cache) if cache_offset is None else cache_offset, len(entry)))
@@ -791,7 +837,7 @@ class CyrusMailbox:
         size = struct.unpack_from("<I", entry)[0]
         header = entry[4 : 4 + size]
         structure = entry[8 + size :]
-        return header, structure, work + Work(cpu={"cyrus.cache_byte": len(entry)})
+        return header, structure, plus_cpu(work, {"cyrus.cache_byte": len(entry)})
 
     def header(self, index: int) -> tuple[bytes, Work]:
         header, _, work = self._entry(index)
@@ -805,7 +851,7 @@ class CyrusMailbox:
         record = self._index.records[index]
         name = record.filename()
         try:
-            raw = _read_file(os.path.join(self._index.folder, name))
+            raw = _read_file(self._index.folder + "/" + name)
             found = None
         except FileNotFoundError:
             found = self._index.find_file(record)  # moved by someone: look again
@@ -840,10 +886,10 @@ class CyrusMailbox:
             record = index.records[number]
             if record.info.flags == flags and record.location == CUR:
                 continue
-            old = os.path.join(folder, record.filename())
+            old = folder + "/" + record.filename()  # os.path.join's result
             record.info.flags = flags
             record.location = CUR
-            new = os.path.join(folder, record.filename())
+            new = folder + "/" + record.filename()
             if old != new:
                 try:
                     os.rename(old, new)
@@ -859,7 +905,7 @@ class CyrusMailbox:
         if positions is None:  # the header is still ours to rewrite
             index.dirs_synced()
             os.pwrite(fd, index.header_bytes(), 0)
-            index.bump(os.fstat(fd))
+            index.bump_written(fd)
             writes += ((index.key + INDEX, HEADER_BYTES),)
         else:  # records written where the other writer keeps them
             index.bump()
@@ -882,11 +928,14 @@ class CyrusMailbox:
         index = self._index
         work = Work(locks=1)
         with _lock(index.folder, index.sole_writer):
-            fd = os.open(index.path, os.O_RDONLY)
-            try:
-                moved = index.disk_positions(fd) is not None
-            finally:
-                os.close(fd)
+            if index.sole_writer and index.shared.generation == index.generation:
+                moved = False  # what disk_positions says, without the file
+            else:
+                fd = os.open(index.path, os.O_RDONLY)
+                try:
+                    moved = index.disk_positions(fd) is not None
+                finally:
+                    os.close(fd)
             if moved:
                 work += index.read() or Work()  # another writer: start fresh
                 self._cache = None
@@ -901,7 +950,7 @@ class CyrusMailbox:
             folder = index.folder
             for number in sorted(gone):
                 try:
-                    os.unlink(os.path.join(folder, records[number].filename()))
+                    os.unlink(folder + "/" + records[number].filename())
                     deleted += 1
                 except FileNotFoundError:
                     pass
@@ -1194,15 +1243,17 @@ class CyrusBackend:
               texts: dict[str, bytes] | None = None) -> tuple[CyrusMailbox, Work]:
         canonical, index, work = self._load(user, name, now, create_inbox=True,
                                             texts=texts)
+        recent_uid = index.recent_uid
         for record in index.records:
-            record.info.recent = record.info.uid > index.recent_uid
+            info = record.info
+            info.recent = info.uid > recent_uid
         if not readonly and index.uidnext - 1 > index.recent_uid:
             index.recent_uid = index.uidnext - 1
             with _lock(index.folder, index.sole_writer):
                 fd = os.open(index.path, os.O_RDWR)
                 try:
                     os.pwrite(fd, index.header_bytes(), 0)
-                    index.bump(os.fstat(fd))
+                    index.bump_written(fd)
                 finally:
                     os.close(fd)
             work += Work(writes=((index.key + INDEX, HEADER_BYTES),), locks=1)
@@ -1302,6 +1353,9 @@ class CyrusBackend:
                 work += index.add_file("cur", final, grown, internaldate, text)
             index.dirs_synced()
             work += index.write_all(bytes(grown))
+        # in step with the file it just wrote: the next open or append of
+        # the folder takes it instead of reading the file (same Work)
+        _leave(self._spare, index)
         return work
 
     def subscriptions(self, user: str) -> tuple[set[str], Work]:
@@ -1370,13 +1424,22 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
     if host_fsync is None:
         host_fsync = host_fsync_for(real_root)
     index = _Index(folder, key)
-    if not os.path.exists(index.path):
+    sole = real_root in _SOLE_ROOTS
+    # a sole writer's store whose folder has an index kept in step (see
+    # _index_append): the file is there, as no one else removes it
+    if not (sole and index.shared.idle is not None) and not os.path.exists(
+            index.path):
         _unindexed(index)
         return Work()
-    with _lock(folder, real_root in _SOLE_ROOTS):
-        fd = os.open(index.path, os.O_RDWR)
+    with _lock(folder, sole):
         try:
-            work = _index_append(index, fd, subdir, base, message, now, host_fsync)
+            fd = os.open(index.path, os.O_RDWR)
+        except FileNotFoundError:  # (the hint above was wrong)
+            _unindexed(index)
+            return Work()
+        try:
+            work = _index_append(index, fd, subdir, base, message, now, host_fsync,
+                                 sole)
         finally:
             os.close(fd)
     if work is None or not index.records:
@@ -1392,41 +1455,56 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
 
 
 def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes,
-                  now: float, host_fsync: bool) -> Work | None:
+                  now: float, host_fsync: bool, sole: bool = False) -> Work | None:
     """``index_delivery``'s work under the folder lock, on the index file's
     descriptor *fd*: None (after marking the folder unindexed) when the index
     is damaged; else the Work of indexing the message (the record is then
-    ``index.records[-1]``, none when its name is too long)."""
-    head = os.pread(fd, HEADER_BYTES, 0)
-    before = os.fstat(fd)
-    size = before.st_size
-    if len(head) < HEADER_BYTES:
-        _unindexed(index)
-        return None
-    magic, version, record_size, validity, uidnext, count, recent, _, _ = (
-        HEADER.unpack_from(head)
-    )
-    if (magic != MAGIC or record_size != RECORD_BYTES
-            or size != HEADER_BYTES + count * RECORD_BYTES):
-        _unindexed(index)
-        return None  # damaged: the next open rebuilds it
-    index.uidvalidity, index.uidnext, index.recent_uid = validity, uidnext, recent
+    ``index.records[-1]``, none when its name is too long). *sole*: the
+    store's backend is a sole writer (see ``CyrusBackend``)."""
     shared = index.shared
     # the index a closed mailbox left behind, if it is in step with the file
     # as it stands, takes the new record too (simulator shortcut: the next
     # open reuses it instead of reading the file, with the same Work)
     idle = shared.idle
-    if idle is not None and not (
-            idle.generation == shared.generation
-            and idle.stamp == (size, before.st_mtime_ns)
-            and len(idle.records) == count and idle.uidnext == uidnext
-            and idle.uidvalidity == validity and idle.recent_uid == recent):
-        idle = None
+    stepped = (sole and idle is not None and idle.sole_writer
+               and idle.generation == shared.generation)
+    if stepped:
+        # a sole writer's kept copy in step (no change since, which every
+        # writer would have counted): its header and records are the file's,
+        # so the header read and the stats are left out
+        validity, uidnext, recent = idle.uidvalidity, idle.uidnext, idle.recent_uid
+        count = len(idle.records)
+        size = HEADER_BYTES + count * RECORD_BYTES
+    else:
+        head = os.pread(fd, HEADER_BYTES, 0)
+        before = os.fstat(fd)
+        size = before.st_size
+        if len(head) < HEADER_BYTES:
+            _unindexed(index)
+            return None
+        magic, version, record_size, validity, uidnext, count, recent, _, _ = (
+            HEADER.unpack_from(head)
+        )
+        if (magic != MAGIC or record_size != RECORD_BYTES
+                or size != HEADER_BYTES + count * RECORD_BYTES):
+            _unindexed(index)
+            return None  # damaged: the next open rebuilds it
+        if idle is not None and not (
+                idle.generation == shared.generation
+                and idle.stamp == (size, before.st_mtime_ns)
+                and len(idle.records) == count and idle.uidnext == uidnext
+                and idle.uidvalidity == validity and idle.recent_uid == recent):
+            idle = None
+    index.uidvalidity, index.uidnext, index.recent_uid = validity, uidnext, recent
     cache_fd = os.open(index.cache_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                        0o666)
     try:
         entry = bytearray()
-        cache_size = os.fstat(cache_fd).st_size
+        if (stepped and idle.cache_image is not None
+                and idle.cache_serial == shared.cache_writes):
+            cache_size = idle.cache_size  # the file's size (sole writer)
+        else:
+            cache_size = os.fstat(cache_fd).st_size
         work = index.add_file(subdir, base, entry, int(now), None, cache_size,
                               _parse_delivered(message))
         if not index.records:
@@ -1456,7 +1534,11 @@ def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes
         idle.records.append(record)
         idle.uidnext = index.uidnext
         idle.mtimes = index.mtimes
-        idle.in_step(os.fstat(fd))
+        if stepped:
+            idle.generation = shared.generation
+            idle.stamp = _NO_STAMP
+        else:
+            idle.in_step(os.fstat(fd))
     return work
 
 

@@ -93,23 +93,28 @@ _VERBS: dict[bytes, tuple[bytes, str, str]] = {}
 """Command name as sent -> (upper case, name for the Work log, handler)."""
 _UID_NAMES: dict[bytes, str] = {}
 _VERBS_KEEP = 256
-_ITEMS: dict[bytes, tuple[list, int]] = {}
+_ITEMS: dict[bytes, tuple[list, int, tuple | None, tuple | None]] = {}
 _ITEMS_KEEP = 256
+_UID_COMMANDS = {b"FETCH": "_cmd_fetch", b"STORE": "_cmd_store", b"COPY": "_cmd_copy",
+                 b"SEARCH": "_cmd_search"}
 
 
-def _fetch_items(reader: Reader) -> list:
-    """``parse_fetch_items(reader)``, remembered by the text it reads (clients
-    repeat a few fetch-att lists; the items are immutable)."""
+def _fetch_items(reader: Reader) -> tuple[list, tuple | None, tuple | None]:
+    """``parse_fetch_items(reader)``, with ``flags_only`` of the items and
+    their ``fetch_plan`` (None when flags_only is not), remembered by the text
+    it reads (clients repeat a few fetch-att lists; the items are immutable)."""
     rest = reader.data[reader.pos :]
     known = _ITEMS.get(rest)
     if known is not None:
         reader.pos += known[1]
-        return known[0]
+        return known[0], known[2], known[3]
     start = reader.pos
     items = parse_fetch_items(reader)
+    order = flags_only(items)
+    plan = fetch_plan(items) if order is None else None
     if len(_ITEMS) < _ITEMS_KEEP and len(rest) <= 512:
-        _ITEMS[rest] = (items, reader.pos - start)
-    return items
+        _ITEMS[rest] = (items, reader.pos - start, order, plan)
+    return items, order, plan
 
 
 def _text(message: str) -> bytes:
@@ -221,6 +226,8 @@ class ImapSession:
             else:
                 reply = self._idle_tag + b" BAD expected DONE\r\n"
             return self._record("IDLE", reply, Work(), len(line))
+        if not self._command and not line.endswith(b"}"):
+            return self._execute(line)  # a whole command: what follows, in short
         self._command += line
         literal = literal_size(line)
         if literal is not None:
@@ -275,7 +282,8 @@ class ImapSession:
         handler = getattr(self, method, None)
         if handler is None or not verb.isalpha():
             reply, work = tag + b" BAD unknown command\r\n", Work()
-        elif not self._allowed(verb):
+        elif not ((verb in _SELECTED and self.mailbox is not None
+                   and self.user is not None) or self._allowed(verb)):
             reply, work = tag + b" BAD command not valid in this state\r\n", Work()
         else:
             try:
@@ -599,24 +607,21 @@ class ImapSession:
         return indices
 
     def _cmd_uid(self, tag, reader, sub):
-        handler = {b"FETCH": self._cmd_fetch, b"STORE": self._cmd_store,
-                   b"COPY": self._cmd_copy, b"SEARCH": self._cmd_search}.get(sub)
-        if handler is None:
+        method = _UID_COMMANDS.get(sub)
+        if method is None:
             raise ParseError("unknown UID command")
-        return handler(tag, reader, sub, uid=True)
+        return getattr(self, method)(tag, reader, sub, uid=True)
 
     def _cmd_fetch(self, tag, reader, sub, uid=False):
         indices = self._indices(reader, uid)
         reader.sp()
-        items = _fetch_items(reader)
+        items, order, plan = _fetch_items(reader)
         reader.end()
         verb = b"UID FETCH" if uid else b"FETCH"
-        order = flags_only(items)
         if order is not None:
             lines, work = fetch_flags(self.mailbox.messages, indices, order, uid)
             return lines + self._ok(tag, verb + b" completed"), work
         out, works = [], []
-        plan = fetch_plan(items)
         for index in indices:
             line, got, _ = fetch_one(self.mailbox, index, items, uid, plan)
             out.append(line)
@@ -650,8 +655,8 @@ class ImapSession:
             new = bits if mode == b"FLAGS" else (
                 old | bits if mode == b"+FLAGS" else old & ~bits)
             changes.append((index, new & ALL_FLAGS))
-        work = self.mailbox.set_flags(changes)
-        work += Work(cpu={"imap.message": len(changes)})
+        work = plus_cpu(self.mailbox.set_flags(changes),
+                        {"imap.message": len(changes)})
         out = []
         if not silent:
             for index in indices:

@@ -96,6 +96,17 @@ def flag_list(flags: int, recent: bool) -> bytes:
     return known
 
 
+_UID_FLAG_LINES: dict[int, bytes] = {}
+"""(flags << 1 | recent) -> ``* %d FETCH (UID %d FLAGS (...))`` format."""
+
+
+def _uid_flag_line(flags: int, recent: bool) -> bytes:
+    line = b"* %d FETCH (UID %d FLAGS " + flag_list(flags, recent) + b")\r\n"
+    if len(_UID_FLAG_LINES) < 4096:
+        _UID_FLAG_LINES[flags << 1 | bool(recent)] = line
+    return line
+
+
 def flags_only(items: list[FetchItem]) -> tuple[bool, ...] | None:
     """For items that are all UID or FLAGS (what a client's flag sync asks),
     which of them are UID; None otherwise. Such a FETCH reads nothing of the
@@ -115,16 +126,17 @@ def fetch_flags(messages: list, indices: list[int], order: tuple[bool, ...],
     out = []
     append = out.append
     if order == (True, False) or (lead and order == (False,)):
-        line = b"* %d FETCH (UID %d FLAGS %s)\r\n"
-        known = _FLAG_LISTS.get
+        # b"* %d FETCH (UID %d FLAGS %s)\r\n" % (number, uid, flag_list(...)),
+        # the flag list put in the format beforehand (it holds no "%")
+        known = _UID_FLAG_LINES.get
         count = len(indices)
         if count and indices[-1] - indices[0] + 1 == count:  # sorted: a run
             first = indices[0]
             chosen = enumerate(messages[first : first + count], first + 1)
         else:
             chosen = ((index + 1, messages[index]) for index in indices)
-        out = [line % (number, info.uid, known((info.flags, info.recent))
-                       or flag_list(info.flags, info.recent))
+        out = [(known(info.flags << 1 | info.recent)
+                or _uid_flag_line(info.flags, info.recent)) % (number, info.uid)
                for number, info in chosen]
     else:
         for index in indices:

@@ -81,7 +81,9 @@ class Reader:
         if not match:
             raise ParseError(f"bad quoted string at offset {self.pos}")
         self.pos = match.end()
-        return _UNQUOTE.sub(rb"\1", match.group(1))
+        inner = match.group(1)
+        # only backslash escapes change: without one the text is the value
+        return _UNQUOTE.sub(rb"\1", inner) if b"\\" in inner else inner
 
     def literal(self) -> bytes:
         match = _LITERAL.match(self.data, self.pos)
@@ -144,8 +146,29 @@ def literal_size(line: bytes) -> tuple[int, bool] | None:
     return int(digits), plus
 
 
+_SEQSETS: dict[tuple[bytes, int], tuple[tuple[int, int], ...]] = {}
+_SEQSETS_KEEP = 4096
+
+
 def parse_seqset(token: bytes, largest: int) -> list[tuple[int, int]]:
-    """Ranges (low, high) of a sequence set; ``*`` is *largest*."""
+    """Ranges (low, high) of a sequence set; ``*`` is *largest*.
+
+    Remembers the answers for short sets (clients repeat ``1:n``, ``n:*``,
+    single UIDs); a new list each call, so callers may change it."""
+    key = (token, largest)
+    known = _SEQSETS.get(key)
+    if known is not None:
+        return list(known)
+    ranges = _parse_seqset(token, largest)
+    if len(token) <= 64:
+        if len(_SEQSETS) >= _SEQSETS_KEEP:
+            _SEQSETS.clear()
+        _SEQSETS[key] = tuple(ranges)
+    return ranges
+
+
+def _parse_seqset(token: bytes, largest: int) -> list[tuple[int, int]]:
+    """``parse_seqset`` worked out."""
     ranges = []
     for item in token.split(b","):
         bounds = item.split(b":")

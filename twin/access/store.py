@@ -24,6 +24,9 @@ from typing import Protocol
 
 from twin.stages.work import Work
 
+_NO_CPU = Work().cpu  # the default (empty, read-only) cpu mapping
+_tuple_new = tuple.__new__
+
 SEEN = 1
 ANSWERED = 2
 FLAGGED = 4
@@ -210,12 +213,9 @@ def sum_work(works) -> Work:
         counts[5] += work.locks
         counts[6] += work.net_bytes
         counts[7] += work.net_round_trips
-    total = Work(reads=tuple(reads), writes=tuple(writes), fsyncs=counts[0],
-                 files_created=counts[1], files_renamed=counts[2],
-                 files_deleted=counts[3], dir_entries_scanned=counts[4],
-                 locks=counts[5], net_bytes=counts[6], net_round_trips=counts[7])
-    return total if cpu is None else Work(
-        cpu, total.reads, total.writes, *counts)
+    # Work(...) in field order, without the named tuple's __new__ frame
+    return _tuple_new(Work, (_NO_CPU if cpu is None else cpu, tuple(reads),
+                             tuple(writes), *counts))
 
 
 def plus_cpu(work: Work, units: dict[str, int]) -> Work:
@@ -229,17 +229,13 @@ def plus_cpu(work: Work, units: dict[str, int]) -> Work:
         units = merged
     elif not units:
         units = cpu
-    return Work(units, work.reads, work.writes, work.fsyncs, work.files_created,
-                work.files_renamed, work.files_deleted, work.dir_entries_scanned,
-                work.locks, work.net_bytes, work.net_round_trips)
+    return _tuple_new(Work, (units, *work[1:]))
 
 
 def plus_net(work: Work, net_bytes: int, round_trips: int) -> Work:
     """``work + Work(net_bytes=..., net_round_trips=...)`` in one step."""
-    return Work(work.cpu, work.reads, work.writes, work.fsyncs, work.files_created,
-                work.files_renamed, work.files_deleted, work.dir_entries_scanned,
-                work.locks, work.net_bytes + net_bytes,
-                work.net_round_trips + round_trips)
+    return _tuple_new(Work, (*work[:9], work[9] + net_bytes,
+                             work[10] + round_trips))
 
 
 _NO_HOST_FSYNC: set[str] = set()
