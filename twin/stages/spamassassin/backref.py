@@ -5,7 +5,9 @@ header rules read the whole header block (``ALL``) and compare a captured
 address with the Subject line through a back-reference
 (``__SUBJ_HAS_TO_2``, ``__PDS_TO_BRAND_SUBJECT``, ``__SUBJ_HAS_FROM_1``,
 ``__SUBJ_HAS_TO_1``, ``__TO_EQ_FROM_1/2``, ``__TO_EQ_FROM_DOM_1/2``; and
-``__RAND_HEADER``, a search tried at every line start).
+``__RAND_HEADER``, a search tried at every line start); so does the full
+rule ``__FROM_NAME_IN_MSG`` (a ``From:`` name standing again as a whole
+line within 2048 octets).
 ``re`` backtracks through every start, capture and line between for such a
 pattern, up to a tenth of a millisecond a message.  Each prefilter here
 computes, in a few C-level searches, a superset of the
@@ -14,9 +16,9 @@ stand where the back-reference needs it: a proof that the regex finds
 nothing, so the regex is skipped.  True means "run the regex".
 
 Every prefilter is tied to one exact pattern and its flags (``for_regex``):
-an edited rule gets no prefilter and simply runs its regex.  All the patterns
-are ``/i`` on bytes, so comparing the ASCII-lower-cased text (``bytes.lower``)
-is what the case-insensitive back-reference does.
+an edited rule gets no prefilter and simply runs its regex.  All the header
+patterns are ``/i`` on bytes, so comparing the ASCII-lower-cased text
+(``bytes.lower``) is what the case-insensitive back-reference does.
 """
 
 from __future__ import annotations
@@ -265,8 +267,62 @@ _BY_PATTERN: dict[bytes, Prefilter] = {
 }
 
 
+# ``From:`` and, in a lookahead (so that a ``From:`` in a skipped blank run
+# is found too), the run of ``\S+\s\S+`` after its blanks, and a blank.
+_FROM_NAME = re.compile(rb"From:(?=\s+(\S+\s\S+)\s)")
+# The reach of ``.{1,2048}``; the octets of a bytes pattern's ``\s``.
+_NAME_REACH = 2048
+_BLANKS = frozenset(b" \t\n\r\x0b\x0c")
+
+
+def from_name_in_msg(value: bytes, low: bytes) -> bool:
+    r"""``^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)`` (``/sm``, no
+    ``/i``: *low* is not used; a full rule, *value* is the whole message).
+
+    After ``From:`` at a line start, ``\s+`` takes a blank run; ``[^<]`` is
+    its last blank or the octet after it, and ``\S+`` runs on from there
+    to a blank, so the group is *name* (the ``\S+\s\S+`` after the run,
+    each ``\S+`` a whole run of non-blanks) or that last blank and *name*;
+    a blank ``\s`` follows it at *end*.  The group must then start a line
+    at some *p* with ``end + 1 < p <= end + 2048`` and be followed by an
+    optional ``\r`` and a line end: so *name* stands at some ``q`` (``q ==
+    p`` or ``p + 1``) after a newline or after a blank that follows a
+    newline, and is followed by ``\r?`` and ``\n`` or the end of the
+    message."""
+    size = len(value)
+    for match in _FROM_NAME.finditer(value):
+        start = match.start()
+        if start and value[start - 1] != 10:  # not at a line start
+            continue
+        name = match.group(1)
+        reach = match.end(1) + 1  # just past the blank after the group
+        limit = reach + _NAME_REACH + 1 + len(name)
+        at = value.find(name, reach + 1, limit)
+        while at >= 0:
+            before = value[at - 1]
+            after = at + len(name)
+            if after < size and value[after] == 13:  # \r
+                after += 1
+            if (after == size or value[after] == 10) and (
+                (before == 10 and at <= reach + _NAME_REACH)  # the group: name
+                or (before in _BLANKS and value[at - 2] == 10 and at > reach + 1)
+            ):
+                return True
+            at = value.find(name, at + 1, limit)
+    return False
+
+
+# Prefilters of patterns with other flags than ``_FLAGS``.
+_BY_PATTERN_AND_FLAGS: dict[tuple[bytes, int], Prefilter] = {
+    (
+        rb"^From:\s+([^<]\S+\s\S+)\s(?=.{1,2048}^\1\r?$)",
+        re.MULTILINE | re.DOTALL,
+    ): from_name_in_msg,
+}
+
+
 def for_regex(regex: re.Pattern[bytes]) -> Prefilter | None:
     """The prefilter written for exactly this pattern and flags, or None."""
     if regex.flags != _FLAGS:
-        return None
+        return _BY_PATTERN_AND_FLAGS.get((regex.pattern, regex.flags))
     return _BY_PATTERN.get(regex.pattern)

@@ -986,7 +986,7 @@ class RuleFilter:
         self.levels = levels
         self.searchers = tuple(pattern for pattern, _checks in levels)
 
-    def with_searchers(self, most_chars: int = 20_000) -> RuleFilter:
+    def with_searchers(self, most_chars: int = 250_000) -> RuleFilter:
         """Set ``searchers`` to the first-octet forms of the level patterns
         (up to ``most_chars`` characters) where there is one; returns self."""
         made: dict[int, re.Pattern[bytes] | None] = {}
@@ -1125,8 +1125,9 @@ def _first_octets(items: object) -> tuple[frozenset[int], bool]:
 
 def first_octet_pattern(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
     """The pattern behind a lookahead for the octets its matches may start
-    with (``(?=[...])(?:pattern)``, same flags), or None when that set is
-    not small or the pattern may match the empty string.
+    with (``(?=[...])(?:pattern)``, same flags); when that set is not small
+    or the pattern may match the empty string, the lookahead placed after
+    a ``(?:^|\\s)``-like start (``_after_start_pattern``), or None.
 
     Every match of the pattern starts with one of those octets, so both find
     the same matches (spans and groups: the lookahead captures nothing); but
@@ -1139,15 +1140,56 @@ def first_octet_pattern(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
     except (re.error, RecursionError, TypeError, ValueError):
         return None
     if empty or not octets:
-        return None
+        return _after_start_pattern(regex)
     # Both cases of each letter (``/i`` or a scoped ``(?i:...)``; a bytes
     # pattern folds ASCII letters only): at worst a few octets more.
-    octets = octets | frozenset(o ^ 0x20 for o in octets if o in _LETTERS)
+    octets = _both_cases(octets)
     if len(octets) > _MOST_FIRST_OCTETS:
-        return None
+        return _after_start_pattern(regex)
     ahead = b"".join(b"\\x%02x" % o for o in sorted(octets))
     try:
         pattern = b"(?=[" + ahead + b"])(?:" + regex.pattern + b")"
         return re.compile(pattern, regex.flags)
     except (re.error, RecursionError, OverflowError):
         return None
+
+
+def _both_cases(octets: frozenset[int]) -> frozenset[int]:
+    return octets | frozenset(o ^ 0x20 for o in octets if o in _LETTERS)
+
+
+# After a start such as ``(?:^|\s)`` a lookahead may hold more octets: it is
+# tried only where the start matched (at a blank, mostly), not everywhere.
+_MOST_AFTER_START = 96
+
+
+def _after_start_pattern(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
+    r"""For a pattern ``S R`` whose first item ``S`` is an alternation of
+    single zero-width assertions, octets and classes (``(?:^|\s)``, the
+    start of the ReplaceTags rules) and whose rest ``R`` cannot match the
+    empty string: ``S(?=[...])(?:R)`` with the octets ``R``'s matches may
+    start with (same flags, groups made non-capturing: only the spans of
+    its matches are used), or None.
+
+    Every match of ``R`` starts with one of those octets, so both find the
+    same matches; but ``re`` rejects most places after ``S`` with one class
+    test instead of trying ``R``'s many alternatives there."""
+    try:
+        items = list(_sre.parse(regex.pattern, regex.flags))
+        if len(items) < 2 or items[0][0] is not _c.BRANCH:
+            return None
+        for branch in items[0][1][1]:  # type: ignore[index]
+            if len(branch) != 1 or branch[0][0] not in (_c.AT, _c.LITERAL, _c.IN):
+                return None
+        octets, empty = _first_octets(items[1:])
+        if empty or not octets:
+            return None
+        octets = _both_cases(octets)
+        if len(octets) > _MOST_AFTER_START:
+            return None
+        ahead = "".join(f"\\x{o:02x}" for o in sorted(octets))
+        text = f"{unparse(items[:1])}(?=[{ahead}])(?:{unparse(items[1:])})"
+        return _compile(text, regex.flags)
+    except (_Unsupported, re.error, RecursionError, OverflowError, TypeError):
+        return None
+

@@ -43,9 +43,9 @@ rules looked at are those the gates let through plus those they do not
 cover, and the literals present come from one literal-gate scan; a
 paragraph of ``_LONG_PARAGRAPH`` octets or more is scanned alone by its
 level's gates before ``re`` searches it for a rule.  A few back-reference
-header rules have a prefilter (``backref``) that proves most values cannot
-match before their backtracking regex runs.  The work counted is that of the
-engine described above, whatever the speed-ups skip.
+header rules and one full rule have a prefilter (``backref``) that proves
+most values cannot match before their backtracking regex runs.  The work
+counted is that of the engine described above, whatever the speed-ups skip.
 
 It counts, into the scan, rules evaluated, literal prefilter checks and bytes
 scanned by regexes.
@@ -126,8 +126,9 @@ class RegexRule:
     # (lower-cased) one of which the value must hold for a match, or ().
     matches_empty: bool = False
     header_literals: tuple[bytes, ...] = ()
-    # Header rules with a back-reference: a check (``backref``) answering
-    # False only when the regex cannot match the value (given its lower case).
+    # Header and full rules with a back-reference: a check (``backref``)
+    # answering False only when the regex cannot match the value (given its
+    # lower case; a full rule's check reads the message alone).
     backref: backref.Prefilter | None = None
 
 
@@ -287,6 +288,9 @@ class RuleSet:
             ]
         for index in chosen:
             rule = full_rules[index]
+            check = rule.backref
+            if check is not None and not check(full, full):
+                continue  # proven: the regex finds nothing
             count = _count(rule.regex, full, rule.maxhits)
             if count:
                 hits[rule.name] = float(count)
@@ -1100,7 +1104,7 @@ def _regex_rule(
         literal_check=literal_check,
         matches_empty=regex.search(b"") is not None,
         header_literals=header_literals(regex) if kind == "header" else (),
-        backref=backref.for_regex(regex) if kind == "header" else None,
+        backref=backref.for_regex(regex) if kind in ("header", "full") else None,
         anchored=bool(_ANCHOR.search(pattern)),
         maxhits=_maxhits(config.tflags.get(name, frozenset())),
         header=header,
