@@ -653,23 +653,25 @@ class Array:
                 data = disks[(parity + 1 + j) % n]
                 check = disks[parity]
                 service = self._random_s + nbytes / self._rate
-                waits = self._waits
                 # the reads, then the writes
-                end = data.reserve(service, at, nbytes, now)
-                if data.last_start > at:
-                    waits.note(at, data.last_start)
-                done = check.reserve(service, at, nbytes, now)
-                if check.last_start > at:
-                    waits.note(at, check.last_start)
-                t = done if done > end else end
-                end = data.reserve(service, t, nbytes, now)
-                if data.last_start > t:
-                    waits.note(t, data.last_start)
-                done = check.reserve(service, t, nbytes, now)
-                if check.last_start > t:
-                    waits.note(t, check.last_start)
-                return done if done > end else end
+                t = self._pair(data, check, service, at, nbytes, now)
+                return self._pair(data, check, service, t, nbytes, now)
         return self.submit_plan(self.write_plan(key, nbytes), at, False, now)
+
+    def _pair(
+        self, data: Disk, check: Disk, service: float, at: float, nbytes: int,
+        now: float,
+    ) -> float:
+        """One phase of a RAID 5 small write: *service* on the data disk, then
+        on the parity disk, both submitted at *at*; the later end."""
+        waits = self._waits
+        end = data.reserve(service, at, nbytes, now)
+        if data.last_start > at:
+            waits.note(at, data.last_start)
+        done = check.reserve(service, at, nbytes, now)
+        if check.last_start > at:
+            waits.note(at, check.last_start)
+        return done if done > end else end
 
     # -- SimPy ---------------------------------------------------------------
 

@@ -266,19 +266,8 @@ class Host:
         """
         if now is None:
             now = self.env.now
-        (
-            _cpu,
-            reads,
-            writes,
-            fsyncs,
-            created,
-            renamed,
-            deleted,
-            scanned,
-            _locks,
-            _net_bytes,
-            _round_trips,
-        ) = work
+        # the storage fields of Work, in order (locks are counted elsewhere)
+        reads, writes, fsyncs, created, renamed, deleted, scanned = work[1:8]
         cache = self.page_cache
         folder = ""  # the step's directory (_directory_key), when it needs one
         if scanned:
