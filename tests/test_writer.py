@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mailbox
 import os
+import random
 
 import pytest
 
@@ -220,3 +221,144 @@ def test_many_batches_do_not_fill_the_report_pipe(tmp_path, monkeypatch, files):
         files.set_mtime(str(tmp_path), float(n))
     files.sync()
     assert os.stat(tmp_path).st_mtime == 19_999.0
+
+
+def test_files_made_and_removed_within_a_batch_never_reach_the_pipe(
+    tmp_path, files, monkeypatch
+):
+    sent = []
+    real = writer._write_vector
+
+    def counting(fd, pieces, sizes):
+        sent.append(sum(sizes))
+        real(fd, pieces, sizes)
+
+    monkeypatch.setattr(writer, "_write_vector", counting)
+    queue = QueueManager(tmp_path / "queue", QueueSettings(), files)
+    store = MaildirStore(tmp_path / "store", MaildirSettings(), files)
+    body = b"Subject: short-lived\r\n\r\n" + b"q" * 20_000 + b"\r\n"
+    lf_body = body.replace(b"\r\n", b"\n")
+    for n in range(30):  # Postfix: incoming/ -> active/, delivered, removed
+        queue.enqueue(f"Q{n}", body, float(n))
+        store.deliver("hal", lf_body, float(n), f"u{n}")
+        queue.delivered(f"Q{n}", float(n))
+    kept = b"Subject: still queued\r\n\r\nx\r\n"
+    queue.enqueue("KEPT", kept, 99.0)
+    files.sync()
+    # the maildir copies went down the pipe (one object: once); no queue file did
+    assert sum(sent) < len(body) + 10_000
+    assert [p.name for p in (tmp_path / "queue" / "active").iterdir()] == ["KEPT"]
+    assert kept in (tmp_path / "queue" / "active" / "KEPT").read_bytes()
+    assert not list((tmp_path / "queue" / "incoming").iterdir())
+    box = mailbox.Maildir(tmp_path / "store" / "hal" / "Maildir", create=False)
+    assert len(box) == 30
+    assert not list((tmp_path / "store" / "hal" / "Maildir" / "tmp").iterdir())
+
+
+def test_a_folded_rename_replaces_a_file_of_an_earlier_batch(tmp_path, files):
+    files.create(f"{tmp_path}/target", (b"old",), False)
+    files.sync()
+    files.create(f"{tmp_path}/source", (b"new",), False)
+    files.rename(f"{tmp_path}/source", f"{tmp_path}/target")  # replaces it
+    files.sync()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+    assert (tmp_path / "target").read_bytes() == b"new"
+
+
+def test_a_move_into_a_folder_made_after_the_file_is_not_folded(tmp_path, files):
+    files.create(f"{tmp_path}/file", (b"data",), False)
+    files.mkdir(f"{tmp_path}/later")
+    files.rename(f"{tmp_path}/file", f"{tmp_path}/later/file")
+    files.create(f"{tmp_path}/other", (b"o",), False)
+    files.set_mtime(f"{tmp_path}/other", 5_000.0)
+    files.link_new(f"{tmp_path}/other", f"{tmp_path}/later/other")
+    files.sync()
+    assert (tmp_path / "later" / "file").read_bytes() == b"data"
+    assert (tmp_path / "later" / "other").read_bytes() == b"o"
+    assert os.stat(tmp_path / "later" / "other").st_mtime == 5_000.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["later"]
+
+
+def _random_operations(rng: random.Random, root, count: int) -> list[tuple]:
+    """Operations that all succeed when done in order, over a few folders."""
+    folders = [f"{root}/d0"]
+    files: set[str] = set()
+    made = 0
+    shared = b"shared data " * 300
+    plan: list[tuple] = [("mkdir", folders[0])]
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.05 and len(folders) < 5:
+            folder = f"{root}/d{len(folders)}"
+            folders.append(folder)
+            plan.append(("mkdir", folder))
+        elif roll < 0.4 or not files:
+            path = f"{rng.choice(folders)}/f{made}"
+            made += 1
+            parts = rng.choice(
+                [(b"x" * rng.randrange(0, 3000),), (b"head\n", shared), ()]
+            )
+            plan.append(("create", path, parts, rng.random() < 0.1))
+            files.add(path)
+        else:
+            path = rng.choice(sorted(files))
+            kind = rng.random()
+            if kind < 0.3:
+                plan.append(("unlink", path))
+                files.discard(path)
+            elif kind < 0.5:
+                plan.append(("set_mtime", path, float(rng.randrange(10**6))))
+            elif kind < 0.75:  # rename, onto an existing file at times
+                if rng.random() < 0.3 and len(files) > 1:
+                    target = rng.choice(sorted(files - {path}))
+                else:
+                    target = f"{rng.choice(folders)}/f{made}"
+                    made += 1
+                plan.append(("rename", path, target))
+                files.discard(path)
+                files.add(target)
+            else:
+                target = f"{rng.choice(folders)}/f{made}"
+                made += 1
+                plan.append(("link_new", path, target))
+                files.discard(path)
+                files.add(target)
+        if rng.random() < 0.02:
+            plan.append(("sync",))
+    return plan
+
+
+def _do(files: Files, plan: list[tuple]) -> None:
+    for operation, *arguments in plan:
+        getattr(files, operation)(*arguments)
+
+
+def _tree_with_times(root) -> dict[str, tuple[bytes, float]]:
+    return {
+        name: (data, os.stat(os.path.join(root, name)).st_mtime)
+        for name, data in tree(root).items()
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_operations_leave_the_same_files_as_doing_them_at_once(
+    tmp_path, files, monkeypatch, seed
+):
+    rng = random.Random(seed)
+    # small batches at times, so that moves and removals straddle them
+    monkeypatch.setattr(writer, "BATCH_OPERATIONS", rng.choice([7, 50, 2048]))
+    plan_direct = _random_operations(random.Random(seed), tmp_path / "direct", 1500)
+    plan_writer = _random_operations(random.Random(seed), tmp_path / "writer", 1500)
+    os.makedirs(tmp_path / "direct")
+    os.makedirs(tmp_path / "writer")
+    _do(DIRECT, [step for step in plan_direct if step[0] != "sync"])
+    _do(files, plan_writer)
+    files.sync()
+    direct = _tree_with_times(tmp_path / "direct")
+    written = _tree_with_times(tmp_path / "writer")
+    assert written.keys() == direct.keys()
+    assert {k: v[0] for k, v in written.items()} == {k: v[0] for k, v in direct.items()}
+    # time stamps: those set explicitly are equal; others are the host's clock
+    for name, (_, stamp) in direct.items():
+        if stamp < 10**6:
+            assert written[name][1] == stamp

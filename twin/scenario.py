@@ -121,8 +121,10 @@ def _walk(node: yaml.Node, path: Path_, locator: _Locator, problems: list[Proble
             _walk(item, (*path, index), locator, problems)
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so ``on:`` and ``no`` stay strings."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML 1.2 booleans: only true/false, so ``on:`` and ``no`` stay strings.
+
+    libyaml's parser where PyYAML has it: about 10 x faster, marks alike."""
 
 
 _Loader.yaml_implicit_resolvers = {

@@ -347,7 +347,11 @@ class _Lines(dict):
     lines: dict[Any, int]
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML has it (about 10 x faster; marks alike)
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeLoader):
     pass
 
 
