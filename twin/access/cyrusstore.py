@@ -73,11 +73,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin.access.imapfetch import bodystructure
-from twin.access.message import parse_lf, parse_mime, to_crlf
+from twin.access.message import parse_lf_bare, parse_mime, to_crlf
 from twin.access.names import MailboxNameError, check_user, split_name
 from twin.access.store import (
     DELETED,
     FILE_LOCKS,
+    NO_WORK,
     MessageInfo,
     StoreError,
     flags_from_info,
@@ -94,6 +95,9 @@ from twin.access.store import (
 )
 from twin.stages.work import Work
 
+_tuple_new = tuple.__new__
+_U32 = struct.Struct("<I").pack
+
 CPU_UNITS: dict[str, str] = {
     "cyrus.record": "one index record read, written or rebuilt",
     "cyrus.cache_byte": "one byte of the header cache served",
@@ -106,6 +110,7 @@ HEADER_BYTES = 64
 NAME_BYTES = 128
 RECORD = struct.Struct(f"<IIIIBBHQI{NAME_BYTES}s")
 RECORD_BYTES = RECORD.size
+_PACK_RECORD = RECORD.pack
 NEW, CUR, CUR_BARE = 0, 1, 2  # file in new/, in cur/ with ":2,info", in cur/ as is
 INDEX, CACHE, LOCK = "cyrus.index", "cyrus.cache", "cyrus.header"
 _STAMP = re.compile(r"(\d{1,12})[.]")
@@ -122,9 +127,10 @@ class _Record:
 
     def pack(self) -> bytes:
         raw = self.name.encode()
-        return RECORD.pack(self.info.uid, self.info.internaldate, self.info.size,
-                           self.header_size, self.info.flags, self.location,
-                           len(raw), self.cache_offset, self.cache_length, raw)
+        info = self.info
+        return _PACK_RECORD(info.uid, info.internaldate, info.size, self.header_size,
+                            info.flags, self.location, len(raw), self.cache_offset,
+                            self.cache_length, raw)
 
     def filename(self) -> str:
         # "new/NAME" as os.path.join("new", NAME) makes it (NAME is relative)
@@ -178,15 +184,16 @@ def _parse_stored(raw: bytes) -> tuple[int, bytes, int]:
     """(CRLF size, cache entry, header size) of a message as stored or
     delivered, *raw*: the same as ``_cache_entry(to_crlf(raw))``, but measured
     in place (``parse_lf``) without the CRLF copy unless it has bare CRs."""
-    measured = parse_lf(raw)
-    if measured is None:
+    lf = raw
+    if b"\r" in raw:  # (parse_lf would answer None)
         # CRLF ends (SMTP data): to_crlf folds them to LF first, so without
         # bare CRs the LF form measures the same
-        measured = parse_lf(raw.replace(b"\r\n", b"\n"))
-        if measured is None:  # bare CRs as well
+        lf = raw.replace(b"\r\n", b"\n")
+        if b"\r" in lf:  # bare CRs as well
             text = to_crlf(raw)
             return (len(text), *_cache_entry(text))
-    return (measured[1], *_entry_of(measured[0]))
+    root, size = parse_lf_bare(lf)
+    return (size, *_entry_of(root))
 
 
 def _cache_entry(text: bytes) -> tuple[bytes, int]:
@@ -197,8 +204,7 @@ def _cache_entry(text: bytes) -> tuple[bytes, int]:
 def _entry_of(tree) -> tuple[bytes, int]:
     header = tree.header  # split_message(text)[0], as the parse split it
     structure = bodystructure(tree)
-    entry = struct.pack("<I", len(header)) + header + struct.pack(
-        "<I", len(structure)) + structure
+    entry = _U32(len(header)) + header + _U32(len(structure)) + structure
     return entry, len(header)
 
 
@@ -634,7 +640,7 @@ class _Index:
         else:
             base, location, flags = _split_name(filename)
         if len(base.encode()) > NAME_BYTES:
-            return Work()
+            return NO_WORK
         reads = ()
         if parsed is not None:
             size, entry, header_size = parsed
@@ -826,7 +832,7 @@ class CyrusMailbox:
         if self._cache is None:
             self._cache, work = self._index.read_cache()
             return self._cache, work
-        return self._cache, Work()
+        return self._cache, NO_WORK
 
     def _entry(self, index: int) -> tuple[bytes, bytes, Work]:
         record = self._index.records[index]
@@ -867,7 +873,7 @@ class CyrusMailbox:
     def set_flags(self, changes: list[tuple[int, int]]) -> Work:
         """Rename each file to its new flags and rewrite its record in place."""
         if self.readonly:
-            return Work()
+            return NO_WORK
         index = self._index
         with _lock(index.folder, index.sole_writer):
             fd = os.open(index.path, os.O_RDWR)
@@ -924,7 +930,7 @@ class CyrusMailbox:
     def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
         """Unlink \\Deleted files and rewrite index and cache without them."""
         if self.readonly:
-            return [], Work()
+            return [], NO_WORK
         index = self._index
         work = Work(locks=1)
         with _lock(index.folder, index.sole_writer):
@@ -937,13 +943,15 @@ class CyrusMailbox:
                 finally:
                     os.close(fd)
             if moved:
-                work += index.read() or Work()  # another writer: start fresh
+                work += index.read() or NO_WORK  # another writer: start fresh
                 self._cache = None
             records = index.records
-            gone = {
-                number for number, r in enumerate(records)
-                if r.info.flags & DELETED and (uids is None or r.info.uid in uids)
-            }
+            if uids is None:
+                gone = {number for number, r in enumerate(records)
+                        if r.info.flags & DELETED}
+            else:
+                gone = {number for number, r in enumerate(records)
+                        if r.info.flags & DELETED and r.info.uid in uids}
             if not gone:
                 return self._reconcile(), work
             deleted = 0
@@ -958,18 +966,19 @@ class CyrusMailbox:
                 work += Work(files_deleted=deleted)
             cache, got = self._cache_bytes()
             work += got
-            kept, compact = [], bytearray()
-            for number, record in enumerate(records):
-                if number in gone:
-                    continue
-                entry = cache[record.cache_offset : record.cache_offset
-                              + record.cache_length]
-                record.cache_offset = len(compact)
-                compact += entry
-                kept.append(record)
+            kept = [record for number, record in enumerate(records)
+                    if number not in gone]
+            entries = []
+            offset = 0  # the compacted cache's length so far
+            for record in kept:
+                start = record.cache_offset
+                entry = cache[start : start + record.cache_length]
+                record.cache_offset = offset
+                offset += len(entry)
+                entries.append(entry)
             index.records = kept
             index.dirs_synced()
-            self._cache = bytes(compact)
+            self._cache = b"".join(entries)
             work += index.write_all(self._cache)
         return self._reconcile(), work
 
@@ -977,30 +986,33 @@ class CyrusMailbox:
         """Adopt the index's records; expunged sequence numbers, descending."""
         before = {m.uid: m for m in self.messages}
         records = self._index.records
-        for record in records:
-            old = before.get(record.info.uid)
-            record.info.recent = (old.recent if old is not None
-                                  else record.info.uid > self._index.recent_uid)
-        kept = {r.info.uid for r in records}
+        infos = [r.info for r in records]
+        recent_uid = self._index.recent_uid
+        for info in infos:
+            old = before.get(info.uid)
+            if old is not info:  # (a message keeps its own flag)
+                info.recent = (old.recent if old is not None
+                               else info.uid > recent_uid)
+        kept = {info.uid for info in infos}
         gone = [i + 1 for i, m in enumerate(self.messages) if m.uid not in kept]
-        self.messages = [r.info for r in records]
+        self.messages = infos
         self._records_seen = records
         return sorted(gone, reverse=True)
 
     def checkpoint(self) -> Work:
-        return Work()  # records are written as flags change
+        return NO_WORK  # records are written as flags change
 
     def close(self) -> Work:
         if self._spare is not None:
             _leave(self._spare, self._index)
             self._spare = None
-        return Work()
+        return NO_WORK
 
     def refresh(self) -> tuple[list[int], Work]:
         """Re-read the index if another session or a delivery changed it."""
         work = self._index.catch_up()
         if work is None:
-            return [], Work()
+            return [], NO_WORK
         self._cache = None
         return self._reconcile(), work
 
@@ -1022,9 +1034,9 @@ class CyrusDrop:
 
     def commit(self, deleted: set[int]) -> Work:
         if not self._open:
-            return Work()
+            return NO_WORK
         self._open = False
-        work = Work()
+        work = NO_WORK
         try:
             if deleted:
                 uids = {self._mailbox.messages[i].uid for i in deleted}
@@ -1166,7 +1178,7 @@ class CyrusBackend:
     def _load(self, user: str, name: str, now: float, create_inbox: bool,
               texts: dict[str, bytes] | None = None) -> tuple[str, _Index, Work]:
         canonical, folder, key = self._folder(user, name)
-        work = Work()
+        work = NO_WORK
         shared = _SHARED.get(folder) if self.sole_writer else None
         known = shared is not None and shared.dirs is not None and (
             shared.dirs != _STALE)  # made or seen here: deleted only here
@@ -1201,10 +1213,12 @@ class CyrusBackend:
             if got is None:
                 work += index.rebuild(now, texts)
             else:
-                work += got
+                # (NO_WORK + got is got)
+                work = got if work is NO_WORK else work + got
                 if index.dirs_moved():
                     work += index.resync()
-        return canonical, index, work + Work(locks=1)
+        # work + Work(locks=1), in one step
+        return canonical, index, _tuple_new(Work, (*work[:8], work[8] + 1, *work[9:]))
 
     def list_mailboxes(self, user: str) -> tuple[list[tuple[str, bool]], Work]:
         maildir = self._maildir(user)
@@ -1430,28 +1444,30 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
     if not (sole and index.shared.idle is not None) and not os.path.exists(
             index.path):
         _unindexed(index)
-        return Work()
+        return NO_WORK
     with _lock(folder, sole):
         try:
             fd = os.open(index.path, os.O_RDWR)
         except FileNotFoundError:  # (the hint above was wrong)
             _unindexed(index)
-            return Work()
+            return NO_WORK
         try:
             work = _index_append(index, fd, subdir, base, message, now, host_fsync,
                                  sole)
         finally:
             os.close(fd)
     if work is None or not index.records:
-        return work or Work()
+        return work or NO_WORK
     entry_bytes = index.records[-1].cache_length
-    return work + Work(
-        reads=((index.key + INDEX, HEADER_BYTES),),
-        writes=((index.key + CACHE, entry_bytes), (index.key + INDEX, RECORD_BYTES),
-                (index.key + INDEX, HEADER_BYTES)),
-        fsyncs=2,
-        locks=1,
-    )
+    key = index.key
+    # work + Work(reads=..., writes=..., fsyncs=2, locks=1), in one step
+    return _tuple_new(Work, (
+        work[0],
+        work[1] + ((key + INDEX, HEADER_BYTES),),
+        work[2] + ((key + CACHE, entry_bytes), (key + INDEX, RECORD_BYTES),
+                   (key + INDEX, HEADER_BYTES)),
+        work[3] + 2, work[4], work[5], work[6], work[7], work[8] + 1, work[9],
+        work[10]))
 
 
 def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes,
@@ -1569,6 +1585,12 @@ def _delivery_target(store_root: str | Path, user: str, filename: str
     """(folder, key prefix, real store root, subdir, base name) of *filename*
     delivered to *user* (see ``index_delivery``); ValueError for a bad
     *filename* or user."""
+    if filename[:4] == "new/" and os.sep == "/":  # INBOX's new/ (the usual)
+        base = filename[4:]
+        if base and base[0] != "." and "/" not in base:
+            known = _TARGETS.get((str(store_root), user, ""))
+            if known is not None:
+                return (*known, "new", base)
     parts = filename.replace(os.sep, "/").split("/")
     if len(parts) == 1:
         parts = ["new", parts[0]]

@@ -57,13 +57,13 @@ from twin.access.settings import AccessSettings
 from twin.access.store import (
     ALL_FLAGS,
     FLAG_BITS,
+    NO_WORK,
     Backend,
     Mailbox,
     StoreError,
     commands_work,
     plus_cpu,
     sum_work,
-    whole_line,
 )
 from twin.stages.work import Work
 
@@ -95,6 +95,9 @@ _UID_NAMES: dict[bytes, str] = {}
 _VERBS_KEEP = 256
 _ITEMS: dict[bytes, tuple[list, int, tuple | None, tuple | None]] = {}
 _ITEMS_KEEP = 256
+_GOOD_TAGS: set[bytes] = set()
+"""Tags seen valid (``valid_tag``): clients number theirs, a few hundred."""
+_GOOD_TAGS_KEEP = 4096
 _UID_COMMANDS = {b"FETCH": "_cmd_fetch", b"STORE": "_cmd_store", b"COPY": "_cmd_copy",
                  b"SEARCH": "_cmd_search"}
 
@@ -115,6 +118,31 @@ def _fetch_items(reader: Reader) -> tuple[list, tuple | None, tuple | None]:
     if len(_ITEMS) < _ITEMS_KEEP and len(rest) <= 512:
         _ITEMS[rest] = (items, reader.pos - start, order, plan)
     return items, order, plan
+
+
+_STORES: dict[bytes, tuple[bytes, bool, int]] = {}
+_STORES_KEEP = 256
+
+
+def _store_request(reader: Reader) -> tuple[bytes, bool, int]:
+    """(mode, silent, flag bits) of a STORE's ``SP item SP flags``, read by
+    *reader* to its end (ParseError when they do not fit the grammar)."""
+    reader.sp()
+    item = reader.atom().upper()
+    reader.sp()
+    flags = reader.flag_list()
+    reader.end()
+    silent = item.endswith(b".SILENT")
+    mode = item[: -len(b".SILENT")] if silent else item
+    if mode not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):
+        raise ParseError(f"unknown store item {item[:20]!r}")
+    bits = 0
+    for flag in flags:
+        name = flag.decode("ascii", "replace").lower()
+        if name.startswith("\\") and name not in FLAG_BITS:
+            raise ParseError(f"cannot store flag {flag[:20]!r}")
+        bits |= FLAG_BITS.get(name, 0)  # keywords are not kept
+    return mode, silent, bits
 
 
 def _text(message: str) -> bytes:
@@ -141,7 +169,7 @@ class ImapSession:
         self.idling = False
         self.failures = 0
         self.delay_s = 0.0
-        self.last_work = Work()
+        self.last_work = NO_WORK
         self._spent: list[Work] = []  # every feed's and poll's Work, in order
         self.commands: list[tuple[str, Work]] = []
         self._buffer = bytearray()
@@ -171,14 +199,23 @@ class ImapSession:
         self.commands = []
         line = None
         busy = self._buffer or self._literal or self.closed or self.starttls_requested
-        if not busy and len(data) <= self.settings.max_line_bytes:
-            line = whole_line(data)
-        if line is not None:  # the loop below, in short
-            reply = self._line(line)
-        else:
+        size = len(data)
+        if not busy and size <= self.settings.max_line_bytes:
+            # whole_line(data), in line
+            if size and type(data) is bytes and data.find(b"\n") == size - 1:
+                line = data[:-1].rstrip(b"\r")
+        if line is None:
             reply = self._feed(data)
-        self.last_work = commands_work(self.commands)
-        self._spent.append(self.last_work)
+        elif (self._sasl_tag is None and not self.idling and not self._command
+              and not line.endswith(b"}")):
+            reply = self._execute(line)  # what _line does with a whole command
+        else:  # the loop below, in short
+            reply = self._line(line)
+        commands = self.commands
+        # commands_work(commands), the one-command case in line
+        work = self.last_work = (commands[0][1] if len(commands) == 1
+                                 else commands_work(commands))
+        self._spent.append(work)
         return reply
 
     def _feed(self, data: bytes) -> bytes:
@@ -204,7 +241,7 @@ class ImapSession:
             if len(line) > limits.max_line_bytes:
                 self._command.clear()
                 reply = b"* BAD command line too long\r\n"
-                out.append(self._record("(too long)", reply, Work(), len(line)))
+                out.append(self._record("(too long)", reply, NO_WORK, len(line)))
                 continue
             out.append(self._line(line))
         return b"".join(out)
@@ -225,7 +262,7 @@ class ImapSession:
                 reply = self._idle_tag + b" OK IDLE terminated\r\n"
             else:
                 reply = self._idle_tag + b" BAD expected DONE\r\n"
-            return self._record("IDLE", reply, Work(), len(line))
+            return self._record("IDLE", reply, NO_WORK, len(line))
         if not self._command and not line.endswith(b"}"):
             return self._execute(line)  # a whole command: what follows, in short
         self._command += line
@@ -240,7 +277,7 @@ class ImapSession:
                 tag = line.split(b" ", 1)[0]
                 tag = tag if valid_tag(tag) else b"*"
                 return self._record("(too long)", tag + b" BAD literal too large\r\n",
-                                    Work(), len(line))
+                                    NO_WORK, len(line))
             self._command += b"\r\n"
             self._literal = size
             return b"" if nonsync else b"+ Ready for literal data\r\n"
@@ -257,9 +294,12 @@ class ImapSession:
     # -- dispatch ------------------------------------------------------------
     def _execute(self, command: bytes) -> bytes:
         tag, _, rest = command.partition(b" ")
-        if not valid_tag(tag):
-            return self._record("(bad tag)", b"* BAD invalid tag\r\n", Work(),
-                                len(command))
+        if tag not in _GOOD_TAGS:
+            if not valid_tag(tag):
+                return self._record("(bad tag)", b"* BAD invalid tag\r\n", NO_WORK,
+                                    len(command))
+            if len(_GOOD_TAGS) < _GOOD_TAGS_KEEP:
+                _GOOD_TAGS.add(tag)
         name, _, args = rest.partition(b" ")
         known = _VERBS.get(name)
         if known is None:
@@ -269,6 +309,7 @@ class ImapSession:
             if len(_VERBS) < _VERBS_KEEP:
                 _VERBS[name] = known
         verb, verb_name, method = known
+        uid = False
         if verb == b"UID":
             sub, _, args = args.partition(b" ")
             sub = sub.upper()
@@ -277,29 +318,39 @@ class ImapSession:
                 verb_name = "UID " + sub.decode("ascii", "replace")[:20]
                 if len(_UID_NAMES) < _VERBS_KEEP:
                     _UID_NAMES[sub] = verb_name
+            if sub in _UID_COMMANDS:  # what _cmd_uid calls, called here
+                method = _UID_COMMANDS[sub]
+                uid = True
         else:
             sub = b""
         handler = getattr(self, method, None)
         if handler is None or not verb.isalpha():
-            reply, work = tag + b" BAD unknown command\r\n", Work()
+            reply, work = tag + b" BAD unknown command\r\n", NO_WORK
         elif not ((verb in _SELECTED and self.mailbox is not None
                    and self.user is not None) or self._allowed(verb)):
-            reply, work = tag + b" BAD command not valid in this state\r\n", Work()
+            reply, work = tag + b" BAD command not valid in this state\r\n", NO_WORK
         else:
             try:
-                reply, work = handler(tag, Reader(args), sub)
+                if uid:
+                    reply, work = handler(tag, Reader(args), sub, uid=True)
+                else:
+                    reply, work = handler(tag, Reader(args), sub)
             except ParseError as exc:
-                reply, work = tag + b" BAD " + _text(str(exc)) + b"\r\n", Work()
+                reply, work = tag + b" BAD " + _text(str(exc)) + b"\r\n", NO_WORK
             except StoreError as exc:
-                reply, work = tag + b" NO " + _text(str(exc)) + b"\r\n", Work()
+                reply, work = tag + b" NO " + _text(str(exc)) + b"\r\n", NO_WORK
             except BadCharset:
                 reply = tag + b" NO [BADCHARSET (US-ASCII UTF-8)] unknown charset\r\n"
-                work = Work()
+                work = NO_WORK
             except OSError as exc:
                 reason = _text(exc.strerror or "i/o error")
                 reply = tag + b" NO [SERVERBUG] " + reason + b"\r\n"
-                work = Work()
-        return self._record(verb_name, reply, work, len(command))
+                work = NO_WORK
+        # self._record(verb_name, reply, work, len(command)), in line
+        self.commands.append((verb_name, plus_cpu(work, {
+            "imap.command": 1, "imap.byte": len(command),
+            "imap.response_byte": len(reply)})))
+        return reply
 
     def _allowed(self, verb: bytes) -> bool:
         if verb in _ANY:
@@ -320,7 +371,7 @@ class ImapSession:
     def _cmd_capability(self, tag, reader, sub):
         reader.end()
         return (b"* CAPABILITY " + self._capabilities() + b"\r\n"
-                + self._ok(tag, b"CAPABILITY completed"), Work())
+                + self._ok(tag, b"CAPABILITY completed"), NO_WORK)
 
     def _cmd_noop(self, tag, reader, sub):
         reader.end()
@@ -338,9 +389,9 @@ class ImapSession:
     def _cmd_starttls(self, tag, reader, sub):
         reader.end()
         if not self.starttls_available or self.tls_active:
-            return tag + b" BAD STARTTLS not available\r\n", Work()
+            return tag + b" BAD STARTTLS not available\r\n", NO_WORK
         self.starttls_requested = True
-        return self._ok(tag, b"Begin TLS negotiation now"), Work()
+        return self._ok(tag, b"Begin TLS negotiation now"), NO_WORK
 
     def _cmd_login(self, tag, reader, sub):
         user = reader.astring()
@@ -352,27 +403,27 @@ class ImapSession:
     def _cmd_authenticate(self, tag, reader, sub):
         mechanism = reader.atom().upper()
         if mechanism != b"PLAIN":
-            return tag + b" NO unsupported authentication mechanism\r\n", Work()
+            return tag + b" NO unsupported authentication mechanism\r\n", NO_WORK
         if not reader.at_end():
             reader.sp()
             return self._sasl_finish(tag, reader.atom() + reader.data[reader.pos :])
         self._sasl_tag = tag
-        return b"+ \r\n", Work()
+        return b"+ \r\n", NO_WORK
 
     def _sasl_finish(self, tag: bytes, line: bytes) -> tuple[bytes, Work]:
         if line.strip() == b"*":
-            return tag + b" BAD authentication cancelled\r\n", Work()
+            return tag + b" BAD authentication cancelled\r\n", NO_WORK
         try:
             decoded = base64.b64decode(line.strip(), validate=True)
         except (binascii.Error, ValueError):
-            return tag + b" BAD invalid base64\r\n", Work()
+            return tag + b" BAD invalid base64\r\n", NO_WORK
         fields = decoded.split(b"\0")
         if len(fields) != 3:
-            return tag + b" BAD malformed PLAIN response\r\n", Work()
+            return tag + b" BAD malformed PLAIN response\r\n", NO_WORK
         authzid, user, password = fields
         if authzid and authzid != user:
             reply = tag + b" NO [AUTHORIZATIONFAILED] proxy login not allowed\r\n"
-            return reply, Work()
+            return reply, NO_WORK
         return self._login(tag, user, password)
 
     def _login(self, tag: bytes, user_raw: bytes, password: bytes
@@ -421,7 +472,7 @@ class ImapSession:
             b"* OK [PERMANENTFLAGS " + (b"()" if readonly else PERMANENT)
             + b"] flags kept\r\n",
             b"* %d EXISTS\r\n" % len(messages),
-            b"* %d RECENT\r\n" % sum(1 for m in messages if m.recent),
+            b"* %d RECENT\r\n" % sum([1 for m in messages if m.recent]),
         ]
         unseen = next((i + 1 for i, m in enumerate(messages) if not m.flags & 1), 0)
         if unseen:
@@ -445,7 +496,7 @@ class ImapSession:
     def _cmd_delete(self, tag, reader, sub):
         name = self._name(reader)
         reader.end()
-        work = Work()
+        work = NO_WORK
         if self.mailbox is not None and self.mailbox.name == name:
             work += self._close_mailbox()
         return self._ok(tag, b"DELETE completed"), work + self.backend.delete(
@@ -486,7 +537,7 @@ class ImapSession:
         verb = b"LSUB" if lsub else b"LIST"
         if not pattern:
             return (b"* " + verb + b' (\\Noselect) "/" ""\r\n'
-                    + self._ok(tag, verb + b" completed"), Work())
+                    + self._ok(tag, verb + b" completed"), NO_WORK)
         matcher = list_matcher(reference, pattern)
         if lsub:
             names, work = self.backend.subscriptions(self.user)
@@ -521,12 +572,12 @@ class ImapSession:
             messages = self.mailbox.messages
             counts = {
                 "MESSAGES": len(messages),
-                "RECENT": sum(1 for m in messages if m.recent),
+                "RECENT": sum([1 for m in messages if m.recent]),
                 "UIDNEXT": self.mailbox.uidnext,
                 "UIDVALIDITY": self.mailbox.uidvalidity,
                 "UNSEEN": sum(1 for m in messages if not m.flags & 1),
             }
-            work = Work()
+            work = NO_WORK
         else:
             counts, work = self.backend.status(self.user, name, self.now_fn())
         items = b" ".join(b"%s %d" % (item, counts[item.decode()]) for item in wanted)
@@ -552,8 +603,8 @@ class ImapSession:
     # -- selected --------------------------------------------------------------
     def _updates(self, expunged: list[int] | None = None) -> tuple[bytes, Work]:
         if self.mailbox is None:
-            return b"", Work()
-        work = Work()
+            return b"", NO_WORK
+        work = NO_WORK
         if expunged is None:
             expunged, work = self.mailbox.refresh()
         out = [b"* %d EXPUNGE\r\n" % seq for seq in expunged]
@@ -561,13 +612,13 @@ class ImapSession:
         count = len(self.mailbox.messages)
         if count != self._exists:
             self._exists = count
-            recent = sum(1 for m in self.mailbox.messages if m.recent)
+            recent = sum([1 for m in self.mailbox.messages if m.recent])
             out += [b"* %d EXISTS\r\n" % count, b"* %d RECENT\r\n" % recent]
         return b"".join(out), work
 
     def _close_mailbox(self, expunge: bool = False) -> Work:
         if self.mailbox is None:
-            return Work()
+            return NO_WORK
         mailbox, self.mailbox = self.mailbox, None
         if expunge and not mailbox.readonly:
             return mailbox.expunge(None)[1] + mailbox.close()
@@ -586,7 +637,7 @@ class ImapSession:
     def _cmd_expunge(self, tag, reader, sub):
         reader.end()
         if self.mailbox.readonly:
-            return tag + b" NO mailbox is read-only\r\n", Work()
+            return tag + b" NO mailbox is read-only\r\n", NO_WORK
         expunged, work = self.mailbox.expunge(None)
         updates, _ = self._updates(expunged)
         return updates + self._ok(tag, b"EXPUNGE completed"), work
@@ -627,27 +678,20 @@ class ImapSession:
             out.append(line)
             works.append(got)
         work = sum_work(works)
-        return b"".join(out) + self._ok(tag, verb + b" completed"), work
+        out.append(self._ok(tag, verb + b" completed"))
+        return b"".join(out), work
 
     def _cmd_store(self, tag, reader, sub, uid=False):
         indices = self._indices(reader, uid)
-        reader.sp()
-        item = reader.atom().upper()
-        reader.sp()
-        flags = reader.flag_list()
-        reader.end()
-        silent = item.endswith(b".SILENT")
-        mode = item[: -len(b".SILENT")] if silent else item
-        if mode not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):
-            raise ParseError(f"unknown store item {item[:20]!r}")
-        bits = 0
-        for flag in flags:
-            name = flag.decode("ascii", "replace").lower()
-            if name.startswith("\\") and name not in FLAG_BITS:
-                raise ParseError(f"cannot store flag {flag[:20]!r}")
-            bits |= FLAG_BITS.get(name, 0)  # keywords are not kept
+        rest = reader.data[reader.pos :]
+        known = _STORES.get(rest)  # what a valid rest of the command asks
+        if known is None:
+            known = _store_request(reader)
+            if len(_STORES) < _STORES_KEEP and len(rest) <= 512:
+                _STORES[rest] = known
+        mode, silent, bits = known
         if self.mailbox.readonly:
-            return tag + b" NO mailbox is read-only\r\n", Work()
+            return tag + b" NO mailbox is read-only\r\n", NO_WORK
         messages = self.mailbox.messages
         changes = []
         for index in indices:

@@ -29,7 +29,7 @@ from twin.access.message import (
     split_message,
     unfold,
 )
-from twin.access.store import FLAG_NAMES, SEEN, Mailbox
+from twin.access.store import FLAG_NAMES, NO_WORK, SEEN, Mailbox, units_plus
 from twin.stages.work import Work
 
 _SAFE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]{0,1000}\Z")
@@ -62,6 +62,8 @@ def quote(value: bytes | None) -> bytes:
         known = _QUOTED.get(value)
         if known is not None:
             return known
+    if len(value) > 1000:  # longer than _SAFE takes: a literal
+        return b"{%d}\r\n" % len(value) + value
     if _SAFE.match(value):
         known = b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     else:
@@ -146,7 +148,7 @@ def fetch_flags(messages: list, indices: list[int], order: tuple[bool, ...],
                 parts.append(b"UID %d" % info.uid if is_uid else
                              b"FLAGS " + flag_list(info.flags, info.recent))
             append(b"* %d FETCH (" % (index + 1) + b" ".join(parts) + b")\r\n")
-    work = Work(cpu={"imap.message": len(indices)}) if indices else Work()
+    work = Work(cpu={"imap.message": len(indices)}) if indices else NO_WORK
     return b"".join(out), work
 
 
@@ -218,6 +220,24 @@ def bodystructure(part: Part | Span, extended: bool = True) -> bytes:
             out += b" " + _params(part.params) + b" " + _disposition(part)
             out += b" NIL"
         return b"(" + out + b")"
+    if type(part) is Span and part.message is None:
+        # a leaf as parse_lf measures it (what an index caches): all but the
+        # size and line count depend on the type and four fields only
+        get = part.fields.get
+        key = (part.maintype, part.subtype, tuple(part.params),
+               tuple(get(b"content-transfer-encoding") or ()),
+               tuple(get(b"content-id") or ()),
+               tuple(get(b"content-description") or ()),
+               tuple(get(b"content-disposition") or ()), extended)
+        known = _LEAVES.get(key)
+        if known is None:
+            known = _leaf_parts(part, extended)
+            if len(_LEAVES) < _LEAVES_KEEP:
+                _LEAVES[key] = known
+        head, with_lines, tail = known
+        if with_lines:
+            return head + b"%d %d" % (part.size, part.lines) + tail
+        return head + b"%d" % part.size + tail
     params = part.params
     if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
         params = params + [(b"charset", b"US-ASCII")]
@@ -244,6 +264,28 @@ def bodystructure(part: Part | Span, extended: bool = True) -> bytes:
     if extended:
         fields += [b"NIL", _disposition(part), b"NIL"]
     return b"(" + b" ".join(fields) + b")"
+
+
+_LEAVES: dict[tuple, tuple[bytes, bool, bytes]] = {}
+_LEAVES_KEEP = 4096
+
+
+def _leaf_parts(part: Span, extended: bool) -> tuple[bytes, bool, bytes]:
+    """``bodystructure`` of a leaf ``Span`` (no message inside) cut around its
+    size: (what comes before it, whether the line count follows, what comes
+    after the size or line count)."""
+    params = part.params
+    if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
+        params = params + [(b"charset", b"US-ASCII")]
+    encoding = _value(part, b"content-transfer-encoding") or b"7BIT"
+    fields = [
+        quote(part.maintype.upper()), quote(part.subtype.upper()), _params(params),
+        quote(_value(part, b"content-id")),
+        quote(_value(part, b"content-description")),
+        quote(encoding.upper()),
+    ]
+    tail = b" NIL " + _disposition(part) + b" NIL)" if extended else b")"
+    return b"(" + b" ".join(fields) + b" ", part.maintype == b"text", tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,20 +458,21 @@ def fetch_one(mailbox: Mailbox, index: int, items: list[FetchItem],
     (wants_structure, needs_text, needs_header, wants_tree, unpeeked, has_uid,
      has_flags) = plan or fetch_plan(items)
     info = mailbox.messages[index]
-    work = Work(cpu={"imap.message": 1})
     text = header = None
     tree: Part | None = None
     cached = None
+    work = NO_WORK  # then Work(cpu={"imap.message": 1}) + work, in one step
     if wants_structure:
-        cached, got = mailbox.bodystructure(index)
-        work += got
+        cached, work = mailbox.bodystructure(index)
     if needs_text or (wants_structure and not cached):
         text, got = mailbox.text(index)
-        work += got
-        header = split_message(text)[0]
+        work = got if work is NO_WORK else work + got
+        if needs_header:  # (else no item reads it)
+            header = split_message(text)[0]
     elif needs_header:
         header, got = mailbox.header(index)
-        work += got
+        work = got if work is NO_WORK else work + got
+    work = units_plus({"imap.message": 1}, work)
     if text is not None and (wants_tree or (wants_structure and not cached)):
         tree = parse_mime(text)
         work += Work(cpu={"imap.parse_byte": len(text)})
@@ -465,5 +508,8 @@ def fetch_one(mailbox: Mailbox, index: int, items: list[FetchItem],
                 start, length = item.partial
                 data = data[start : start + length]
                 label += b"<%d>" % start
-            out.append(label + b" " + quote(data) if data else label + b' ""')
-    return b"* %d FETCH (" % (index + 1) + b" ".join(out) + b")\r\n", work, set_seen
+            if len(data) > 1000:  # label + b" " + quote(data), one copy of data
+                out.append(label + b" {%d}\r\n" % len(data) + data)
+            else:
+                out.append(label + b" " + quote(data) if data else label + b' ""')
+    return b"* %d FETCH (%s)\r\n" % (index + 1, b" ".join(out)), work, set_seen

@@ -72,6 +72,7 @@ from twin.access.store import (
     DELETED,
     DRAFT,
     FLAGGED,
+    NO_WORK,
     SEEN,
     MessageInfo,
     StoreError,
@@ -470,7 +471,7 @@ class MboxMailbox:
 
     # -- reading -------------------------------------------------------------
     def header(self, index: int) -> tuple[bytes, Work]:
-        return self._spans[index].visible, Work()
+        return self._spans[index].visible, NO_WORK
 
     def text(self, index: int) -> tuple[bytes, Work]:
         span = self._spans[index]
@@ -480,7 +481,7 @@ class MboxMailbox:
         return span.visible + to_crlf(body), Work(reads=((self._key, len(body)),))
 
     def bodystructure(self, index: int) -> tuple[bytes | None, Work]:
-        return None, Work()
+        return None, NO_WORK
 
     # -- changing ------------------------------------------------------------
     def set_flags(self, changes: list[tuple[int, int]]) -> Work:
@@ -488,7 +489,7 @@ class MboxMailbox:
             if self.messages[index].flags != flags:
                 self.messages[index].flags = flags
                 self._dirty = True
-        return Work()
+        return NO_WORK
 
     def expunge(self, uids: set[int] | None) -> tuple[list[int], Work]:
         gone = [
@@ -502,7 +503,7 @@ class MboxMailbox:
 
     def checkpoint(self) -> Work:
         if self.readonly or not self._dirty:
-            return Work()
+            return NO_WORK
         return self._rewrite(set())
 
     def close(self) -> Work:
@@ -513,7 +514,7 @@ class MboxMailbox:
         with locked_file(self._path) as handle:
             info = os.fstat(handle.fileno())
             if _unchanged(self._stamp, self._path, handle, info):
-                return [], Work()
+                return [], NO_WORK
             known = self._stamp.size
             if _grown(self._stamp, self._path, handle, info):
                 handle.seek(known)
@@ -711,7 +712,7 @@ class QpopperDrop:
     def commit(self, deleted: set[int]) -> Work:
         """Write kept messages and newly arrived mail back; remove the copy."""
         if not self._open:
-            return Work()
+            return NO_WORK
         self._open = False
         with open(self._copy, "rb") as handle:
             copy = handle.read()

@@ -26,6 +26,7 @@ from twin.access.message import split_message
 from twin.access.names import MailboxNameError, check_user
 from twin.access.settings import AccessSettings
 from twin.access.store import (
+    NO_WORK,
     Backend,
     Drop,
     StoreError,
@@ -71,7 +72,7 @@ class Pop3Session:
         self.closed = False
         self.failures = 0
         self.delay_s = 0.0
-        self.last_work = Work()
+        self.last_work = NO_WORK
         self._spent: list[Work] = []  # every feed's and poll's Work, in order
         self.commands: list[tuple[str, Work]] = []
         self.drop: Drop | None = None
@@ -92,7 +93,7 @@ class Pop3Session:
         if line is not None:  # the loop below, in short
             if len(line) > MAX_LINE_BYTES:
                 reply = self._record("(too long)", b"-ERR line too long\r\n",
-                                     Work(), len(line))
+                                     NO_WORK, len(line))
             else:
                 reply = self._execute(line)
         else:
@@ -110,13 +111,13 @@ class Pop3Session:
                 if len(self._buffer) > MAX_LINE_BYTES:
                     self._buffer.clear()
                     out.append(self._record("(too long)", b"-ERR line too long\r\n",
-                                            Work(), MAX_LINE_BYTES))
+                                            NO_WORK, MAX_LINE_BYTES))
                 break
             line = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[: end + 1]
             if len(line) > MAX_LINE_BYTES:
                 out.append(self._record("(too long)", b"-ERR line too long\r\n",
-                                        Work(), len(line)))
+                                        NO_WORK, len(line)))
                 continue
             out.append(self._execute(line))
         return b"".join(out)
@@ -141,21 +142,21 @@ class Pop3Session:
         if verb.isalpha():
             handler = getattr(self, "_cmd_" + name.lower(), None)
         if handler is None:
-            return self._record(name, b"-ERR unknown command\r\n", Work(), len(line))
+            return self._record(name, b"-ERR unknown command\r\n", NO_WORK, len(line))
         in_transaction = self.drop is not None
         if verb not in (b"QUIT", b"CAPA") and in_transaction != (
             verb not in (b"USER", b"PASS", b"STLS")
         ):
             reply = b"-ERR command not valid in this state\r\n"
-            return self._record(name, reply, Work(), len(line))
+            return self._record(name, reply, NO_WORK, len(line))
         try:
             reply, work = handler(args)
         except StoreError as exc:
             text = _SAFE_TEXT.sub("?", str(exc))[:200].encode("ascii")
-            reply, work = b"-ERR " + text + b"\r\n", Work()
+            reply, work = b"-ERR " + text + b"\r\n", NO_WORK
         except OSError as exc:
             text = _SAFE_TEXT.sub("?", exc.strerror or "i/o error").encode("ascii")
-            reply, work = b"-ERR [SYS/TEMP] " + text + b"\r\n", Work()
+            reply, work = b"-ERR [SYS/TEMP] " + text + b"\r\n", NO_WORK
         return self._record(name, reply, work, len(line))
 
     # -- authorization -------------------------------------------------------
@@ -165,23 +166,23 @@ class Pop3Session:
         if self.starttls_available and not self.tls_active and self.drop is None:
             caps.append(b"STLS")
         return b"+OK capability list follows\r\n" + b"".join(
-            c + b"\r\n" for c in caps) + b".\r\n", Work()
+            c + b"\r\n" for c in caps) + b".\r\n", NO_WORK
 
     def _cmd_stls(self, args):
         if not self.starttls_available or self.tls_active or self._user:
-            return b"-ERR STLS not available\r\n", Work()
+            return b"-ERR STLS not available\r\n", NO_WORK
         self.starttls_requested = True
-        return b"+OK begin TLS negotiation\r\n", Work()
+        return b"+OK begin TLS negotiation\r\n", NO_WORK
 
     def _cmd_user(self, args):
         if len(args) != 1 or not args[0]:
-            return b"-ERR usage: USER name\r\n", Work()
+            return b"-ERR usage: USER name\r\n", NO_WORK
         self._user = args[0].decode("utf-8", "replace")
-        return b"+OK send PASS\r\n", Work()
+        return b"+OK send PASS\r\n", NO_WORK
 
     def _cmd_pass(self, args):
         if self._user is None:
-            return b"-ERR send USER first\r\n", Work()
+            return b"-ERR send USER first\r\n", NO_WORK
         password = b" ".join(args).decode("utf-8", "surrogateescape")
         work = Work(cpu={"pop3.auth": 1})
         user, self._user = self._user, None
@@ -208,7 +209,7 @@ class Pop3Session:
     def _cmd_quit(self, args):
         self.closed = True
         if self.drop is None:
-            return b"+OK bye\r\n", Work()
+            return b"+OK bye\r\n", NO_WORK
         drop, self.drop = self.drop, None
         work = drop.commit(self._deleted)
         return b"+OK bye, %d messages deleted\r\n" % len(self._deleted), work
@@ -228,17 +229,17 @@ class Pop3Session:
     def _cmd_stat(self, args):
         sizes = self.drop.sizes
         kept = [s for i, s in enumerate(sizes) if i not in self._deleted]
-        return b"+OK %d %d\r\n" % (len(kept), sum(kept)), Work()
+        return b"+OK %d %d\r\n" % (len(kept), sum(kept)), NO_WORK
 
     def _listing(self, args, values) -> tuple[bytes, Work]:
         if args:
             index = self._message(args)
             if index is None:
-                return b"-ERR no such message\r\n", Work()
-            return b"+OK %d %s\r\n" % (index + 1, values[index]), Work()
+                return b"-ERR no such message\r\n", NO_WORK
+            return b"+OK %d %s\r\n" % (index + 1, values[index]), NO_WORK
         lines = [b"%d %s\r\n" % (i + 1, v) for i, v in enumerate(values)
                  if i not in self._deleted]
-        return b"+OK\r\n" + b"".join(lines) + b".\r\n", Work()
+        return b"+OK\r\n" + b"".join(lines) + b".\r\n", NO_WORK
 
     def _cmd_list(self, args):
         return self._listing(args, [b"%d" % s for s in self.drop.sizes])
@@ -250,7 +251,7 @@ class Pop3Session:
     def _cmd_retr(self, args):
         index = self._message(args)
         if index is None:
-            return b"-ERR no such message\r\n", Work()
+            return b"-ERR no such message\r\n", NO_WORK
         text, work = self.drop.text(index)
         return b"+OK %d octets\r\n" % self.drop.sizes[index] + _stuff(text), work
 
@@ -258,7 +259,7 @@ class Pop3Session:
         index = self._message(args, count=2)
         lines = _number(args[1]) if len(args) == 2 else None
         if index is None or lines is None:
-            return b"-ERR usage: TOP message lines\r\n", Work()
+            return b"-ERR usage: TOP message lines\r\n", NO_WORK
         text, work = self.drop.text(index)
         header, body = split_message(text)
         cut = body.split(b"\r\n", lines)
@@ -269,22 +270,22 @@ class Pop3Session:
     def _cmd_dele(self, args):
         index = self._message(args)
         if index is None:
-            return b"-ERR no such message\r\n", Work()
+            return b"-ERR no such message\r\n", NO_WORK
         self._deleted.add(index)
-        return b"+OK message %d deleted\r\n" % (index + 1), Work()
+        return b"+OK message %d deleted\r\n" % (index + 1), NO_WORK
 
     def _cmd_rset(self, args):
         self._deleted = set()
-        return b"+OK maildrop has %d messages\r\n" % len(self.drop.sizes), Work()
+        return b"+OK maildrop has %d messages\r\n" % len(self.drop.sizes), NO_WORK
 
     def _cmd_noop(self, args):
-        return b"+OK\r\n", Work()
+        return b"+OK\r\n", NO_WORK
 
     def abort(self) -> Work:
         """The connection dropped: no UPDATE state, every message stays."""
         self.closed = True
         if self.drop is None:
-            return Work()
+            return NO_WORK
         drop, self.drop = self.drop, None
         work = drop.abort()
         self._spent.append(work)

@@ -20,12 +20,16 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Protocol
 
 from twin.stages.work import Work
 
-_NO_CPU = Work().cpu  # the default (empty, read-only) cpu mapping
+NO_WORK = Work()
+"""The empty record (immutable: one shared instead of a new one per use)."""
+_NO_CPU = NO_WORK.cpu  # the default (empty, read-only) cpu mapping
 _tuple_new = tuple.__new__
+_chain = chain.from_iterable
 
 SEEN = 1
 ANSWERED = 2
@@ -187,35 +191,30 @@ def commands_work(commands: list[tuple[str, Work]]) -> Work:
 
 def sum_work(works) -> Work:
     """``Work() + w1 + w2 + ...`` in one pass, with exactly the same result."""
-    cpu = None
-    merged: dict[str, int] | None = None
-    reads: list[tuple[str, int]] = []
-    writes: list[tuple[str, int]] = []
-    counts = [0] * 8
-    for work in works:
-        if work.cpu:
-            if cpu is None:
-                cpu = work.cpu
-            else:
-                if merged is None:
-                    cpu = merged = dict(cpu)
-                for kind, units in work.cpu.items():
-                    merged[kind] = merged.get(kind, 0) + units
-        if work.reads:
-            reads += work.reads
-        if work.writes:
-            writes += work.writes
-        counts[0] += work.fsyncs
-        counts[1] += work.files_created
-        counts[2] += work.files_renamed
-        counts[3] += work.files_deleted
-        counts[4] += work.dir_entries_scanned
-        counts[5] += work.locks
-        counts[6] += work.net_bytes
-        counts[7] += work.net_round_trips
-    # Work(...) in field order, without the named tuple's __new__ frame
-    return _tuple_new(Work, (_NO_CPU if cpu is None else cpu, tuple(reads),
-                             tuple(writes), *counts))
+    if type(works) is not list:
+        works = list(works)
+    if len(works) == 1:
+        work = works[0]
+        if work[0] and type(work) is Work:  # the sum is the record itself
+            return work
+    cpus = [work[0] for work in works if work[0]]
+    if not cpus:
+        cpu = _NO_CPU
+    elif len(cpus) == 1:
+        cpu = cpus[0]
+    else:
+        cpu = dict(cpus[0])
+        for more in cpus[1:]:
+            for kind, units in more.items():
+                cpu[kind] = cpu.get(kind, 0) + units
+    if not works:
+        return _tuple_new(Work, (cpu, (), (), 0, 0, 0, 0, 0, 0, 0, 0))
+    # Work(...) in field order, without the named tuple's __new__ frame; the
+    # counts (fields 3 on) added column by column
+    return _tuple_new(Work, (
+        cpu, tuple(_chain([work[1] for work in works])),
+        tuple(_chain([work[2] for work in works])),
+        *map(sum, zip(*[work[3:] for work in works], strict=True))))
 
 
 def plus_cpu(work: Work, units: dict[str, int]) -> Work:
@@ -223,12 +222,29 @@ def plus_cpu(work: Work, units: dict[str, int]) -> Work:
     one step; *units* must not be used afterwards."""
     cpu = work.cpu
     if cpu:
+        if cpu.keys().isdisjoint(units):  # (the usual case) the loop, in C
+            return _tuple_new(Work, ({**cpu, **units}, *work[1:]))
         merged = dict(cpu)
         for kind, count in units.items():
             merged[kind] = merged.get(kind, 0) + count
         units = merged
     elif not units:
         units = cpu
+    return _tuple_new(Work, (units, *work[1:]))
+
+
+def units_plus(units: dict[str, int], work: Work) -> Work:
+    """``Work(cpu=units) + work`` (the same record, key order included), in
+    one step; *units* must not be used afterwards."""
+    cpu = work[0]
+    if cpu:
+        if not units:
+            units = cpu
+        elif units.keys().isdisjoint(cpu):
+            units = {**units, **cpu}
+        else:
+            for kind, count in cpu.items():
+                units[kind] = units.get(kind, 0) + count
     return _tuple_new(Work, (units, *work[1:]))
 
 
@@ -301,7 +317,7 @@ def read_subscriptions(path: str, key: str) -> tuple[set[str], Work]:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        return set(), Work()
+        return set(), NO_WORK
     names = {line for line in data.decode("utf-8", "replace").splitlines() if line}
     return names, Work(reads=((key, len(data)),))
 

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
 from twin.access.imap import ImapSession
 from twin.access.pop3 import Pop3Session
-from twin.access.store import plus_net
 from twin.stages.work import Work
 from twin.traffic.users import PROTOCOLS, SessionSpec
 
@@ -84,9 +84,12 @@ _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _UID = re.compile(rb"UID (\d+)")
 _LITERAL = re.compile(rb"\{(\d+)\}$")
+_LITERAL_AT = re.compile(rb"\{(\d+)\}\r\n")
 _POP_LINE = re.compile(rb"^(\d+) (\S+)\r$", re.MULTILINE)
 _OCTETS = re.compile(rb"\+OK (\d+) octets")
 _MASK = (1 << 64) - 1
+_ZEROS = repeat(0)
+_tuple_new = tuple.__new__
 
 
 class ClientState:
@@ -172,11 +175,15 @@ class _Script:
         self.draws: list[tuple[int, tuple[int, ...]]] = []  # (salt, uids) of _mix
 
     def exchange(self, name: str, data: bytes) -> bytes:
-        reply = self.session.feed(data)
-        size = len(data) + len(reply)
-        self.sent += len(data)
-        self.received += len(reply)
-        self.commands.append((name, plus_net(self.session.last_work, size, 1)))
+        session = self.session
+        reply = session.feed(data)
+        sent, received = len(data), len(reply)
+        self.sent += sent
+        self.received += received
+        # plus_net(session.last_work, sent + received, 1), in line
+        work = session.last_work
+        self.commands.append((name, _tuple_new(Work, (
+            *work[:9], work[9] + sent + received, work[10] + 1))))
         return reply
 
     def connect(self) -> None:
@@ -225,9 +232,12 @@ class ImapClient(_Script):
 
     def command(self, name: str, text: bytes) -> tuple[bool, bytes]:
         """Send one tagged command; (OK?, reply). NO ends the session's work."""
-        tag = self._tag()
-        reply = self.exchange(name, tag + b" " + text + b"\r\n")
-        status = _last_line(reply)
+        self._serial += 1
+        tag = b"A%03d" % self._serial  # self._tag()
+        reply = self.exchange(name, b"%s %s\r\n" % (tag, text))
+        # _last_line(reply), in line
+        cut = reply.rfind(b"\r\n", 0, len(reply) - 2)
+        status = reply[cut + 2 :] if cut >= 0 else reply
         if status.startswith(tag + b" OK"):
             return True, reply
         if status.startswith(tag + b" NO") or self.session.closed:
@@ -402,6 +412,38 @@ def _astring(value: bytes) -> bytes:
 
 def _responses(reply: bytes) -> list[tuple[bytes, int]]:
     """Each response's text with its literals cut out, and the literals' bytes."""
+    out: list[tuple[bytes, int]] = []
+    pos, end = 0, len(reply)
+    text: list[bytes] = []  # a response's pieces before its literals
+    literal = 0
+    search = _LITERAL_AT.search
+    while pos < end:
+        # the next literal ({n} ending a line); the lines before it are whole
+        match = search(reply, pos)
+        stop = end if match is None else match.start()
+        cut = reply.rfind(b"\r\n", pos, stop)
+        if cut >= 0:
+            lines = reply[pos:cut].split(b"\r\n")
+            if text:
+                text.append(lines[0])
+                out.append((b"".join(text), literal))
+                text, literal = [], 0
+                del lines[0]
+            out += zip(lines, _ZEROS, strict=False)
+            pos = cut + 2
+        if match is None:
+            if pos < end:
+                raise AssertionError(
+                    f"reply does not end in CRLF: {reply[pos:pos + 80]!r}")
+            break
+        text.append(reply[pos:stop])
+        literal += int(match.group(1))
+        pos = match.end() + int(match.group(1))
+    return out
+
+
+def _responses_by_line(reply: bytes) -> list[tuple[bytes, int]]:
+    """``_responses``, line by line (the plain form, kept for the tests)."""
     out = []
     pos, end = 0, len(reply)
     text, literal = [], 0
