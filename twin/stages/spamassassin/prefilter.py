@@ -980,11 +980,14 @@ class RuleFilter:
     ``with_searchers``.
     """
 
-    __slots__ = ("levels", "searchers")
+    __slots__ = ("levels", "searchers", "finders")
 
     def __init__(self, levels: tuple[Level, Level, Level]) -> None:
         self.levels = levels
         self.searchers = tuple(pattern for pattern, _checks in levels)
+        # Per level, a ``start_finder`` of the level pattern or None (set by
+        # ``with_searchers``).
+        self.finders: tuple[Finder | None, ...] = (None, None, None)
 
     def with_searchers(self, most_chars: int = 250_000) -> RuleFilter:
         """Set ``searchers`` to the first-octet forms of the level patterns
@@ -999,7 +1002,26 @@ class RuleFilter:
                 made[id(pattern)] = first_octet_pattern(pattern)
             searchers.append(made[id(pattern)] or pattern)
         self.searchers = tuple(searchers)
+        finders: dict[int, Finder | None] = {}
+        for pattern, _checks in self.levels:
+            if pattern is not None and id(pattern) not in finders:
+                small = len(pattern.pattern) <= most_chars
+                finders[id(pattern)] = start_finder(pattern) if small else None
+        self.finders = tuple(
+            None if pattern is None else finders[id(pattern)]
+            for pattern, _checks in self.levels
+        )
         return self
+
+    def first_match(self, level: int, text: bytes) -> re.Match[bytes] | None:
+        """``searchers[level].search(text)``: the same match, found sooner
+        through the level's ``start_finder`` when there is one."""
+        searcher = self.searchers[level]
+        finder = self.finders[level]
+        if finder is None:
+            return searcher.search(text)
+        start = find_start(finder, text)
+        return None if start < 0 else searcher.search(text, start)
 
     def pattern_for(self, view: TextView) -> re.Pattern[bytes] | None:
         """The pattern to search ``view`` with; None when it cannot match."""
@@ -1152,6 +1174,135 @@ def first_octet_pattern(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
         return re.compile(pattern, regex.flags)
     except (re.error, RecursionError, OverflowError):
         return None
+
+
+# A way to the leftmost start of a pattern's matches (``start_finder``).
+Finder = tuple  # (pattern matched at 0 or None, pattern searched)
+
+
+def start_finder(regex: re.Pattern[bytes]) -> Finder | None:
+    r"""A cheaper way to where ``regex.search`` would start its match, or None.
+
+    Returns ``(at_start, finder)`` for ``find_start``: ``at_start`` (or None)
+    is tried at offset 0 only, ``finder`` is searched; either finds a match
+    exactly when ``regex`` does, and the offset they give is never after the
+    start of ``regex``'s leftmost match and never before a place where
+    ``regex`` matches (so ``regex.search(text, offset)`` is
+    ``regex.search(text)``: ``pos`` keeps ``^``, ``\b`` and look-behinds
+    seeing the text before it).  Both start with a class that ``re`` scans
+    for in C (its "charset" prefix) instead of entering the pattern at every
+    offset, as it must for a pattern starting with an alternation holding
+    ``^`` or with a look-ahead:
+
+    - ``(?:^|S)R`` (S one class or octet, R not matching the empty string):
+      ``at_start`` = R; ``finder`` = ``S(?=[first octets of R])(?:R)``.  A
+      match of the whole at p is R at 0 (``^`` at 0), or S at p and R at p+1;
+      with ``(?m)``, ``^`` after a newline is S at the newline (S must hold
+      it), R after it;
+    - any other pattern whose matches start with one of a few octets F (no
+      empty match): ``finder`` = ``(?-i:[F])(?<=(?=(?:regex))[\x00-\xff])``:
+      an octet of F at p, then (looking behind over it) ``regex`` at p."""
+    if regex.flags & (re.VERBOSE | re.LOCALE):
+        return None
+    try:
+        items = list(_sre.parse(regex.pattern, regex.flags))
+        found = _after_start_finder(regex, items)
+        if found is not None:
+            return found
+        octets, empty = _first_octets(items)
+        if empty or not octets:
+            return None
+        octets = _both_cases(octets)
+        if len(octets) > _MOST_FIRST_OCTETS:
+            return None
+        ahead = b"".join(b"\\x%02x" % o for o in sorted(octets))
+        pattern = (
+            b"(?-i:[" + ahead + b"])(?<=(?=(?:" + regex.pattern + b"))[\\x00-\\xff])"
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return (None, re.compile(pattern, regex.flags))
+    except (_Unsupported, re.error, RecursionError, OverflowError, TypeError):
+        return None
+
+
+def _after_start_finder(
+    regex: re.Pattern[bytes], items: list[tuple[object, object]]
+) -> Finder | None:
+    """``start_finder`` of a ``(?:^|S)R`` pattern (parsed ``items``), or None."""
+    if len(items) < 2 or items[0][0] is not _c.BRANCH:
+        return None
+    branches = items[0][1][1]  # type: ignore[index]
+    if len(branches) != 2:
+        return None
+    start = consume = None
+    for branch in branches:
+        if len(branch) != 1:
+            return None
+        op, av = branch[0]
+        if op is _c.AT and av in (_c.AT_BEGINNING, _c.AT_BEGINNING_STRING):
+            start = av
+        elif op in (_c.LITERAL, _c.IN):
+            consume = branch
+        else:
+            return None
+    if start is None or consume is None:
+        return None
+    if _ANY_GROUPREF(items):
+        return None  # R alone would renumber its groups
+    octets, empty = _first_octets(items[1:])
+    if empty:
+        return None
+    cls = unparse(consume)
+    if (
+        start is _c.AT_BEGINNING
+        and regex.flags & re.MULTILINE
+        and _compile(cls, regex.flags).match(b"\n") is None
+    ):
+        return None  # ``^`` after a newline is not S at the newline
+    rest = unparse(items[1:])
+    if octets:
+        octets = _both_cases(octets)
+    if octets and len(octets) <= _MOST_AFTER_START:
+        ahead = "".join(f"\\x{o:02x}" for o in sorted(octets))
+        text = f"{cls}(?=[{ahead}])(?:{rest})"
+    else:
+        text = f"{cls}(?:{rest})"
+    return (_compile(rest, regex.flags), _compile(text, regex.flags))
+
+
+def _ANY_GROUPREF(items: object) -> bool:  # noqa: N802
+    """Does the parsed pattern hold a back-reference?"""
+    for op, av in items:  # type: ignore[attr-defined]
+        if op in _GROUPREFS:
+            return True
+        if isinstance(av, (list, tuple)):
+            for sub in av:
+                if isinstance(sub, _sre.SubPattern) and _ANY_GROUPREF(sub):
+                    return True
+                if isinstance(sub, list) and op is _c.BRANCH:
+                    if any(_ANY_GROUPREF(b) for b in sub):
+                        return True
+        elif isinstance(av, _sre.SubPattern) and _ANY_GROUPREF(av):
+            return True
+    return False
+
+
+_GROUPREFS = frozenset(
+    getattr(_c, name)
+    for name in ("GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE")
+    if hasattr(_c, name)
+)
+
+
+def find_start(finder: Finder, text: bytes) -> int:
+    """The offset ``start_finder``'s pair gives for ``text``: -1 when the
+    pattern does not match."""
+    at_start, search = finder
+    if at_start is not None and at_start.match(text) is not None:
+        return 0
+    found = search.search(text)
+    return -1 if found is None else found.start()
 
 
 def _both_cases(octets: frozenset[int]) -> frozenset[int]:

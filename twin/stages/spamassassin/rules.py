@@ -521,14 +521,18 @@ class _BodyText:
         gates: tuple[hsgate.Gate | None, hsgate.Gate | None, frozenset[int]],
     ) -> set[int]:
         """The rules (indexes) the gates of a paragraph's level say may match
-        that paragraph searched alone (``_gate_scan`` of a one-paragraph
-        text), once per paragraph."""
+        that paragraph searched alone, once per paragraph: each gate scans
+        the paragraph as it is (as ``_gate_scan`` scans a whole text for its
+        search; the paragraphs joined, which it scans too, are here the same
+        paragraph with a newline added, needed for no rule searching it)."""
         maybe = self._line_maybe.get(number)
         if maybe is None:
             line = self.lines[number]
-            maybe = self._line_maybe[number] = _gate_scan(
-                gates[0], gates[1], [line], line
-            )
+            main, end, _covered = gates
+            maybe = set(main.scan(line)) if main is not None else set()
+            if end is not None:
+                maybe.update(end.scan(line))
+            self._line_maybe[number] = maybe
         return maybe
 
     def literal_octets(self, literals: Sequence[bytes]) -> int:
@@ -582,7 +586,7 @@ class _BodyText:
                 return 0.0
             # The level pattern, or the same behind its first-octet lookahead
             # (``prefilter.first_octet_pattern``): the same match, sooner.
-            match = rule.filter.searchers[view.level].search(text)  # type: ignore[union-attr]
+            match = rule.filter.first_match(view.level, text)  # type: ignore[union-attr]
             if match is None:
                 return 0.0
             start, end = match.span()
