@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin.access.imapfetch import bodystructure
-from twin.access.message import parse_lf_bare, parse_mime, to_crlf
+from twin.access.message import parse_crlf_leaf, parse_lf_bare, parse_mime, to_crlf
 from twin.access.names import MailboxNameError, check_user, split_name
 from twin.access.store import (
     DELETED,
@@ -96,6 +96,7 @@ from twin.access.store import (
 from twin.stages.work import Work
 
 _tuple_new = tuple.__new__
+_NO_CPU = NO_WORK.cpu  # Work()'s cpu (the records below are built positionally)
 _U32 = struct.Struct("<I").pack
 
 CPU_UNITS: dict[str, str] = {
@@ -149,6 +150,31 @@ class _Record:
 _INFOS: dict[int, str] = {flags: maildir_info(flags) for flags in range(32)}
 """``maildir_info`` of every set of the five flags."""
 
+_RECORDS_FORMAT = RECORD.format[1:]  # one record's fields, without the "<"
+_PACKERS: dict[int, struct.Struct] = {}
+"""Record count -> a ``Struct`` of that many records back to back."""
+_PACKERS_KEEP = 256
+_PACKERS_MAX = 512  # records per Struct (its format string grows with them)
+
+
+def pack_records(records: list[_Record]) -> bytes:
+    """``b"".join([r.pack() for r in records])`` in one ``struct`` call (the
+    ``<`` format has no padding, so the records pack back to back)."""
+    count = len(records)
+    packer = _PACKERS.get(count)
+    if packer is None:
+        if count > _PACKERS_MAX or len(_PACKERS) >= _PACKERS_KEEP:
+            return b"".join([r.pack() for r in records])
+        packer = _PACKERS[count] = struct.Struct("<" + _RECORDS_FORMAT * count)
+    values = []
+    extend = values.extend
+    for r in records:
+        info = r.info
+        raw = r.name.encode()
+        extend((info.uid, info.internaldate, info.size, r.header_size, info.flags,
+                r.location, len(raw), r.cache_offset, r.cache_length, raw))
+    return packer.pack(*values)
+
 
 def _unpack(raw: bytes) -> _Record:
     uid, date, size, hsize, flags, location, length, offset, clen, name = (
@@ -186,6 +212,9 @@ def _parse_stored(raw: bytes) -> tuple[int, bytes, int]:
     in place (``parse_lf``) without the CRLF copy unless it has bare CRs."""
     lf = raw
     if b"\r" in raw:  # (parse_lf would answer None)
+        known = parse_crlf_leaf(raw)  # CRLF ends only, one entity: in place
+        if known is not None:
+            return (known[1], *_entry_of(known[0]))
         # CRLF ends (SMTP data): to_crlf folds them to LF first, so without
         # bare CRs the LF form measures the same
         lf = raw.replace(b"\r\n", b"\n")
@@ -549,20 +578,23 @@ class _Index:
             if self.changed(info):
                 return None
         count = len(self.records)
-        return Work(cpu={"cyrus.record": count},
-                    reads=((self.key + INDEX, HEADER_BYTES + count * RECORD_BYTES),))
+        # Work(cpu={"cyrus.record": count}, reads=((key + INDEX, size),))
+        return _tuple_new(Work, (
+            {"cyrus.record": count},
+            ((self.key + INDEX, HEADER_BYTES + count * RECORD_BYTES),), (),
+            0, 0, 0, 0, 0, 0, 0, 0))
 
     def write_all(self, cache: bytes | None) -> Work:
         """Replace the index (and the cache, if given) with the in-memory state."""
-        data = self.header_bytes() + b"".join([r.pack() for r in self.records])
-        work = Work(cpu={"cyrus.record": len(self.records)})
+        records = self.records
+        data = self.header_bytes() + pack_records(records)
         targets = [(self.path, data, INDEX)]
         if cache is not None:
             targets.insert(0, (self.cache_path, cache, CACHE))
         in_place = self.sole_writer and not self.host_fsync
         if cache is not None:
             self.cache_written()  # first: a failed write leaves no copy trusted
-        for path, content, name in targets:
+        for path, content, _ in targets:
             if in_place:
                 # a sole writer's scratch store: the same bytes written over
                 # the old file (no new inode, unlink and rename); readers all
@@ -572,15 +604,19 @@ class _Index:
                 temporary = path + ".NEW"
                 write_file(temporary, content, self.host_fsync)
                 replace_file(temporary, path, self.host_fsync)
-            work += Work(writes=((self.key + name, len(content)),), fsyncs=1,
-                         files_created=1, files_renamed=1)
         if cache is not None and self.sole_writer:
             self._keep_cache(cache)  # what the file holds now
         if self.sole_writer:
             self.bump_written(-1)
         else:
             self.bump(os.stat(self.path))
-        return work
+        # Work(cpu={"cyrus.record": n}) + Work(writes=((key + name, len),),
+        # fsyncs=1, files_created=1, files_renamed=1) for each target, in one
+        key, done = self.key, len(targets)
+        return _tuple_new(Work, (
+            {"cyrus.record": len(records)}, (),
+            tuple([(key + name, len(content)) for _, content, name in targets]),
+            done, done, done, 0, 0, 0, 0, 0))
 
     def cache_written(self) -> None:
         """Count a write of the cache file (call it before writing): every
@@ -617,7 +653,9 @@ class _Index:
             if self.cache_more:  # the entries deliveries appended since
                 cache = self.cache_image = cache + b"".join(self.cache_more)
                 self.cache_more = []
-            return cache, Work(reads=((self.key + CACHE, len(cache)),))
+            # Work(reads=((self.key + CACHE, len(cache)),))
+            return cache, _tuple_new(Work, (_NO_CPU, ((self.key + CACHE, len(cache)),),
+                                            (), 0, 0, 0, 0, 0, 0, 0, 0))
         try:
             with open(self.cache_path, "rb") as handle:
                 cache = handle.read()
@@ -659,7 +697,9 @@ class _Index:
             base, len(cache) if cache_offset is None else cache_offset, len(entry)))
         self.uidnext += 1
         cache += entry
-        return Work(cpu={"cyrus.parse_byte": size, "cyrus.record": 1}, reads=reads)
+        # Work(cpu={"cyrus.parse_byte": size, "cyrus.record": 1}, reads=reads)
+        return _tuple_new(Work, ({"cyrus.parse_byte": size, "cyrus.record": 1}, reads,
+                                 (), 0, 0, 0, 0, 0, 0, 0, 0))
 
     def rebuild(self, now: float, texts: dict[str, bytes] | None = None) -> Work:
         """Reconstruct index and cache from the maildir (reads every message,
@@ -867,7 +907,8 @@ class CyrusMailbox:
             except FileNotFoundError:
                 raise StoreError("message file vanished; try NOOP") from None
         key = self._index.key + name.replace(os.sep, "/")
-        work = Work(reads=((key, len(raw)),))
+        work = _tuple_new(Work, (_NO_CPU, ((key, len(raw)),), (), 0, 0, 0, 0, 0, 0, 0,
+                                 0))  # Work(reads=((key, len(raw)),))
         return to_crlf(raw), work if found is None else found + work
 
     def set_flags(self, changes: list[tuple[int, int]]) -> Work:
@@ -888,14 +929,18 @@ class CyrusMailbox:
         positions = index.disk_positions(fd)
         renamed = records = 0
         work = _LOCKED
+        records_of = index.records
         for number, flags in changes:
-            record = index.records[number]
-            if record.info.flags == flags and record.location == CUR:
+            record = records_of[number]
+            info = record.info
+            if info.flags == flags and record.location == CUR:
                 continue
             old = folder + "/" + record.filename()  # os.path.join's result
-            record.info.flags = flags
+            info.flags = flags
             record.location = CUR
-            new = folder + "/" + record.filename()
+            # folder + "/" + record.filename(), in line (now in cur/ with info)
+            new = (folder + "/cur/" + record.name + ":2,"
+                   + (_INFOS.get(flags) or maildir_info(flags)))
             if old != new:
                 try:
                     os.rename(old, new)
@@ -918,10 +963,9 @@ class CyrusMailbox:
             if index.shared.dirs != _STALE:
                 index.shared.dirs = _dir_mtimes(index.folder)
         if work is _LOCKED:  # no file looked for: one record, as the sum
-            if records:
-                return Work(cpu={"cyrus.record": records}, writes=writes,
-                            files_renamed=renamed, locks=1)
-            return Work(writes=writes, files_renamed=renamed, locks=1)
+            # Work(cpu=..., writes=writes, files_renamed=renamed, locks=1)
+            return _tuple_new(Work, ({"cyrus.record": records} if records else _NO_CPU,
+                                     (), writes, 0, 0, renamed, 0, 0, 1, 0, 0))
         if records:
             return work + Work(cpu={"cyrus.record": records}, writes=writes,
                                files_renamed=renamed)
@@ -932,7 +976,7 @@ class CyrusMailbox:
         if self.readonly:
             return [], NO_WORK
         index = self._index
-        work = Work(locks=1)
+        work = _LOCKED  # Work(locks=1)
         with _lock(index.folder, index.sole_writer):
             if index.sole_writer and index.shared.generation == index.generation:
                 moved = False  # what disk_positions says, without the file
@@ -946,28 +990,35 @@ class CyrusMailbox:
                 work += index.read() or NO_WORK  # another writer: start fresh
                 self._cache = None
             records = index.records
+            gone, kept = [], []  # (numbers ascending)
             if uids is None:
-                gone = {number for number, r in enumerate(records)
-                        if r.info.flags & DELETED}
+                for number, r in enumerate(records):
+                    if r.info.flags & DELETED:
+                        gone.append(number)
+                    else:
+                        kept.append(r)
             else:
-                gone = {number for number, r in enumerate(records)
-                        if r.info.flags & DELETED and r.info.uid in uids}
+                for number, r in enumerate(records):
+                    if r.info.flags & DELETED and r.info.uid in uids:
+                        gone.append(number)
+                    else:
+                        kept.append(r)
             if not gone:
                 return self._reconcile(), work
             deleted = 0
             folder = index.folder
-            for number in sorted(gone):
+            for number in gone:
                 try:
                     os.unlink(folder + "/" + records[number].filename())
                     deleted += 1
                 except FileNotFoundError:
                     pass
             if deleted:  # (a count alone: adding it once is adding it each time)
-                work += Work(files_deleted=deleted)
+                # work + Work(files_deleted=deleted), in one step
+                work = _tuple_new(Work, (*work[:6], work[6] + deleted, *work[7:]))
             cache, got = self._cache_bytes()
-            work += got
-            kept = [record for number, record in enumerate(records)
-                    if number not in gone]
+            if got is not NO_WORK:
+                work += got
             entries = []
             offset = 0  # the compacted cache's length so far
             for record in kept:
@@ -984,9 +1035,30 @@ class CyrusMailbox:
 
     def _reconcile(self) -> list[int]:
         """Adopt the index's records; expunged sequence numbers, descending."""
-        before = {m.uid: m for m in self.messages}
         records = self._index.records
         infos = [r.info for r in records]
+        # the usual case (this mailbox's own expunge): the records' infos are
+        # the messages' own objects, in order, less some; then no recent flag
+        # changes and the gone ones are those passed over (UIDs are unique)
+        messages = self.messages
+        if len(infos) <= len(messages):
+            gone, left, ahead = [], len(infos), 0
+            for number, message in enumerate(messages, 1):
+                if ahead < left and infos[ahead] is message:
+                    ahead += 1
+                else:
+                    gone.append(number)
+            if ahead == left:
+                self.messages = infos
+                self._records_seen = records
+                gone.reverse()
+                return gone
+        return self._reconcile_infos(records, infos)
+
+    def _reconcile_infos(self, records: list[_Record], infos: list[MessageInfo]
+                         ) -> list[int]:
+        """``_reconcile`` for any *records* (*infos*: their infos)."""
+        before = {m.uid: m for m in self.messages}
         recent_uid = self._index.recent_uid
         for info in infos:
             old = before.get(info.uid)
@@ -1572,9 +1644,13 @@ def _overwrite(path: str, data: bytes | bytearray) -> None:
 
 def _write_all_fd(fd: int, data: bytes | bytearray) -> None:
     """Write all of *data* to the descriptor *fd* (short writes continued)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    if not data:
+        return
+    done = os.write(fd, data)  # all of it, as a rule: no view needed
+    if done < len(data):
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 _TARGETS: dict[tuple[str, str, str], tuple[str, str, str]] = {}

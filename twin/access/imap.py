@@ -67,6 +67,8 @@ from twin.access.store import (
 )
 from twin.stages.work import Work
 
+_tuple_new = tuple.__new__
+
 CPU_UNITS: dict[str, str] = {
     "imap.command": "one IMAP command read and dispatched",
     "imap.byte": "one byte of IMAP command input parsed (line and literals)",
@@ -218,6 +220,38 @@ class ImapSession:
         self._spent.append(work)
         return reply
 
+    def call(self, data: bytes) -> tuple[bytes, Work]:
+        """``(self.feed(data), self.last_work)`` in one step (the scripted
+        client's path): a whole command line, with no literal, SASL or IDLE
+        state pending, is executed as ``feed`` would execute it."""
+        if (self._buffer or self._literal or self.closed or self.starttls_requested
+                or self._sasl_tag is not None or self.idling or self._command
+                or type(data) is not bytes):
+            return self.feed(data), self.last_work
+        size = len(data)
+        if (not size or size > self.settings.max_line_bytes
+                or data.find(b"\n") != size - 1):
+            return self.feed(data), self.last_work
+        line = data[:-1].rstrip(b"\r")
+        if line.endswith(b"}"):
+            return self.feed(data), self.last_work
+        self.delay_s = 0.0
+        commands = self.commands = []
+        name, reply, work = self._dispatch(line)
+        # plus_cpu(work, units), in line
+        units = {"imap.command": 1, "imap.byte": len(line),
+                 "imap.response_byte": len(reply)}
+        cpu = work[0]
+        if cpu:
+            work = (_tuple_new(Work, ({**cpu, **units}, *work[1:]))
+                    if cpu.keys().isdisjoint(units) else plus_cpu(work, units))
+        else:
+            work = _tuple_new(Work, (units, *work[1:]))
+        commands.append((name, work))
+        self.last_work = work
+        self._spent.append(work)
+        return reply, work
+
     def _feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         self._buffer += data
@@ -293,11 +327,20 @@ class ImapSession:
 
     # -- dispatch ------------------------------------------------------------
     def _execute(self, command: bytes) -> bytes:
+        name, reply, work = self._dispatch(command)
+        # self._record(name, reply, work, len(command)), in line
+        self.commands.append((name, plus_cpu(work, {
+            "imap.command": 1, "imap.byte": len(command),
+            "imap.response_byte": len(reply)})))
+        return reply
+
+    def _dispatch(self, command: bytes) -> tuple[str, bytes, Work]:
+        """Run one whole *command*: (name for the Work log, reply, Work
+        without the command's own units, which the caller adds)."""
         tag, _, rest = command.partition(b" ")
         if tag not in _GOOD_TAGS:
             if not valid_tag(tag):
-                return self._record("(bad tag)", b"* BAD invalid tag\r\n", NO_WORK,
-                                    len(command))
+                return "(bad tag)", b"* BAD invalid tag\r\n", NO_WORK
             if len(_GOOD_TAGS) < _GOOD_TAGS_KEEP:
                 _GOOD_TAGS.add(tag)
         name, _, args = rest.partition(b" ")
@@ -326,8 +369,11 @@ class ImapSession:
         handler = getattr(self, method, None)
         if handler is None or not verb.isalpha():
             reply, work = tag + b" BAD unknown command\r\n", NO_WORK
-        elif not ((verb in _SELECTED and self.mailbox is not None
-                   and self.user is not None) or self._allowed(verb)):
+        elif not (verb in _ANY or (
+                # self._allowed(verb), in line (the four sets are disjoint)
+                self.user is None if verb in _NOT_AUTH else (
+                    self.user is not None and (verb in _AUTH or (
+                        verb in _SELECTED and self.mailbox is not None))))):
             reply, work = tag + b" BAD command not valid in this state\r\n", NO_WORK
         else:
             try:
@@ -346,11 +392,7 @@ class ImapSession:
                 reason = _text(exc.strerror or "i/o error")
                 reply = tag + b" NO [SERVERBUG] " + reason + b"\r\n"
                 work = NO_WORK
-        # self._record(verb_name, reply, work, len(command)), in line
-        self.commands.append((verb_name, plus_cpu(work, {
-            "imap.command": 1, "imap.byte": len(command),
-            "imap.response_byte": len(reply)})))
-        return reply
+        return verb_name, reply, work
 
     def _allowed(self, verb: bytes) -> bool:
         if verb in _ANY:

@@ -305,6 +305,36 @@ def parse_lf_bare(raw: bytes) -> tuple[Span, int]:
     return root, len(raw) + root.newlines
 
 
+def parse_crlf_leaf(raw: bytes) -> tuple[Span, int] | None:
+    """``parse_lf(raw.replace(b"\\r\\n", b"\\n"))`` for *raw* whose every CR
+    and LF is in a CRLF pair (as SMTP delivers) and whose entity is a leaf (no
+    multipart with a boundary, no message/rfc822) with a header and a blank
+    line after it; None for any other *raw* (then convert and parse). The
+    text is measured where it stands: no copy, one count of its lines."""
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf or raw[:2] == b"\r\n":
+        return None
+    blank = raw.find(b"\r\n\r\n")
+    if blank < 0:
+        return None
+    body = blank + 4
+    header = raw[:body]
+    counted = header.count(b"\n")  # the header's LFs in the LF form
+    part = Span(header, newlines=counted)
+    part.fields = field_map(header)
+    _set_type(part, unfold(part.fields.get(b"content-type")), b"text/plain")
+    if 0 < MAX_DEPTH and MAX_PARTS > 1 and (
+            (part.maintype == b"multipart" and dict(part.params).get(b"boundary"))
+            or (part.maintype == b"message" and part.subtype == b"rfc822")):
+        return None  # parts inside: the general parse
+    count = crlf - counted  # the body's LFs in the LF form
+    end = len(raw)
+    part.size = end - body  # (the LF form's body length plus its LFs)
+    part.lines = count + (1 if end > body and raw[end - 1] != 10 else 0)
+    part.newlines += count
+    return part, end
+
+
 def _parse_lf(raw: bytes, start: int, end: int, default: bytes, depth: int,
               budget: list[int]) -> Span:
     # split_message: the header with its blank line, then the body

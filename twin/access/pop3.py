@@ -102,6 +102,12 @@ class Pop3Session:
         self._spent.append(self.last_work)
         return reply
 
+    def call(self, data: bytes) -> tuple[bytes, Work]:
+        """``(self.feed(data), self.last_work)`` in one step (the scripted
+        client's path)."""
+        reply = self.feed(data)
+        return reply, self.last_work
+
     def _feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         self._buffer += data

@@ -175,13 +175,12 @@ class _Script:
         self.draws: list[tuple[int, tuple[int, ...]]] = []  # (salt, uids) of _mix
 
     def exchange(self, name: str, data: bytes) -> bytes:
-        session = self.session
-        reply = session.feed(data)
+        # (session.feed(data), session.last_work) in one call
+        reply, work = self.session.call(data)
         sent, received = len(data), len(reply)
         self.sent += sent
         self.received += received
-        # plus_net(session.last_work, sent + received, 1), in line
-        work = session.last_work
+        # plus_net(work, sent + received, 1), in line
         self.commands.append((name, _tuple_new(Work, (
             *work[:9], work[9] + sent + received, work[10] + 1))))
         return reply
@@ -196,9 +195,19 @@ class _Script:
         if self.rng is not None:
             return self.rng.random(len(uids)).tolist()
         sid = self.spec.session_id
-        if uids:
-            self.draws.append((salt, tuple(uids)))
-        return [_mix(sid, uid, salt) for uid in uids]
+        if not uids:
+            return []
+        self.draws.append((salt, tuple(uids)))
+        # [_mix(sid, uid, salt) for uid in uids], the session's and salt's
+        # terms of the sum taken once (the same integers: the sum is exact)
+        base = sid * 0x9E3779B97F4A7C15 + salt * 0x8CB92BA72F3D8DD7
+        out = []
+        for uid in uids:
+            x = (base + uid * 0xD1B54A32D192ED03) & _MASK
+            x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+            out.append(((x ^ (x >> 31)) >> 11) / 9007199254740992.0)
+        return out
 
     def outcome(self) -> SessionOutcome:
         spec = self.spec
@@ -234,7 +243,14 @@ class ImapClient(_Script):
         """Send one tagged command; (OK?, reply). NO ends the session's work."""
         self._serial += 1
         tag = b"A%03d" % self._serial  # self._tag()
-        reply = self.exchange(name, b"%s %s\r\n" % (tag, text))
+        data = b"%s %s\r\n" % (tag, text)
+        # self.exchange(name, data), in line
+        reply, work = self.session.call(data)
+        sent, received = len(data), len(reply)
+        self.sent += sent
+        self.received += received
+        self.commands.append((name, _tuple_new(Work, (
+            *work[:9], work[9] + sent + received, work[10] + 1))))
         # _last_line(reply), in line
         cut = reply.rfind(b"\r\n", 0, len(reply) - 2)
         status = reply[cut + 2 :] if cut >= 0 else reply
@@ -363,7 +379,8 @@ class ImapClient(_Script):
             ok, reply = self.command("fetch_body", b"UID FETCH %d BODY.PEEK[]" % uid)
             if not ok:
                 return False
-            self.fetched += sum(literal for _, literal in _responses(reply))
+            # sum(literal for _, literal in _responses(reply)), in one pass
+            self.fetched += _literal_bytes(reply)
             self.read += 1
             seen = b"UID STORE %d +FLAGS.SILENT (\\Seen)" % uid
             if not self.command("store", seen)[0]:
@@ -440,6 +457,33 @@ def _responses(reply: bytes) -> list[tuple[bytes, int]]:
         literal += int(match.group(1))
         pos = match.end() + int(match.group(1))
     return out
+
+
+def _literal_bytes(reply: bytes) -> int:
+    """``sum(literal for _, literal in _responses(reply))`` without the texts:
+    a response's literals count once a line ends it (the same AssertionError
+    when the reply does not end in CRLF)."""
+    total = pending = 0
+    pos, end = 0, len(reply)
+    search = _LITERAL_AT.search
+    while pos < end:
+        match = search(reply, pos)
+        stop = end if match is None else match.start()
+        if pending and reply.find(b"\r\n", pos, stop) >= 0:
+            total += pending  # the response's last line came
+            pending = 0
+        if match is None:
+            cut = reply.rfind(b"\r\n", pos, end)
+            if cut >= 0:
+                pos = cut + 2
+            if pos < end:
+                raise AssertionError(
+                    f"reply does not end in CRLF: {reply[pos:pos + 80]!r}")
+            break
+        size = int(match.group(1))
+        pending += size
+        pos = match.end() + size
+    return total
 
 
 def _responses_by_line(reply: bytes) -> list[tuple[bytes, int]]:
