@@ -986,7 +986,9 @@ class RuleFilter:
         self.levels = levels
         self.searchers = tuple(pattern for pattern, _checks in levels)
         # Per level, a ``start_finder`` of the level pattern or None (set by
-        # ``with_searchers``).
+        # ``with_searchers``). Compiled with the rest of the rule set when it
+        # is loaded: compiled on first use instead, the same compiling moves
+        # into the scoring of the first messages and saves nothing over a run.
         self.finders: tuple[Finder | None, ...] = (None, None, None)
 
     def with_searchers(self, most_chars: int = 250_000) -> RuleFilter:
@@ -1145,6 +1147,26 @@ def _first_octets(items: object) -> tuple[frozenset[int], bool]:
     return frozenset(first), True
 
 
+def _start_octets(items: list[tuple[object, object]]) -> tuple[frozenset[int], bool]:
+    """The octets (both cases of letters) a match of the items may start
+    with, narrowed by the look-aheads among the zero-width items before the
+    first item that consumes: a look-ahead ``(?=X)`` whose X cannot match
+    the empty string holds only where the next octet is one X may start
+    with, and the match starts there.  The flag: no octet is needed (an
+    empty match may be all); an empty set and False: nothing can match."""
+    octets, empty = _first_octets(items)
+    found = None if empty else _both_cases(octets)
+    for op, av in items:
+        if op is _c.ASSERT and av[0] == 1:  # type: ignore[index]
+            ahead, ahead_empty = _first_octets(av[1])  # type: ignore[index]
+            if not ahead_empty:
+                ahead = _both_cases(ahead)
+                found = ahead if found is None else found & ahead
+        elif op not in _ZERO_WIDTH:
+            break
+    return (frozenset(), True) if found is None else (found, False)
+
+
 def first_octet_pattern(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
     """The pattern behind a lookahead for the octets its matches may start
     with (``(?=[...])(?:pattern)``, same flags); when that set is not small
@@ -1177,7 +1199,7 @@ def first_octet_pattern(regex: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
 
 
 # A way to the leftmost start of a pattern's matches (``start_finder``).
-Finder = tuple  # (pattern matched at 0 or None, pattern searched)
+Finder = tuple  # (pattern matched at 0 or None, pattern searched or None)
 
 
 def start_finder(regex: re.Pattern[bytes]) -> Finder | None:
@@ -1201,7 +1223,10 @@ def start_finder(regex: re.Pattern[bytes]) -> Finder | None:
       it), R after it;
     - any other pattern whose matches start with one of a few octets F (no
       empty match): ``finder`` = ``(?-i:[F])(?<=(?=(?:regex))[\x00-\xff])``:
-      an octet of F at p, then (looking behind over it) ``regex`` at p."""
+      an octet of F at p, then (looking behind over it) ``regex`` at p.
+      F is narrowed by leading look-aheads (``_start_octets``); when it is
+      empty, ``(None, None)``: the pattern matches nothing (``find_start``
+      gives -1)."""
     if regex.flags & (re.VERBOSE | re.LOCALE):
         return None
     try:
@@ -1209,10 +1234,11 @@ def start_finder(regex: re.Pattern[bytes]) -> Finder | None:
         found = _after_start_finder(regex, items)
         if found is not None:
             return found
-        octets, empty = _first_octets(items)
-        if empty or not octets:
+        octets, empty = _start_octets(items)
+        if empty:
             return None
-        octets = _both_cases(octets)
+        if not octets:
+            return (None, None)  # no octet may start a match: none
         if len(octets) > _MOST_FIRST_OCTETS:
             return None
         ahead = b"".join(b"\\x%02x" % o for o in sorted(octets))
@@ -1301,6 +1327,8 @@ def find_start(finder: Finder, text: bytes) -> int:
     at_start, search = finder
     if at_start is not None and at_start.match(text) is not None:
         return 0
+    if search is None:  # the pattern cannot match at all
+        return -1
     found = search.search(text)
     return -1 if found is None else found.start()
 

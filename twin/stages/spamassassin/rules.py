@@ -93,6 +93,10 @@ _TAG = re.compile(r"<([A-Za-z0-9_]+)>")
 _PRE_INTER_POST = re.compile(r"<(pre|inter|post)\s+([A-Za-z0-9_]+)>")
 _ANCHOR = re.compile(r"(?<!\\)[\^$]|\\[AZz]")
 _MAX_LITERAL_SCAN = 1500
+# Skip literals (``skip_literals_of``): at most this many strings, from
+# classes of at most this many octets.
+_SKIP_STRINGS = 24
+_SKIP_CLASS = 4
 # Texts up to this many octets have their matches counted with findall
 # (a list of them all); longer ones with finditer, which stops at the limit.
 _FINDALL_BELOW = 16_384
@@ -130,6 +134,10 @@ class RegexRule:
     # answering False only when the regex cannot match the value (given its
     # lower case; a full rule's check reads the message alone).
     backref: backref.Prefilter | None = None
+    # Body and rawbody rules with literals: longer literals one of which any
+    # match holds too (``skip_literals``), or None; used only to skip
+    # paragraphs (never counted: the work counts follow ``literals``).
+    skip_literals: tuple[bytes, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -580,6 +588,7 @@ class _BodyText:
         text = self.text
         lines = self.lines
         literals = rule.literals
+        strict: set[int] | None = None
         if literals is None:
             regex = rule.filter.pattern_for(view)  # type: ignore[union-attr]
             if regex is None:
@@ -606,6 +615,14 @@ class _BodyText:
             if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
                 scan.regex_bytes += sum(len(lines[i]) for i in numbers)
                 return 0.0
+            skip = rule.skip_literals
+            if skip is not None:
+                # ... and of those, only the ones holding a skip literal
+                # (counted as scanned all the same).
+                strict, _ = self._holding(skip)
+                if not strict:
+                    scan.regex_bytes += sum(len(lines[i]) for i in numbers)
+                    return 0.0
         count = 0
         maxhits = rule.maxhits
         levels = rule.filter.levels  # type: ignore[union-attr]
@@ -613,6 +630,8 @@ class _BodyText:
         for number in numbers:
             line = lines[number]
             scan.regex_bytes += len(line)
+            if strict is not None and number not in strict:
+                continue
             if level == 2:
                 line_level = 2
             elif level == 0 and not line.isascii():
@@ -627,6 +646,7 @@ class _BodyText:
                 if (
                     level_gates is not None
                     and index in level_gates[2]
+                    and (number in self._line_maybe or not _plain(regex))
                     and index not in self.line_maybe(number, level_gates)
                 ):
                     continue
@@ -974,6 +994,31 @@ def _paragraphs(lower: bytes, literal: bytes, starts: list[int]) -> tuple[int, .
     return tuple(chosen)
 
 
+# Patterns ``re`` searches about as fast as a gate scans (``_plain``).
+_PLAIN: dict[re.Pattern[bytes], bool] = {}
+_PLAIN_ITEMS = 4
+
+
+def _plain(regex: re.Pattern[bytes]) -> bool:
+    """Is the pattern at most a few octets or small classes (flag-less groups
+    of them too)?  ``re`` then scans a long paragraph for it in C (a prefix
+    or charset search), cheaper than a first gate scan of the paragraph:
+    ``_BodyText.match`` asks the gates about such a rule only when they have
+    scanned the paragraph already (asking or not, the same count)."""
+    found = _PLAIN.get(regex)
+    if found is None:
+        try:
+            items = list(_sre_parse.parse(regex.pattern, regex.flags & ~re.DEBUG))
+        except Exception:  # noqa: BLE001 -- it compiled; parsing again cannot fail
+            items = []
+        found = 0 < len(items) <= _PLAIN_ITEMS and all(
+            _exact_strings(item) is not None for item in items
+        )
+        if len(_PLAIN) < 4096:
+            _PLAIN[regex] = found
+    return found
+
+
 def _count(regex: re.Pattern[bytes], text: bytes, limit: int) -> int:
     if limit <= 1:
         return 1 if regex.search(text) else 0
@@ -1042,6 +1087,118 @@ def required_literals(regex: re.Pattern[bytes]) -> tuple[bytes, ...] | None:
     return tuple(found)
 
 
+def _exact_strings(item: tuple[object, object]) -> list[bytes] | None:
+    """The strings one parsed item matches when they are few (an octet, a
+    small class, a flag-less group or an alternation of such sequences), else
+    None."""
+    constants = _sre_parse
+    op, av = item
+    if op is constants.LITERAL:
+        return [bytes((av,))]  # type: ignore[arg-type]
+    if op is constants.IN:
+        octets: list[int] = []
+        for kind, value in av:  # type: ignore[attr-defined]
+            if kind is constants.LITERAL:
+                octets.append(value)
+            elif kind is constants.RANGE and value[1] - value[0] < _SKIP_CLASS:
+                octets.extend(range(value[0], value[1] + 1))
+            else:
+                return None
+        return [bytes((o,)) for o in octets] if len(octets) <= _SKIP_CLASS else None
+    if op is constants.SUBPATTERN:
+        if av[1] or av[2]:  # type: ignore[index]
+            return None
+        return _exact_run(av[-1])  # type: ignore[index]
+    if op is constants.BRANCH:
+        found: list[bytes] = []
+        for branch in av[1]:  # type: ignore[index]
+            strings = _exact_run(branch)
+            if strings is None:
+                return None
+            found.extend(strings)
+        return found if len(found) <= _SKIP_STRINGS else None
+    return None
+
+
+def _exact_run(items: Sequence[tuple[object, object]]) -> list[bytes] | None:
+    """The strings a sequence of items matches when they are few, else None."""
+    run = [b""]
+    for item in items:
+        strings = _exact_strings(item)
+        if strings is None or len(run) * len(strings) > _SKIP_STRINGS:
+            return None
+        run = [a + b for a in run for b in strings]
+    return run
+
+
+def _skip_seq(items: Sequence[tuple[object, object]]) -> list[bytes] | None:
+    """As ``_seq_literals``, with runs that go on through small classes,
+    flag-less groups and alternations of literals (``zaw(?:=F3|[\xf3])d``
+    gives ``zaw=f3d`` and ``zaw\xf3d``)."""
+    constants = _sre_parse
+    best: list[bytes] | None = None
+
+    def consider(candidate: list[bytes] | None) -> None:
+        nonlocal best
+        if not candidate or len(candidate) > _SKIP_STRINGS:
+            return
+        shortest = min(len(c) for c in candidate)
+        if not shortest:
+            return
+        if best is None or shortest > min(len(b) for b in best):
+            best = candidate
+
+    run = [b""]
+    for item in items:
+        strings = _exact_strings(item)
+        if strings is not None and len(run) * len(strings) <= _SKIP_STRINGS:
+            run = [a + b for a in run for b in strings]
+            continue
+        consider(sorted({r.lower() for r in run}))
+        run = [b""]
+        if strings is not None:  # too many with the run: a run of its own
+            run = strings
+            continue
+        op, av = item
+        if op is constants.SUBPATTERN:
+            consider(_skip_seq(av[-1]))  # type: ignore[index]
+        elif op is getattr(constants, "ATOMIC_GROUP", None):
+            consider(_skip_seq(av))  # type: ignore[arg-type]
+        elif op is constants.BRANCH:
+            branches = [_skip_seq(b) for b in av[1]]  # type: ignore[index]
+            if all(branches):
+                consider(sorted({lit for b in branches for lit in b}))  # type: ignore[union-attr]
+        elif op in (constants.MAX_REPEAT, constants.MIN_REPEAT) or (
+            op is getattr(constants, "POSSESSIVE_REPEAT", None)
+        ):
+            if av[0] >= 1:  # type: ignore[index]
+                consider(_skip_seq(av[2]))  # type: ignore[index]
+    consider(sorted({r.lower() for r in run}))
+    return best
+
+
+def skip_literals_of(
+    regex: re.Pattern[bytes], literals: tuple[bytes, ...]
+) -> tuple[bytes, ...] | None:
+    """Literals (lower-cased) one of which any match contains, found through
+    small classes and alternations too (``_skip_seq``), when they differ from
+    ``literals`` and are no shorter; else None.  A twin speed-up: a
+    paragraph holding none of them cannot match (``_BodyText.match`` skips
+    it; the work counted stays that of ``literals``)."""
+    if len(regex.pattern) > _MAX_LITERAL_SCAN:
+        return None
+    try:
+        parsed = _sre_parse.parse(regex.pattern, regex.flags & ~re.DEBUG)
+        found = _skip_seq(list(parsed))
+    except Exception:  # noqa: BLE001 -- it compiled; parsing again cannot fail
+        return None
+    if not found or set(found) == set(literals):
+        return None
+    if min(len(f) for f in found) < min(len(f) for f in literals):
+        return None
+    return tuple(found)
+
+
 # ---------------------------------------------------------------- compiling
 def _expand_tags(pattern: str, config: Config) -> str:
     pre = inter = post = ""
@@ -1094,6 +1251,7 @@ def _regex_rule(
         if_unset = unset.group(1).encode("latin-1")
     regex = compile_perl(pattern, modifiers)
     literals = required_literals(regex) if kind in ("body", "rawbody") else None
+    skip_literals = skip_literals_of(regex, literals) if literals else None
     literal_check = None
     if literals:
         literal_check = LiteralCheck(literals)
@@ -1114,6 +1272,7 @@ def _regex_rule(
         header=header,
         negate=negate,
         if_unset=if_unset,
+        skip_literals=skip_literals,
     )
 
 
