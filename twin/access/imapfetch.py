@@ -238,15 +238,7 @@ def bodystructure(part: Part | Span, extended: bool = True) -> bytes:
         if with_lines:
             return head + b"%d %d" % (part.size, part.lines) + tail
         return head + b"%d" % part.size + tail
-    params = part.params
-    if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
-        params = params + [(b"charset", b"US-ASCII")]
-    encoding = _value(part, b"content-transfer-encoding") or b"7BIT"
-    fields = [
-        quote(part.maintype.upper()), quote(part.subtype.upper()), _params(params),
-        quote(_value(part, b"content-id")),
-        quote(_value(part, b"content-description")),
-    ]
+    fields = _leading_fields(part)
     if type(part) is Span:
         size, lines = part.size, part.lines
     else:
@@ -254,7 +246,7 @@ def bodystructure(part: Part | Span, extended: bool = True) -> bytes:
         size = len(body)
         lines = body.count(b"\r\n") + (
             1 if body and not body.endswith(b"\r\n") else 0)
-    fields += [quote(encoding.upper()), b"%d" % size]
+    fields.append(b"%d" % size)
     if part.message is not None:
         fields += [envelope(part.message.header), bodystructure(part.message,
                                                                 extended),
@@ -266,6 +258,22 @@ def bodystructure(part: Part | Span, extended: bool = True) -> bytes:
     return b"(" + b" ".join(fields) + b")"
 
 
+def _leading_fields(part) -> list[bytes]:
+    """A part's BODYSTRUCTURE fields up to its size: type, subtype, parameters
+    (text gets charset US-ASCII if it names none), id, description and
+    transfer encoding (7BIT if none)."""
+    params = part.params
+    if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
+        params = params + [(b"charset", b"US-ASCII")]
+    encoding = _value(part, b"content-transfer-encoding") or b"7BIT"
+    return [
+        quote(part.maintype.upper()), quote(part.subtype.upper()), _params(params),
+        quote(_value(part, b"content-id")),
+        quote(_value(part, b"content-description")),
+        quote(encoding.upper()),
+    ]
+
+
 _LEAVES: dict[tuple, tuple[bytes, bool, bytes]] = {}
 _LEAVES_KEEP = 4096
 
@@ -274,16 +282,7 @@ def _leaf_parts(part: Span, extended: bool) -> tuple[bytes, bool, bytes]:
     """``bodystructure`` of a leaf ``Span`` (no message inside) cut around its
     size: (what comes before it, whether the line count follows, what comes
     after the size or line count)."""
-    params = part.params
-    if part.maintype == b"text" and not any(k == b"charset" for k, _ in params):
-        params = params + [(b"charset", b"US-ASCII")]
-    encoding = _value(part, b"content-transfer-encoding") or b"7BIT"
-    fields = [
-        quote(part.maintype.upper()), quote(part.subtype.upper()), _params(params),
-        quote(_value(part, b"content-id")),
-        quote(_value(part, b"content-description")),
-        quote(encoding.upper()),
-    ]
+    fields = _leading_fields(part)
     tail = b" NIL " + _disposition(part) + b" NIL)" if extended else b")"
     return b"(" + b" ".join(fields) + b" ", part.maintype == b"text", tail
 

@@ -1034,6 +1034,25 @@ def _count(regex: re.Pattern[bytes], text: bytes, limit: int) -> int:
 
 
 # ------------------------------------------------------------------ literals
+def _consider_inside(op: object, av: object, literals_of, consider) -> None:
+    """Offer *consider* the literals *literals_of* finds inside a group, an
+    alternation (literals every branch has) or a repeat of at least one."""
+    constants = _sre_parse
+    if op is constants.SUBPATTERN:
+        consider(literals_of(av[-1]))  # type: ignore[index]
+    elif op is getattr(constants, "ATOMIC_GROUP", None):
+        consider(literals_of(av))
+    elif op is constants.BRANCH:
+        branches = [literals_of(b) for b in av[1]]  # type: ignore[index]
+        if all(branches):
+            consider(sorted({lit for b in branches for lit in b}))
+    elif op in (constants.MAX_REPEAT, constants.MIN_REPEAT) or (
+        op is getattr(constants, "POSSESSIVE_REPEAT", None)
+    ):
+        if av[0] >= 1:  # type: ignore[index]
+            consider(literals_of(av[2]))  # type: ignore[index]
+
+
 def _seq_literals(items: Sequence[tuple[object, object]]) -> list[bytes] | None:
     """The best set of literals one of which every match must contain."""
     best: list[bytes] | None = None
@@ -1055,19 +1074,7 @@ def _seq_literals(items: Sequence[tuple[object, object]]) -> list[bytes] | None:
         if run:
             consider([bytes(run).lower()])
             run = bytearray()
-        if op is constants.SUBPATTERN:
-            consider(_seq_literals(av[-1]))  # type: ignore[index]
-        elif op is getattr(constants, "ATOMIC_GROUP", None):
-            consider(_seq_literals(av))  # type: ignore[arg-type]
-        elif op is constants.BRANCH:
-            branches = [_seq_literals(b) for b in av[1]]  # type: ignore[index]
-            if all(branches):
-                consider(sorted({lit for b in branches for lit in b}))  # type: ignore[union-attr]
-        elif op in (constants.MAX_REPEAT, constants.MIN_REPEAT) or (
-            op is getattr(constants, "POSSESSIVE_REPEAT", None)
-        ):
-            if av[0] >= 1:  # type: ignore[index]
-                consider(_seq_literals(av[2]))  # type: ignore[index]
+        _consider_inside(op, av, _seq_literals, consider)
     if run:
         consider([bytes(run).lower()])
     return best
@@ -1135,7 +1142,6 @@ def _skip_seq(items: Sequence[tuple[object, object]]) -> list[bytes] | None:
     """As ``_seq_literals``, with runs that go on through small classes,
     flag-less groups and alternations of literals (``zaw(?:=F3|[\xf3])d``
     gives ``zaw=f3d`` and ``zaw\xf3d``)."""
-    constants = _sre_parse
     best: list[bytes] | None = None
 
     def consider(candidate: list[bytes] | None) -> None:
@@ -1160,19 +1166,7 @@ def _skip_seq(items: Sequence[tuple[object, object]]) -> list[bytes] | None:
             run = strings
             continue
         op, av = item
-        if op is constants.SUBPATTERN:
-            consider(_skip_seq(av[-1]))  # type: ignore[index]
-        elif op is getattr(constants, "ATOMIC_GROUP", None):
-            consider(_skip_seq(av))  # type: ignore[arg-type]
-        elif op is constants.BRANCH:
-            branches = [_skip_seq(b) for b in av[1]]  # type: ignore[index]
-            if all(branches):
-                consider(sorted({lit for b in branches for lit in b}))  # type: ignore[union-attr]
-        elif op in (constants.MAX_REPEAT, constants.MIN_REPEAT) or (
-            op is getattr(constants, "POSSESSIVE_REPEAT", None)
-        ):
-            if av[0] >= 1:  # type: ignore[index]
-                consider(_skip_seq(av[2]))  # type: ignore[index]
+        _consider_inside(op, av, _skip_seq, consider)
     consider(sorted({r.lower() for r in run}))
     return best
 
