@@ -23,6 +23,20 @@ def files():
     made.abandon()
 
 
+@pytest.fixture
+def sent(monkeypatch) -> list[int]:
+    """Bytes of each batch the writer pipes to its child, as they go."""
+    sizes: list[int] = []
+    real = writer._write_vector
+
+    def counting(fd, pieces, piece_sizes):
+        sizes.append(sum(piece_sizes))
+        real(fd, pieces, piece_sizes)
+
+    monkeypatch.setattr(writer, "_write_vector", counting)
+    return sizes
+
+
 def tree(root) -> dict[str, bytes]:
     found = {}
     for folder, _, names in os.walk(root):
@@ -64,16 +78,8 @@ def test_batches_larger_than_one_pipe_load_arrive_whole(tmp_path, files):
 
 
 def test_data_shared_by_files_goes_down_the_pipe_once_and_lands_in_each(
-    tmp_path, files, monkeypatch
+    tmp_path, files, sent
 ):
-    sent = []
-    real = writer._write_vector
-
-    def counting(fd, pieces, sizes):
-        sent.append(sum(sizes))
-        real(fd, pieces, sizes)
-
-    monkeypatch.setattr(writer, "_write_vector", counting)
     message = b"Subject: one message, two queue files\r\n\r\n" + b"z" * 50_000
     other = bytearray(b"q" * 3000)
     view = memoryview(b"0123456789" * 10)[5:95]
@@ -224,16 +230,8 @@ def test_many_batches_do_not_fill_the_report_pipe(tmp_path, monkeypatch, files):
 
 
 def test_files_made_and_removed_within_a_batch_never_reach_the_pipe(
-    tmp_path, files, monkeypatch
+    tmp_path, files, sent
 ):
-    sent = []
-    real = writer._write_vector
-
-    def counting(fd, pieces, sizes):
-        sent.append(sum(sizes))
-        real(fd, pieces, sizes)
-
-    monkeypatch.setattr(writer, "_write_vector", counting)
     queue = QueueManager(tmp_path / "queue", QueueSettings(), files)
     store = MaildirStore(tmp_path / "store", MaildirSettings(), files)
     body = b"Subject: short-lived\r\n\r\n" + b"q" * 20_000 + b"\r\n"
