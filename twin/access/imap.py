@@ -67,8 +67,6 @@ from twin.access.store import (
 )
 from twin.stages.work import Work
 
-_tuple_new = tuple.__new__
-
 CPU_UNITS: dict[str, str] = {
     "imap.command": "one IMAP command read and dispatched",
     "imap.byte": "one byte of IMAP command input parsed (line and literals)",
@@ -221,36 +219,9 @@ class ImapSession:
         return reply
 
     def call(self, data: bytes) -> tuple[bytes, Work]:
-        """``(self.feed(data), self.last_work)`` in one step (the scripted
-        client's path): a whole command line, with no literal, SASL or IDLE
-        state pending, is executed as ``feed`` would execute it."""
-        if (self._buffer or self._literal or self.closed or self.starttls_requested
-                or self._sasl_tag is not None or self.idling or self._command
-                or type(data) is not bytes):
-            return self.feed(data), self.last_work
-        size = len(data)
-        if (not size or size > self.settings.max_line_bytes
-                or data.find(b"\n") != size - 1):
-            return self.feed(data), self.last_work
-        line = data[:-1].rstrip(b"\r")
-        if line.endswith(b"}"):
-            return self.feed(data), self.last_work
-        self.delay_s = 0.0
-        commands = self.commands = []
-        name, reply, work = self._dispatch(line)
-        # plus_cpu(work, units), in line
-        units = {"imap.command": 1, "imap.byte": len(line),
-                 "imap.response_byte": len(reply)}
-        cpu = work[0]
-        if cpu:
-            work = (_tuple_new(Work, ({**cpu, **units}, *work[1:]))
-                    if cpu.keys().isdisjoint(units) else plus_cpu(work, units))
-        else:
-            work = _tuple_new(Work, (units, *work[1:]))
-        commands.append((name, work))
-        self.last_work = work
-        self._spent.append(work)
-        return reply, work
+        """``(self.feed(data), self.last_work)`` in one call (the scripted
+        client's path)."""
+        return self.feed(data), self.last_work
 
     def _feed(self, data: bytes) -> bytes:
         out: list[bytes] = []

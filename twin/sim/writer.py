@@ -33,9 +33,10 @@ Operations that cancel out within a batch are folded before it goes: a file
 the batch creates and then renames or links elsewhere is created there at
 once, and one it creates and then removes is never written (``create_over``
 and ``discard`` keep rename's replacing of a file that was there). Most queue
-files live a second of simulated time, so in a day of mail this pipes two
-fifths fewer bytes and spares the child some 30,000 file system calls; the
-files at every ``sync`` are the same.
+files live a second of simulated time: for a day of the ece-2007-dell mail
+path the pipe carries 228 MB instead of 372 MB and the child does 33,044
+operations instead of 73,330, 15,169 of them removals of names never written
+(``reports/s7/opcount.py``). The files at every ``sync`` are the same.
 """
 
 from __future__ import annotations
@@ -142,8 +143,9 @@ class FileWriter:
                 added += size
             numbers.append(number)
         index = len(self._batch)
-        self._fresh.pop(path, None)
-        if not fsync:  # (a file asked to be flushed is always written)
+        if fsync:  # a file asked to be flushed is always written
+            self._fresh.pop(path, None)
+        else:
             self._fresh[path] = (index, False)
         self._seen[path] = index
         self._add("create", (path, tuple(numbers), fsync), added)
@@ -402,11 +404,9 @@ def start_writer() -> FileWriter | fileops.Files:
 def _frame(stream) -> list | None:
     """The next batch on *stream*, or None at its end.
 
-    The frame after its head is read by one call into one buffer: the
-    parent, blocked on a full pipe, is woken about once a batch rather than
-    once a piece (with a 1 MB batch of ~80 messages that was ~150 switches
-    between the processes a batch, each a wait for a free core on a busy
-    machine)."""
+    The frame after its head is read by one call into one buffer, not a read
+    for each piece, so the parent, when blocked on a full pipe, is woken
+    about once a batch rather than once a piece."""
     head = stream.read(_HEAD.size)
     if len(head) < _HEAD.size:
         return None

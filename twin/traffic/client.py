@@ -241,19 +241,9 @@ class ImapClient(_Script):
 
     def command(self, name: str, text: bytes) -> tuple[bool, bytes]:
         """Send one tagged command; (OK?, reply). NO ends the session's work."""
-        self._serial += 1
-        tag = b"A%03d" % self._serial  # self._tag()
-        data = b"%s %s\r\n" % (tag, text)
-        # self.exchange(name, data), in line
-        reply, work = self.session.call(data)
-        sent, received = len(data), len(reply)
-        self.sent += sent
-        self.received += received
-        self.commands.append((name, _tuple_new(Work, (
-            *work[:9], work[9] + sent + received, work[10] + 1))))
-        # _last_line(reply), in line
-        cut = reply.rfind(b"\r\n", 0, len(reply) - 2)
-        status = reply[cut + 2 :] if cut >= 0 else reply
+        tag = self._tag()
+        reply = self.exchange(name, b"%s %s\r\n" % (tag, text))
+        status = _last_line(reply)
         if status.startswith(tag + b" OK"):
             return True, reply
         if status.startswith(tag + b" NO") or self.session.closed:

@@ -61,6 +61,7 @@ try:  # optional: Intel Hyperscan bindings (x86_64 wheels)
 except ImportError:  # pragma: no cover -- other platforms: pure re
     _hs = None
 
+from twin.stages.spamassassin.prefilter import _GROUPREFS as _REFS
 from twin.stages.spamassassin.prefilter import _Unsupported, unparse
 from twin.stages.spamassassin.prefilter import class_octets as _class_octets
 
@@ -273,10 +274,6 @@ def _with_children(op: object, av: object, walk) -> tuple[object, object]:
     return op, av
 
 
-_REFS = frozenset(
-    getattr(_c, name) for name in ("GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE")
-    if hasattr(_c, name)
-)
 _REPEAT_OPS = frozenset(
     op
     for op in (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None))

@@ -1274,7 +1274,7 @@ def _after_start_finder(
             return None
     if start is None or consume is None:
         return None
-    if _ANY_GROUPREF(items):
+    if _has_groupref(items):
         return None  # R alone would renumber its groups
     octets, empty = _first_octets(items[1:])
     if empty:
@@ -1297,19 +1297,19 @@ def _after_start_finder(
     return (_compile(rest, regex.flags), _compile(text, regex.flags))
 
 
-def _ANY_GROUPREF(items: object) -> bool:  # noqa: N802
+def _has_groupref(items: object) -> bool:
     """Does the parsed pattern hold a back-reference?"""
     for op, av in items:  # type: ignore[attr-defined]
         if op in _GROUPREFS:
             return True
         if isinstance(av, (list, tuple)):
             for sub in av:
-                if isinstance(sub, _sre.SubPattern) and _ANY_GROUPREF(sub):
+                if isinstance(sub, _sre.SubPattern) and _has_groupref(sub):
                     return True
                 if isinstance(sub, list) and op is _c.BRANCH:
-                    if any(_ANY_GROUPREF(b) for b in sub):
+                    if any(_has_groupref(b) for b in sub):
                         return True
-        elif isinstance(av, _sre.SubPattern) and _ANY_GROUPREF(av):
+        elif isinstance(av, _sre.SubPattern) and _has_groupref(av):
             return True
     return False
 
