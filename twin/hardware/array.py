@@ -298,6 +298,13 @@ class Array:
         self.failed: set[int] = set()
         self._raid5_healthy = spec.level == "raid5" and spec.disks >= 4
         """No disk failed of a RAID 5 (small writes take ``_write_disks``' path)."""
+        self._write_all: tuple[Disk, ...] | None = None
+        """The disks a write goes to, all at once, whatever its size and place:
+        every disk of a single disk or RAID 1 with no disk failed, else None
+        (``write_plan`` and ``submit_plan`` then)."""
+        self._single: Disk | None = None
+        """The disk of a healthy single-disk array, else None."""
+        self._set_write_all()
         self._positioning_s = (
             positioning_s(spec.disk, sequential=False),
             positioning_s(spec.disk, sequential=True),
@@ -355,6 +362,17 @@ class Array:
         self.disks[index].cancel_future()
         self.failed.add(index)
         self._raid5_healthy = False
+        self._write_all = None
+        self._single = None
+
+    def _set_write_all(self) -> None:
+        """Set ``_write_all`` and ``_single`` from the level and the failed disks."""
+        healthy = not self.failed
+        level = self.spec.level
+        self._write_all = (
+            tuple(self.disks) if healthy and level in ("single", "raid1") else None
+        )
+        self._single = self.disks[0] if healthy and level == "single" else None
 
     def offset(self, key: str) -> int:
         """``placement_offset(key, usable_bytes)``."""
@@ -564,6 +582,31 @@ class Array:
         """Book a read of *nbytes* of file *key* submitted at *at*; return its end."""
         if nbytes <= 0:
             return at
+        # the commonest plans inline, booked as submit_plan books them: one
+        # block of one stripe unit of a healthy RAID 5, any read of a healthy
+        # single disk (one I/O on one disk)
+        disk = None
+        if self._raid5_healthy:
+            unit_bytes = self._unit_bytes
+            unit, within = divmod(
+                (crc32(key.encode()) % self._blocks) * BLOCK_BYTES, unit_bytes
+            )  # self.offset(key), inlined
+            if within + nbytes <= unit_bytes:
+                disks = self.disks
+                n = len(disks)
+                row, j = divmod(unit, n - 1)  # raid5_data_disk(unit, n), inlined
+                disk = disks[(n - row % n + j) % n]
+        elif self._single is not None:
+            disk = self._single
+        if disk is not None:
+            self.reads += 1
+            if now is None:
+                now = self.env.now
+            done = disk.reserve(self._random_s + nbytes / self._rate, at, nbytes, now)
+            start = disk.last_start
+            if start > at:
+                self._waits.note(at, start)
+            return done if done > at else at
         plan, degraded = self._read_plan(self.offset(key), nbytes)
         self.reads += 1
         self.degraded_reads += degraded
@@ -632,13 +675,28 @@ class Array:
     def _write_disks(
         self, key: str, nbytes: int, at: float, now: float | None = None
     ) -> float:
-        """``submit_plan(write_plan(key, nbytes), at)``, the commonest plan inline.
+        """``submit_plan(write_plan(key, nbytes), at)``, the commonest plans inline.
 
         A small write inside one stripe unit of a healthy RAID 5 (read old data
-        and parity, then write both) is booked without building the plan.
+        and parity, then write both) and any write to a healthy single disk or
+        RAID 1 (every disk at once) are booked without building the plan, in
+        the same order and with the same floats as ``submit_plan``.
         """
         if now is None:
             now = self.env.now
+        mirrors = self._write_all
+        if mirrors is not None:  # one phase: nbytes on every disk, submitted at at
+            service = self._random_s + nbytes / self._rate
+            waits = self._waits
+            end = at
+            for disk in mirrors:
+                done = disk.reserve(service, at, nbytes, now)
+                start = disk.last_start
+                if start > at:
+                    waits.note(at, start)
+                if done > end:
+                    end = done
+            return end
         if self._raid5_healthy:
             unit_bytes = self._unit_bytes
             unit, within = divmod(
@@ -653,25 +711,22 @@ class Array:
                 data = disks[(parity + 1 + j) % n]
                 check = disks[parity]
                 service = self._random_s + nbytes / self._rate
-                # the reads, then the writes
-                t = self._pair(data, check, service, at, nbytes, now)
-                return self._pair(data, check, service, t, nbytes, now)
+                note = self._waits.note
+                # two phases, the reads then the writes, each on the data disk
+                # then on the parity disk, both submitted at the phase's start
+                t = at
+                for _phase in (0, 1):
+                    end = data.reserve(service, t, nbytes, now)
+                    start = data.last_start
+                    if start > t:
+                        note(t, start)
+                    done = check.reserve(service, t, nbytes, now)
+                    start = check.last_start
+                    if start > t:
+                        note(t, start)
+                    t = done if done > end else end
+                return t
         return self.submit_plan(self.write_plan(key, nbytes), at, False, now)
-
-    def _pair(
-        self, data: Disk, check: Disk, service: float, at: float, nbytes: int,
-        now: float,
-    ) -> float:
-        """One phase of a RAID 5 small write: *service* on the data disk, then
-        on the parity disk, both submitted at *at*; the later end."""
-        waits = self._waits
-        end = data.reserve(service, at, nbytes, now)
-        if data.last_start > at:
-            waits.note(at, data.last_start)
-        done = check.reserve(service, at, nbytes, now)
-        if check.last_start > at:
-            waits.note(at, check.last_start)
-        return done if done > end else end
 
     # -- SimPy ---------------------------------------------------------------
 
@@ -762,6 +817,7 @@ class Array:
         self._raid5_healthy = (
             not self.failed and self.spec.level == "raid5" and len(self.disks) >= 4
         )
+        self._set_write_all()
 
     # -- the sampler's view: Servers-like, summed over the disks ---------------
 

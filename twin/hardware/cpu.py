@@ -152,7 +152,7 @@ class Threads(Timeline):
 class Cpu:
     """The hardware threads of *spec* in *env*; ``yield from cpu.run(seconds)``."""
 
-    __slots__ = ("env", "spec", "name", "threads", "cores", "_slowdown")
+    __slots__ = ("env", "spec", "name", "threads", "cores", "_slowdown", "_shared_at")
 
     def __init__(self, env: simpy.Environment, spec: CpuSpec, name: str = "") -> None:
         self.env = env
@@ -161,6 +161,9 @@ class Cpu:
         self.threads = Threads(env, spec.threads, name)
         self.cores = spec.cores
         self._slowdown = 1.0 / shared_speed(spec)
+        self._shared_at = len(self.threads._free) - spec.cores
+        """A job shares its core when at most this many threads are free no
+        later than its start (``threads - cores``)."""
 
     @property
     def jobs(self) -> int:
@@ -181,8 +184,9 @@ class Cpu:
         start = free[0]  # the thread free soonest (the list is sorted)
         if start < submit:
             start = submit
-        # busy at the start, this job included: 1 + threads free after it
-        if len(free) - bisect_right(free, start) >= self.cores:
+        # busy at the start, this job included: 1 + threads free after it;
+        # more than cores when len(free) - bisect_right(...) >= cores
+        if bisect_right(free, start) <= self._shared_at:
             seconds *= self._slowdown
         pending = threads._pending
         if pending and pending[0][2] <= submit:

@@ -52,7 +52,6 @@ from array import array
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Generator
-from itertools import islice
 
 import numpy as np
 import simpy
@@ -246,8 +245,15 @@ class Timeline:
                 self._drain(now)
         gaps = self._gaps
         if gaps:
-            if gaps[-1][1] <= now:  # every idle window is over
+            last = gaps[-1][1]  # the windows' ends are in order: the latest
+            if last <= now:  # every idle window is over
                 gaps.clear()
+            elif submit + service_s > last + GAP_SLACK_S:
+                # the job ends after every window, wherever placed: none fits
+                # (what _fill_gap finds, without the scan); drop the windows
+                # already over as it does
+                while gaps[0][1] <= now:
+                    del gaps[0]
             else:
                 end = self._fill_gap(service_s, submit, now)
                 if end is not None:
@@ -275,11 +281,13 @@ class Timeline:
         while gaps and gaps[0][1] <= now:
             del gaps[0]
         index = 0
-        if len(gaps) > GAP_SCAN:
+        count = len(gaps)
+        if count > GAP_SCAN:
             # the windows are in time order, their ends too; a job ends at or
             # after submit + service_s, so none ending before that fits: skip them
             index = bisect_left(gaps, submit + service_s, key=_gap_limit)
-        for low, high in islice(gaps, index, None):
+        while index < count:  # (gaps changes only on the way out)
+            low, high = gaps[index]
             start = low if low > submit else submit
             end = start + service_s
             if end <= high + GAP_SLACK_S:

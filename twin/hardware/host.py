@@ -118,6 +118,10 @@ class Host:
         }
         self.page_cache = PageCache(profile.memory.page_cache_bytes)
         self.link = Link(env, profile.link, f"{name}.link")
+        self._only_array = (
+            next(iter(self.arrays.values())) if len(self.arrays) == 1 else None
+        )
+        """``array(None)``: the host's only array, None with several (or none)."""
         self._unit_s: dict[str, float] = {}
         self.background_writes = 0
         """Writes handed to background write-back so far."""
@@ -235,9 +239,14 @@ class Host:
             or scanned
             or locks
         ):  # Work.touches_storage, inlined: most steps are CPU and network only
-            target = self.arrays.get(array) if array is not None else None
-            if target is None:
-                target = self.array(array)
+            if array is None:
+                target = self._only_array
+                if target is None:
+                    target = self.array(array)  # raises: no or several arrays
+            else:
+                target = self.arrays.get(array)
+                if target is None:
+                    target = self.array(array)  # raises: no such array
         if cpu_s is None:
             cpu_s = self.cpu_seconds(work)
         if cpu_s > 0:
@@ -291,18 +300,21 @@ class Host:
                 t = target.write_at(folder, metadata * METADATA_IO_BYTES, t, now)
             return t
         if writes or metadata:
-            later: list[tuple[str, int]] = []
+            # each write handed over as the page cache takes it (the cache and
+            # the array share no state: what "cache all, then hand all over"
+            # books)
+            behind = target.write_behind
+            count = 0
             for key, nbytes in writes:
                 cache.write(key, nbytes)
                 if nbytes > 0:
-                    later.append((key, nbytes))
+                    behind(key, nbytes, t, now)
+                    count += 1
             if metadata:
                 folder = folder or _directory_key(work, self.name)
-                later.append((folder, metadata * METADATA_IO_BYTES))
-            if later:
-                for key, nbytes in later:
-                    target.write_behind(key, nbytes, t, now)
-                self.background_writes += len(later)
+                behind(folder, metadata * METADATA_IO_BYTES, t, now)
+                count += 1
+            self.background_writes += count
         return t
 
 

@@ -91,17 +91,22 @@ class PageCache:
 
     def _store(self, key: str, nbytes: int, have: int) -> None:
         files = self._files
-        keep = min(nbytes, self.capacity_bytes)
+        capacity = self.capacity_bytes
+        keep = nbytes if nbytes < capacity else capacity
         if have:
             files.move_to_end(key)
         if keep <= 0:
             return
         files[key] = keep
-        self.used_bytes += keep - have
-        while self.used_bytes > self.capacity_bytes:
-            victim, size = files.popitem(last=False)
-            self.used_bytes -= size
-            self.evicted_bytes += size
+        used = self.used_bytes + keep - have
+        if used > capacity:
+            evicted = 0
+            while used > capacity:
+                _victim, size = files.popitem(last=False)
+                used -= size
+                evicted += size
+            self.evicted_bytes += evicted
+        self.used_bytes = used
 
     @property
     def read_hit_rate(self) -> float:
