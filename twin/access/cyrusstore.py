@@ -525,9 +525,11 @@ class _Index:
             return False
         return current != known
 
-    def dirs_synced(self) -> None:
-        """Note that index and directories are in step now."""
-        self.mtimes = _dir_mtimes(self.folder)
+    def dirs_synced(self, mtimes: tuple[int, int] | None = None) -> None:
+        """Note that index and directories are in step now (*mtimes*: the
+        directories' mtimes as their writer will leave them, instead of a
+        stat of them as they are)."""
+        self.mtimes = _dir_mtimes(self.folder) if mtimes is None else mtimes
         self.shared.dirs = self.mtimes
 
     def header_bytes(self, count: int | None = None) -> bytes:
@@ -701,10 +703,20 @@ class _Index:
         return _tuple_new(Work, ({"cyrus.parse_byte": size, "cyrus.record": 1}, reads,
                                  (), 0, 0, 0, 0, 0, 0, 0, 0))
 
-    def rebuild(self, now: float, texts: dict[str, bytes] | None = None) -> Work:
+    def rebuild(self, now: float, texts: dict[str, bytes] | None = None,
+                pending_mtime_ns: int | None = None) -> Work:
         """Reconstruct index and cache from the maildir (reads every message,
-        but those whose bytes *texts* holds by file name)."""
-        names, work = self._listing()
+        but those whose bytes *texts* holds by file name). With
+        *pending_mtime_ns* *texts* is the whole mailbox, every file in
+        ``cur/`` (a writer process may not have written them yet): the
+        listing is taken from it (the names ``os.listdir`` would find, so the
+        same records, order and Work) and the directories' state noted is
+        that mtime, which the caller gives ``new/`` and ``cur/`` once the
+        files are written."""
+        if pending_mtime_ns is None:
+            names, work = self._listing()
+        else:
+            names, work = _listing_of(texts or {})
         self.uidvalidity = max(1, int(now)) & 0xFFFFFFFF
         self.uidnext, self.recent_uid, self.records = 1, 0, []
         cache = bytearray()
@@ -714,7 +726,8 @@ class _Index:
             raw = texts.get(filename)
             works.append(self.add_file(subdir, filename, cache, None, None, None,
                                        None if raw is None else _parse_stored(raw)))
-        self.dirs_synced()
+        self.dirs_synced(None if pending_mtime_ns is None
+                         else (pending_mtime_ns, pending_mtime_ns))
         works.append(self.write_all(bytes(cache)))
         return sum_work(works)  # the same as adding them up one by one
 
@@ -729,8 +742,7 @@ class _Index:
             scanned += len(entries)
             for entry in entries:
                 if not entry.startswith("."):
-                    match = _STAMP.match(entry)
-                    names.append((int(match.group(1)) if match else 0, subdir, entry))
+                    names.append((_stamp_key(entry), subdir, entry))
         return names, Work(dir_entries_scanned=scanned)
 
     def find_file(self, record: _Record) -> Work:
@@ -819,6 +831,14 @@ class _Index:
             work += self.add_file(subdir, filename, grown, None)
         self.dirs_synced()
         return work + self.write_all(bytes(grown))
+
+
+def _listing_of(texts: dict[str, bytes]) -> tuple[list[tuple[int, str, str]], Work]:
+    """``_Index._listing`` of a maildir whose ``cur/`` holds exactly the files
+    *texts* names and whose ``new/`` is empty."""
+    names = [(_stamp_key(entry), "cur", entry) for entry in texts
+             if not entry.startswith(".")]
+    return names, Work(dir_entries_scanned=len(texts))
 
 
 def _stamp_key(name: str) -> int:
@@ -1248,7 +1268,8 @@ class CyrusBackend:
         return known
 
     def _load(self, user: str, name: str, now: float, create_inbox: bool,
-              texts: dict[str, bytes] | None = None) -> tuple[str, _Index, Work]:
+              texts: dict[str, bytes] | None = None,
+              pending_mtime_ns: int | None = None) -> tuple[str, _Index, Work]:
         canonical, folder, key = self._folder(user, name)
         work = NO_WORK
         shared = _SHARED.get(folder) if self.sole_writer else None
@@ -1282,8 +1303,11 @@ class CyrusBackend:
             else:
                 self.index_counts["reused"] += 1
             index.held = True
+            if got is not None and pending_mtime_ns is not None:
+                index.held = False
+                raise StoreError(f"mailbox {name!r} of {user!r} has an index already")
             if got is None:
-                work += index.rebuild(now, texts)
+                work += index.rebuild(now, texts, pending_mtime_ns)
             else:
                 # (NO_WORK + got is got)
                 work = got if work is NO_WORK else work + got
@@ -1316,19 +1340,33 @@ class CyrusBackend:
              ) -> tuple[CyrusMailbox, Work]:
         return self._open(user, name, readonly, now)
 
-    def index_written(self, user: str, texts: dict[str, bytes], now: float) -> Work:
+    def index_written(self, user: str, texts: dict[str, bytes], now: float,
+                      pending_mtime_ns: int | None = None) -> Work:
         """Open and close INBOX read-write as a first session does, building
         the index (a reconstruct) when it has none, with the bytes of the
         files *texts* names (file name in ``new/`` or ``cur/`` -> bytes as
         written) taken from there instead of read back: a writer that has
-        just written them indexes them (those reads are not in the Work)."""
-        mailbox, work = self._open(user, "INBOX", False, now, texts)
+        just written them indexes them (those reads are not in the Work).
+
+        *pending_mtime_ns* (an INBOX whose ``new/``, ``cur/`` and ``tmp/``
+        exist and that has no index yet): *texts* is the whole mailbox, every
+        file in ``cur/`` named after its delivery time, and a writer process
+        may not have written them yet. The index is built from *texts* alone
+        (the same bytes as a reconstruct afterwards: same listing, order and
+        records), reading nothing of the maildir, and notes
+        *pending_mtime_ns* as the mtime of ``new/`` and ``cur/``: the caller
+        sets both to it after the files are written (through the same
+        writer), so the index's note is true once the writer is done."""
+        mailbox, work = self._open(user, "INBOX", False, now, texts,
+                                   pending_mtime_ns)
         return work + mailbox.close()
 
     def _open(self, user: str, name: str, readonly: bool, now: float,
-              texts: dict[str, bytes] | None = None) -> tuple[CyrusMailbox, Work]:
+              texts: dict[str, bytes] | None = None,
+              pending_mtime_ns: int | None = None) -> tuple[CyrusMailbox, Work]:
         canonical, index, work = self._load(user, name, now, create_inbox=True,
-                                            texts=texts)
+                                            texts=texts,
+                                            pending_mtime_ns=pending_mtime_ns)
         recent_uid = index.recent_uid
         for record in index.records:
             info = record.info

@@ -96,6 +96,9 @@ class AccessLoad:
             streams("access.mailboxes"),
             profiles=self.profiles,
             host_fsync=host_fsync,
+            # the message files go through the model's writer: a session
+            # waits for its user's (ready), as for deliveries
+            files=files,
         )
         self.stats = stats
         self.states = [ClientState(known) for known in stats.known_messages]

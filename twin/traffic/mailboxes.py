@@ -21,6 +21,11 @@ and the access servers use:
   (``Status: RO`` read / ``O`` unread, ``X-UID``, and ``X-IMAPbase`` in the
   first), so UW's first open finds nothing to renumber or rewrite.
 
+With ``files`` (a simulator's writer process, ``twin.sim.writer``) the
+message files are written by that process while this one draws the next
+mailboxes; ``files.touch(user)`` follows each user's files (a reader calls
+``files.ready(user)``), and the bytes, names and indexes are the same.
+
 Either way UIDs are 1..n in time order, which is what ``known_messages`` tells
 a client that has already seen them (``twin.traffic.client.ClientState``).
 
@@ -52,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from twin.access.cyrusstore import CyrusBackend
+from twin.stages.fileops import DIRECT, Files
 from twin.stages.maildir import SIMULATION_EPOCH_S, MaildirSettings, maildir_path
 from twin.stages.mbox import mbox_path
 from twin.traffic.population import Population
@@ -59,6 +65,13 @@ from twin.traffic.users import DAY_S, ReadingSettings, UserProfiles, draw_profil
 
 FORMATS = ("maildir", "mbox")
 ATTACHMENT_BYTES = 16_384  # assumption: larger kept mail carries an attachment
+HERE_SHARE = 0.2
+"""With a writer process, the share of the message bytes written here at once
+(whole mailboxes, the first while the running share is below it): the
+writer's creates cost more than the drawing here, so both processes stay busy
+(ece-2007-dell on the 2-core VM: about even CPU at 0.2-0.25,
+reports/s8 measurements in the report). Files are the same either way."""
+_IOV_MAX = 1024  # pieces one writev takes (Linux UIO_MAXIOV), as a file's parts
 _TEXT_CORPUS_BYTES = 1 << 16
 _BOUNDARY = b"=_twin_part_0"
 _WORDS = (
@@ -213,11 +226,24 @@ def populate(store_root: str | Path, fmt: str, population: Population,
              settings: ReadingSettings, rng: np.random.Generator,
              profiles: UserProfiles | None = None, index: bool = True,
              maildir_settings: MaildirSettings | None = None,
-             host_fsync: bool = True) -> MailboxStats:
+             host_fsync: bool = True, files: Files | None = None) -> MailboxStats:
     """Write every user's mailbox under *store_root* (created if missing).
 
     *host_fsync* is the ``CyrusBackend`` setting the indexes are built with
     (False: no real ``os.fsync``, as in a simulator's store).
+
+    *files* (a simulator's ``twin.sim.writer.FileWriter``): the message
+    files are created through it, in a writer process, while this one goes
+    on drawing the next mailboxes (all but ``HERE_SHARE`` of the bytes,
+    written here at once); ``files.touch(user)`` follows each user's files
+    it writes, so a reader calls ``files.ready(user)`` before it reads them. The
+    directories are still made here (the delivery stage and the index files
+    need them now). Each maildir's index is built from the bytes alone, and
+    the mtime it notes for ``new/`` and ``cur/`` (the simulation epoch) is
+    set on them by the writer after the files (``set_mtime``). The mbox
+    spool files are synced before the return (the mbox delivery stage
+    appends to them at once, not through the writer). The files are the
+    same bytes either way. None: written at once, here.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
@@ -247,7 +273,12 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     backend = (CyrusBackend(root, host_fsync=host_fsync,
                             sole_writer=not host_fsync)
                if fmt == "maildir" and index else None)
+    # what the writer gives new/ and cur/ after a user's files, and what the
+    # index notes of them: a whole second (exact as a float), the epoch
+    dirs_s = int(epoch)
+    dirs_ns = dirs_s * 1_000_000_000
     unread_total = message_total = file_total = 0
+    bytes_here = bytes_all = 0
     for user_index, user in enumerate(population.usernames):
         count = int(counts[user_index])
         sizes = _sizes(settings, float(profiles.size_median_bytes[user_index]), count,
@@ -260,19 +291,46 @@ def populate(store_root: str | Path, fmt: str, population: Population,
             count, int(math.floor(count * settings.unread_share + rng.random())))
         seen_upto = count - unread_count
         args = (root, user, domain, sizes.tolist(), stamps, seen_upto, corpus)
-        if fmt == "maildir":
-            texts: dict[str, bytes] = {}
-            written = _write_maildir(*args, host, texts)
-            if backend is not None:
-                backend.index_written(user, texts, float(epoch))
+        if files is None:
+            if fmt == "maildir":
+                texts: dict[str, bytes] = {}
+                written = _write_maildir(*args, host, texts)
+                if backend is not None:
+                    backend.index_written(user, texts, float(epoch))
+            else:
+                written = _write_mbox(*args)
         else:
-            written = _write_mbox(*args)
+            # a share of the mailboxes is written here at once, so that both
+            # processes are busy (the writer's kernel work is the larger)
+            user_bytes = int(sizes.sum())
+            here = HERE_SHARE > 0 and (
+                bytes_here <= HERE_SHARE * (bytes_all + user_bytes))
+            sink = DIRECT if here else files
+            bytes_all += user_bytes
+            if here:
+                bytes_here += user_bytes
+            if fmt == "maildir":
+                texts = {}
+                written = _write_maildir(*args, host, texts, sink)
+                if backend is not None:
+                    # the index from the bytes alone; the directories get the
+                    # mtime it notes once the writer has written the files
+                    backend.index_written(user, texts, float(epoch), dirs_ns)
+                    inbox = str(maildir_path(root, user))
+                    sink.set_mtime(inbox + "/new", dirs_s)
+                    sink.set_mtime(inbox + "/cur", dirs_s)
+            else:
+                written = _write_mbox(*args, sink)
+            if not here:
+                files.touch(user)
         per_messages.append(count)
         per_bytes.append(int(sizes.sum()))
         known.append(0 if waiting else count)
         unread_total += unread_count
         message_total += per_bytes[-1]
         file_total += written
+    if files is not None and fmt == "mbox":
+        files.sync()  # mbox delivery appends at once, without waiting
     indexed = backend is not None
     return MailboxStats(fmt, n_users, int(counts.sum()), unread_total, message_total,
                         file_total, max(per_bytes, default=0), tuple(per_messages),
@@ -281,9 +339,10 @@ def populate(store_root: str | Path, fmt: str, population: Population,
 
 def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
                    stamps: list[int], seen_upto: int, corpus: _Base64Corpus,
-                   host: str, texts: dict[str, bytes] | None = None) -> int:
-    """Write one user's maildir; *texts* gets each file's name in ``cur/``
-    and bytes."""
+                   host: str, texts: dict[str, bytes] | None = None,
+                   files: Files | None = None) -> int:
+    """Write one user's maildir (the files through *files* when given; the
+    directories here); *texts* gets each file's name in ``cur/`` and bytes."""
     inbox = maildir_path(root, user)
     for sub in ("tmp", "new", "cur"):
         os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
@@ -296,6 +355,14 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
         filename = f"{stamp}.I{k:07d}.{host}{info}"
         path = f"{cur}/{filename}"
         text = b"".join(_message(name, domain, k, stamp, size, b"", corpus))
+        if files is not None:
+            if len(text) != size:
+                raise AssertionError(f"made {len(text)} of {size} bytes for {path}")
+            files.create(path, (text,), False)
+            if texts is not None:
+                texts[filename] = text
+            total += size
+            continue
         fd = os.open(path, flags, 0o600)
         try:
             wrote = os.write(fd, text)
@@ -310,22 +377,39 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
 
 
 def _write_mbox(root: Path, user: str, domain: bytes, sizes: list[int],
-                stamps: list[int], seen_upto: int, corpus: _Base64Corpus) -> int:
+                stamps: list[int], seen_upto: int, corpus: _Base64Corpus,
+                files: Files | None = None) -> int:
+    """Write one user's spool file (through *files* when given)."""
     path = mbox_path(root, user)
+    if files is not None:
+        parts: list = []
+        total = _mbox_pieces(parts.append, user, domain, sizes, stamps, seen_upto,
+                             corpus)
+        if len(parts) > _IOV_MAX:  # one writev takes at most _IOV_MAX pieces
+            step = -(-len(parts) // _IOV_MAX)
+            parts = [b"".join(parts[i : i + step]) for i in range(0, len(parts), step)]
+        files.create(str(path), tuple(parts), False)
+        return total
+    with open(path, "wb") as out:
+        return _mbox_pieces(out.write, user, domain, sizes, stamps, seen_upto, corpus)
+
+
+def _mbox_pieces(write, user: str, domain: bytes, sizes: list[int],
+                 stamps: list[int], seen_upto: int, corpus: _Base64Corpus) -> int:
+    """Pass the spool file's pieces in order to *write*; the bytes in all."""
     name = user.encode()
     total = 0
-    with open(path, "wb") as out:
-        for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
-            status = b"Status: RO\n" if k <= seen_upto else b"Status: O\n"
-            extra = status + b"X-UID: %d\n" % k
-            if k == 1:
-                extra = b"X-IMAPbase: %d %d\n" % (stamps[0], len(sizes)) + extra
-            pieces = _message(name, domain, k, stamp, size, extra, corpus)
-            from_line = b"From %s@example.org  %s\n" % (
-                _SENDERS[k % len(_SENDERS)], time.asctime(time.gmtime(stamp)).encode())
-            out.write(from_line)
-            for piece in pieces:
-                out.write(piece)
-            out.write(b"\n")
-            total += len(from_line) + size + 1
+    for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
+        status = b"Status: RO\n" if k <= seen_upto else b"Status: O\n"
+        extra = status + b"X-UID: %d\n" % k
+        if k == 1:
+            extra = b"X-IMAPbase: %d %d\n" % (stamps[0], len(sizes)) + extra
+        pieces = _message(name, domain, k, stamp, size, extra, corpus)
+        from_line = b"From %s@example.org  %s\n" % (
+            _SENDERS[k % len(_SENDERS)], time.asctime(time.gmtime(stamp)).encode())
+        write(from_line)
+        for piece in pieces:
+            write(piece)
+        write(b"\n")
+        total += len(from_line) + size + 1
     return total
