@@ -40,3 +40,51 @@ def both_ways():
         return results
 
     return run
+
+
+@pytest.fixture
+def shipped_body_rules():
+    """``shipped_body_rules(names)``: the shipped rules *names* compiled alone
+    as body rules (each with its prefilter, finders and gates' patterns)."""
+    from twin.stages.spamassassin import rules
+    from twin.stages.spamassassin.commands import DEFAULT_RULES_DIR
+    from twin.stages.spamassassin.conf import parse_files, rule_files
+    from twin.stages.spamassassin.prefilter import TrigramIndex
+
+    def compile_(names: tuple[str, ...]) -> list:
+        config = parse_files(rule_files(DEFAULT_RULES_DIR))
+        index = TrigramIndex()
+        return [
+            rules._regex_rule(name, "body", config.rules[name].text, config, index)
+            for name in names
+        ]
+
+    return compile_
+
+
+SA_CORPUS = "/work/shared/data/sa-publiccorpus"
+
+
+@pytest.fixture
+def corpus_messages():
+    """``corpus_messages(every)``: every *every*-th message of the public
+    corpus's spam, then easy_ham, parsed (skips when the corpus is absent)."""
+    from pathlib import Path
+
+    from twin.stages.spamassassin.message import NotAMessage, ParsedMessage
+
+    def read(every: int) -> list:
+        corpus = Path(SA_CORPUS)
+        if not corpus.is_dir():
+            pytest.skip(f"no corpus at {corpus}")
+        messages = []
+        for folder in ("spam", "easy_ham"):
+            paths = sorted(p for p in (corpus / folder).iterdir() if p.is_file())
+            for path in paths[::every]:
+                try:
+                    messages.append(ParsedMessage(path.read_bytes()))
+                except NotAMessage:
+                    continue
+        return messages
+
+    return read

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from twin.stages.spamassassin import hsgate, rules
-from twin.stages.spamassassin.commands import DEFAULT_RULES_DIR
 from twin.stages.spamassassin.conf import parse_files, rule_files
-from twin.stages.spamassassin.message import NotAMessage, ParsedMessage
 from twin.stages.spamassassin.prefilter import (
     TextView,
     TrigramIndex,
@@ -22,8 +20,6 @@ from twin.stages.spamassassin.prefilter import (
     rule_filter,
     start_finder,
 )
-
-CORPUS = Path("/work/shared/data/sa-publiccorpus")
 
 # (pattern, flags, form): "start" for a ``(?:^|S)R`` finder, "ahead" for a
 # first-octet finder, None for no finder.
@@ -98,43 +94,25 @@ def test_first_match_equals_search_on_random_texts() -> None:
     assert total > 2000  # the texts hit often: matches are compared too
 
 
-def _shipped(names: tuple[str, ...]) -> list[rules.RegexRule]:
-    config = parse_files(rule_files(DEFAULT_RULES_DIR))
-    index = TrigramIndex()
-    return [
-        rules._regex_rule(name, "body", config.rules[name].text, config, index)
-        for name in names
-    ]
-
 
 GIANTS = ("__YOUR_PASSWORD", "__PAY_ME", "FUZZY_PHARMACY", "T_TVD_FUZZY_SECURITIES",
           "__LOTSA_MONEY_04", "__HAS_ANY_EMAIL")
 
 
-def _corpus_texts(every: int) -> list[bytes]:
-    if not CORPUS.is_dir():
-        pytest.skip(f"no corpus at {CORPUS}")
-    texts = []
-    for folder in ("spam", "easy_ham"):
-        paths = sorted(p for p in (CORPUS / folder).iterdir() if p.is_file())
-        for path in paths[::every]:
-            try:
-                msg = ParsedMessage(path.read_bytes())
-            except NotAMessage:
-                continue
-            texts.append(b"".join(msg.body_lines))
-            texts.append(b"".join(msg.rawbody_lines))
-    return texts
 
-
-def test_shipped_giants_get_finders_with_the_same_matches() -> None:
-    compiled = _shipped(GIANTS)
+def test_shipped_giants_get_finders_with_the_same_matches(
+    shipped_body_rules, corpus_messages
+) -> None:
+    compiled = shipped_body_rules(GIANTS)
     by_name = {rule.name: rule for rule in compiled}
     # The ReplaceTags giants start with ``(?:^|\s)``; the FUZZY rules with
     # look-aheads before a few octets.
     assert by_name["__PAY_ME"].filter.finders[0][0] is not None
     assert by_name["FUZZY_PHARMACY"].filter.finders[2][0] is None
-    texts = _corpus_texts(40)
+    texts = []
+    for msg in corpus_messages(40):
+        texts.append(b"".join(msg.body_lines))
+        texts.append(b"".join(msg.rawbody_lines))
     texts += [b"please pay me now", b" your passw0rd", b"ph@rmacy\nsecur1ties",
               b"USD 9m2 \n", b"a@b.example", b""]
     matches = 0

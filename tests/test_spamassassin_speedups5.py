@@ -11,20 +11,14 @@ import random
 import re
 from pathlib import Path
 
-import pytest
-
 from twin.stages.spamassassin import rules
-from twin.stages.spamassassin.commands import DEFAULT_RULES_DIR
 from twin.stages.spamassassin.conf import parse_files, rule_files
-from twin.stages.spamassassin.message import NotAMessage, ParsedMessage
 from twin.stages.spamassassin.prefilter import (
     TrigramIndex,
     find_start,
     rule_filter,
     start_finder,
 )
-
-CORPUS = Path("/work/shared/data/sa-publiccorpus")
 
 # (pattern, flags, skip literals or None)
 SKIP_CASES = [
@@ -147,34 +141,13 @@ def test_plain_patterns() -> None:
     assert not rules._plain(re.compile(rb"abcde"))  # more than a few items
 
 
-def _shipped(names: tuple[str, ...]) -> list[rules.RegexRule]:
-    config = parse_files(rule_files(DEFAULT_RULES_DIR))
-    index = TrigramIndex()
-    return [
-        rules._regex_rule(name, "body", config.rules[name].text, config, index)
-        for name in names
-    ]
 
 
-def _corpus_texts(every: int) -> list[bytes]:
-    if not CORPUS.is_dir():
-        pytest.skip(f"no corpus at {CORPUS}")
-    texts = []
-    for folder in ("spam", "easy_ham"):
-        paths = sorted(p for p in (CORPUS / folder).iterdir() if p.is_file())
-        for path in paths[::every]:
-            try:
-                msg = ParsedMessage(path.read_bytes())
-            except NotAMessage:
-                continue
-            texts.extend(msg.body_lines)
-            texts.extend(msg.rawbody_lines)
-    return texts
-
-
-def test_shipped_rules_skip_literals_and_dr_oz_on_the_corpus() -> None:
+def test_shipped_rules_skip_literals_and_dr_oz_on_the_corpus(
+    shipped_body_rules, corpus_messages
+) -> None:
     names = ("__FILL_THIS_FORM_LOAN1", "__FUZZY_DR_OZ")
-    compiled = {r.name: r for r in _shipped(names)}
+    compiled = {r.name: r for r in shipped_body_rules(names)}
     fill = compiled["__FILL_THIS_FORM_LOAN1"]
     assert b"zaw" in fill.literals and b"zaw" not in fill.skip_literals
     assert b"zaw=f3d" in fill.skip_literals
@@ -183,7 +156,10 @@ def test_shipped_rules_skip_literals_and_dr_oz_on_the_corpus() -> None:
     assert dr_oz.filter.finders[1] == (None, None)
     assert dr_oz.filter.finders[2] == (None, None)
     assert dr_oz.filter.finders[0] is not None
-    paragraphs = _corpus_texts(10)
+    paragraphs = []
+    for msg in corpus_messages(10):
+        paragraphs.extend(msg.body_lines)
+        paragraphs.extend(msg.rawbody_lines)
     paragraphs += [b"your annual income: ____\n", b"zaw\xf3d: ....\n", b"Dr. Oz\n",
                    b"\xc3\x90r Oz \n", b"zaw=F3d:   \n"]
     matched = 0
