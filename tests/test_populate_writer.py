@@ -185,8 +185,9 @@ def test_mbox_through_the_writer_is_the_same_store(tmp_path, population, profile
         assert len(mailbox.mbox(tmp_path / "b" / user, create=False)) == count
 
 
-def test_a_long_mbox_goes_as_at_most_iov_max_parts(tmp_path, writer):
-    """Over 1,024 pieces (a writev's limit) the file goes in joined parts."""
+def test_a_spool_file_of_more_pieces_than_a_writev_takes(tmp_path, writer):
+    """Over 1,024 pieces (a writev's limit) the file is written whole, through
+    the writer and at once (fileops writes IOV_MAX pieces a call)."""
     count = 400  # 5 or 6 pieces a message
     sizes = [3_000 + 97 * k for k in range(count)]
     stamps = [EPOCH_S - 86_400 + 60 * k for k in range(count)]

@@ -61,7 +61,7 @@ from twin.errors import TwinError
 from twin.stages import fileops
 
 _HEAD = struct.Struct("<QQQ")
-IOV_MAX = 1024
+IOV_MAX = fileops.IOV_MAX
 _CHILD = "from twin.sim.writer import main; sys.exit(main())"
 _CREATES = frozenset(("create", "create_over"))
 """Operations that write data pieces (``create_over``: a folded rename)."""

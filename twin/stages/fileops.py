@@ -22,8 +22,17 @@ CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 """A new file, never one that exists (as Postfix and maildir writers insist)."""
 
 
+IOV_MAX = 1024
+"""Pieces one ``writev`` takes (Linux's UIO_MAXIOV)."""
+
+
 def write_all(fd: int, parts: tuple[bytes, ...]) -> None:
-    """Write every byte of *parts* to *fd* (one writev unless it is short)."""
+    """Write every byte of *parts* to *fd* (one writev for each ``IOV_MAX``
+    parts, unless one is short)."""
+    if len(parts) > IOV_MAX:
+        for start in range(0, len(parts), IOV_MAX):
+            write_all(fd, parts[start : start + IOV_MAX])
+        return
     written = os.writev(fd, parts)
     total = sum(len(part) for part in parts)
     if written < total:

@@ -71,7 +71,6 @@ HERE_SHARE = 0.2
 writer's creates cost more than the drawing here, so both processes stay busy
 (ece-2007-dell on the 2-core VM: about even CPU at 0.2-0.25,
 reports/s8 measurements in the report). Files are the same either way."""
-_IOV_MAX = 1024  # pieces one writev takes (Linux UIO_MAXIOV), as a file's parts
 _TEXT_CORPUS_BYTES = 1 << 16
 _BOUNDARY = b"=_twin_part_0"
 _WORDS = (
@@ -385,9 +384,6 @@ def _write_mbox(root: Path, user: str, domain: bytes, sizes: list[int],
         parts: list = []
         total = _mbox_pieces(parts.append, user, domain, sizes, stamps, seen_upto,
                              corpus)
-        if len(parts) > _IOV_MAX:  # one writev takes at most _IOV_MAX pieces
-            step = -(-len(parts) // _IOV_MAX)
-            parts = [b"".join(parts[i : i + step]) for i in range(0, len(parts), step)]
         files.create(str(path), tuple(parts), False)
         return total
     with open(path, "wb") as out:
