@@ -360,3 +360,112 @@ def test_random_operations_leave_the_same_files_as_doing_them_at_once(
     for name, (_, stamp) in direct.items():
         if stamp < 10**6:
             assert written[name][1] == stamp
+
+
+# -- transient files held back over a reader's touch ---------------------------
+
+
+@pytest.fixture
+def batches(monkeypatch) -> list[list[tuple]]:
+    """The operations of each batch the writer pipes to its child."""
+    import pickle
+
+    seen: list[list[tuple]] = []
+    real = writer._write_vector
+
+    def recording(fd, pieces, piece_sizes):
+        seen.append(pickle.loads(pieces[1]))
+        real(fd, pieces, piece_sizes)
+
+    monkeypatch.setattr(writer, "_write_vector", recording)
+    return seen
+
+
+def test_a_transient_file_removed_after_a_touch_is_never_written(
+    tmp_path, files, batches
+):
+    for name in ("queue", "incoming", "mail"):
+        os.makedirs(tmp_path / name)
+    files.expect_readers()
+    files.create(f"{tmp_path}/incoming/q1", (b"envelope\n", b"message"), False,
+                 transient=True)
+    files.rename(f"{tmp_path}/incoming/q1", f"{tmp_path}/queue/q1")
+    files.create(f"{tmp_path}/mail/m1", (b"message",), False)
+    files.touch("user")  # a reader waits for user: the batch goes now
+    files.ready("user")
+    assert (tmp_path / "mail" / "m1").read_bytes() == b"message"
+    assert not (tmp_path / "queue" / "q1").exists()  # held back, not yet written
+    files.unlink(f"{tmp_path}/queue/q1")
+    files.sync()
+    assert tree(tmp_path) == {"mail/m1": b"message"}
+    sent_operations = [op for batch in batches for op, _ in batch]
+    # the queue file was folded into a discard of its name: never written
+    assert "create_over" not in sent_operations
+    assert sent_operations.count("create") == 1
+
+
+def test_a_held_transient_file_is_written_at_sync(tmp_path, files):
+    os.makedirs(tmp_path / "queue")
+    os.makedirs(tmp_path / "mail")
+    files.expect_readers()
+    files.create(f"{tmp_path}/queue/q1", (b"queued",), False, transient=True)
+    files.create(f"{tmp_path}/mail/m1", (b"message",), False)
+    files.touch("user")
+    files.touch("other")  # held again over a second send
+    files.sync()
+    assert tree(tmp_path) == {"queue/q1": b"queued", "mail/m1": b"message"}
+
+
+def test_a_transient_file_whose_folder_moves_is_not_held(tmp_path, files):
+    os.makedirs(tmp_path / "d1")
+    os.makedirs(tmp_path / "mail")
+    files.expect_readers()
+    files.create(f"{tmp_path}/d1/f", (b"data",), False, transient=True)
+    files.rename(f"{tmp_path}/d1", f"{tmp_path}/d9")  # names the file's folder
+    files.create(f"{tmp_path}/mail/m1", (b"message",), False)
+    files.touch("user")
+    files.ready("user")
+    assert (tmp_path / "d9" / "f").read_bytes() == b"data"
+    files.sync()
+    assert tree(tmp_path) == {"d9/f": b"data", "mail/m1": b"message"}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_operations_with_transient_files_and_readers(
+    tmp_path, files, monkeypatch, seed
+):
+    """Transient creates and touches at random: at every sync the files are
+    the ones doing every operation at once leaves, and a touched key's files
+    are there once ``ready`` returns."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(writer, "BATCH_OPERATIONS", rng.choice([7, 50, 2048]))
+    plans = {
+        name: _random_operations(random.Random(seed), tmp_path / name, 1500)
+        for name in ("direct", "writer")
+    }
+    marks = random.Random(seed + 100)
+    for name, plan in plans.items():
+        marks.seed(seed + 100)
+        changed = []
+        for step in plan:
+            if step[0] == "create":
+                changed.append((*step, marks.random() < 0.6))  # transient
+            else:
+                changed.append(step)
+            if marks.random() < 0.1:
+                changed.append(("touch", "key"))
+        plans[name] = changed
+        os.makedirs(tmp_path / name)
+    files.expect_readers()
+    syncs = 0
+    for direct_step, writer_step in zip(plans["direct"], plans["writer"], strict=True):
+        if direct_step[0] == "sync":
+            files.sync()
+            syncs += 1
+            assert tree(tmp_path / "writer") == tree(tmp_path / "direct")
+            continue
+        getattr(DIRECT, direct_step[0])(*direct_step[1:])
+        getattr(files, writer_step[0])(*writer_step[1:])
+    files.sync()
+    assert tree(tmp_path / "writer") == tree(tmp_path / "direct")
+    assert syncs > 0

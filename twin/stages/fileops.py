@@ -86,7 +86,18 @@ OPERATIONS = {
 class Files:
     """File operations done at once in the calling thread."""
 
-    def create(self, path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
+    def create(
+        self,
+        path: str,
+        parts: tuple[bytes, ...],
+        fsync: bool,
+        transient: bool = False,
+    ) -> None:
+        """Create *path* with *parts* (see ``create``). *transient* says the
+        file is likely removed soon (a queue file): a writer that batches may
+        write it after operations on other paths asked for later, up to the
+        next ``sync`` or a size limit, so that it need not be written at all
+        (its folder must be one that nothing renames or removes)."""
         create(path, parts, fsync)
 
     def mkdir(self, path: str) -> None:

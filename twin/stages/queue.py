@@ -256,7 +256,10 @@ class QueueManager:
         head = envelope.encode("utf-8", "surrogateescape")
         incoming = f"{self._dirs[INCOMING]}/{queue_id}"
         files = self.files
-        files.create(incoming, (head, message), self.settings.host_fsync)
+        # (transient: most queue files are removed within a second)
+        files.create(
+            incoming, (head, message), self.settings.host_fsync, transient=True
+        )
         files.rename(incoming, f"{self._dirs[ACTIVE]}/{queue_id}")
         size = len(head) + len(message)
         self._entries[queue_id] = _Entry(now, sender, tuple(recipients), size)
