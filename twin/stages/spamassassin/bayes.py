@@ -55,7 +55,6 @@ ROBINSON_X = 0.538  # FACTS.md
 ROBINSON_S_31 = 0.100  # FACTS.md: S in 3.1 (0.030 in 3.2)
 MIN_PROB_STRENGTH = 0.346  # FACTS.md: keep |p - 0.5| >= 0.346
 _PROB_CACHE_SIZE = 200_000  # twin speed-up: token probabilities kept at most
-_UNKNOWN = object()  # not in the probability cache
 
 _BODY_STRIP = re.compile(rb"[^-A-Za-z0-9,@*!_'\"$.\xa1-\xff]+")
 # Twin speed-up: the same stripping as one translate (octet -> space); runs of
@@ -150,16 +149,35 @@ def _split_words(text: bytes) -> set[bytes]:
     words = set(text.split())
     # (``find`` rather than ``in``: the same answer, faster on bytes)
     if text.find(b"...") >= 0 or text.find(b"--") >= 0:  # else _DOTS cannot match
-        # A match holds no whitespace, so substituting word by word (only in
-        # the words holding "..." or "--") splits into the same words as
-        # substituting in the whole text.
-        dotted = [w for w in words if w.find(b"...") >= 0 or w.find(b"--") >= 0]
-        if dotted:
-            words.difference_update(dotted)
-            sub = _DOTS.sub
-            for word in dotted:
-                words.update(sub(rb"\1 \2 \3", word).split())
+        _split_dotted(text, words)
     return words
+
+
+def _split_dotted(text: bytes, words: set[bytes]) -> None:
+    """Split, in *words* (the words of the stripped *text*), the words holding
+    "..." or "--" at ``_DOTS``'s matches.
+
+    A match holds no whitespace, so substituting word by word (only in the
+    words holding "..." or "--") splits into the same words as substituting
+    in the whole text.  Twin speed-up: those words are found from the
+    occurrences of "..." and "--" (``find`` in C; the stripped text's only
+    white space is " ") rather than by testing every word.
+    """
+    dotted: set[bytes] = set()
+    find = text.find
+    rfind = text.rfind
+    for sep in (b"...", b"--"):
+        pos = find(sep)
+        while pos >= 0:
+            end = find(b" ", pos)
+            if end < 0:
+                end = len(text)
+            dotted.add(text[rfind(b" ", 0, pos) + 1 : end])
+            pos = find(sep, end)
+    words.difference_update(dotted)
+    sub = _DOTS.sub
+    for word in dotted:
+        words.update(sub(rb"\1 \2 \3", word).split())
 
 
 def _words(text: bytes, body: bool) -> set[bytes]:
@@ -187,15 +205,27 @@ def tokenize(
     """The message's unique Bayes tokens."""
     # Paragraphs end in a newline, which the tokenizer turns into a space, so
     # the body is tokenized in one piece.
-    tokens = _words(b"".join(msg.body_lines[1:]), body=True)
+    tokens = _words(msg.body_text, body=True)
     update = tokens.update
+    caches = _HEADER_CACHES
+    table = _STRIP_TABLE
+    # Twin speed-up: ``_split_words`` and ``_header_cache`` inline (the words
+    # of a value need not be distinct: their tokens go into a set).
     for name, value in msg.headers:
         key = name.lower()
         if key in _SKIP_HEADERS or key in ignore_headers:
             continue
         # Each word's tokens, prefixed with ``H<name>:`` (kept per header).
-        cached = _header_cache(name).__getitem__
-        update(chain.from_iterable(map(cached, _split_words(value))))
+        cache = caches.get(name)
+        if cache is None or len(cache) > _WORD_CACHE_SIZE:
+            cache = _header_cache(name)
+        text = value.translate(table)
+        if text.find(b"...") >= 0 or text.find(b"--") >= 0:
+            words: set[bytes] | list[bytes] = set(text.split())
+            _split_dotted(text, words)  # type: ignore[arg-type]
+        else:
+            words = text.split()
+        update(chain.from_iterable(map(cache.__getitem__, words)))
     return tokens
 
 
@@ -261,6 +291,10 @@ class BayesDB:
         default_factory=dict, repr=False, compare=False
     )
     _probs_key: tuple[object, ...] = field(default=(), repr=False, compare=False)
+    # The significant tokens of ``_probs`` alone (token -> (strength, prob)).
+    _significant: dict[bytes, tuple[float, float]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     _generation: int = field(default=0, repr=False, compare=False)
 
     @property
@@ -272,53 +306,70 @@ class BayesDB:
         if not self.ready:
             return BayesVerdict(None, 0, 0)
         tokens = tokenize(msg, self.ignore_headers)
-        strengths: list[tuple[float, float]] = []
-        found = 0
-        lookup = self.tokens.get
-        nspam, nham, robinson_s = self.nspam, self.nham, self.robinson_s
-        prior = robinson_s * ROBINSON_X
-        probs = self._token_probs()
-        known = probs.get
-        for token in tokens:
-            entry = known(token, _UNKNOWN)
-            if entry is _UNKNOWN:
-                counts = lookup(token)
-                if counts is None:
-                    continue
-                # robinson_probability(spam, ham, nspam, nham, robinson_s), inline
-                spam, ham = counts
-                ratio_s = spam / nspam if nspam else 0.0
-                ratio_n = ham / nham if nham else 0.0
-                if ratio_s + ratio_n == 0:
-                    prob = ROBINSON_X
-                else:
-                    count = spam + ham
-                    prob = (prior + count * (ratio_s / (ratio_n + ratio_s))) / (
-                        robinson_s + count
-                    )
-                strength = abs(prob - 0.5)
-                entry = probs[token] = (
-                    (strength, prob) if strength >= MIN_PROB_STRENGTH else None
-                )
-            found += 1
-            if entry is not None:
-                strengths.append(entry)  # type: ignore[arg-type]
+        probs, significant = self._token_probs()
+        # Twin speed-up: set operations (in C) instead of a loop over the
+        # tokens; the tokens not looked up before (since the database last
+        # changed) that the database holds get their probability worked out.
+        new = tokens.difference(probs)
+        found = len(tokens) - len(new)
+        if new:
+            known = self.tokens.keys() & new
+            found += len(known)
+            if known:
+                self._add_probs(known, probs, significant)
         if not found:
             return BayesVerdict(None, len(tokens), 0)
+        # The significant tokens' (strength, probability), strongest first:
+        # sorting makes the order of the set operations irrelevant.
+        strengths = list(map(significant.__getitem__, significant.keys() & tokens))
         strengths.sort(reverse=True)
         chosen = [p for _, p in strengths[:MAX_TOKENS]]
         return BayesVerdict(chi_squared_combine(chosen), len(tokens), len(chosen))
 
-    def _token_probs(self) -> dict[bytes, tuple[float, float] | None]:
-        """The probability cache, emptied when the database has changed."""
+    def _add_probs(
+        self,
+        tokens: set[bytes],
+        probs: dict[bytes, tuple[float, float] | None],
+        significant: dict[bytes, tuple[float, float]],
+    ) -> None:
+        """Work out the (strength, probability) of tokens the database holds."""
+        lookup = self.tokens.__getitem__
+        nspam, nham, robinson_s = self.nspam, self.nham, self.robinson_s
+        prior = robinson_s * ROBINSON_X
+        for token in tokens:
+            # robinson_probability(spam, ham, nspam, nham, robinson_s), inline
+            spam, ham = lookup(token)
+            ratio_s = spam / nspam if nspam else 0.0
+            ratio_n = ham / nham if nham else 0.0
+            if ratio_s + ratio_n == 0:
+                prob = ROBINSON_X
+            else:
+                count = spam + ham
+                prob = (prior + count * (ratio_s / (ratio_n + ratio_s))) / (
+                    robinson_s + count
+                )
+            strength = abs(prob - 0.5)
+            if strength >= MIN_PROB_STRENGTH:
+                probs[token] = significant[token] = (strength, prob)
+            else:
+                probs[token] = None
+
+    def _token_probs(
+        self,
+    ) -> tuple[
+        dict[bytes, tuple[float, float] | None], dict[bytes, tuple[float, float]]
+    ]:
+        """The probability cache and its significant tokens, emptied when the
+        database has changed."""
         key = (
             self._generation, self.nspam, self.nham, self.robinson_s,
             id(self.tokens), len(self.tokens),
         )
         if key != self._probs_key or len(self._probs) > _PROB_CACHE_SIZE:
             self._probs = {}
+            self._significant = {}
             self._probs_key = key
-        return self._probs
+        return self._probs, self._significant
 
     def learn(self, msg: ParsedMessage, is_spam: bool) -> int:
         """Learn a message as spam or ham; return the tokens updated (0 if seen)."""

@@ -64,8 +64,18 @@ def _float(text: str) -> float | None:
     return float(text)
 
 
+# Twin speed-up: (low, high) argument strings -> their numbers, keyed by the
+# exact strings (rule arguments: a few dozen pairs), emptied past 1,000.
+_RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+
+
 def _in_range(value: float, low: str, high: str) -> bool:
-    lo, hi = _float(low), _float(high)
+    bounds = _RANGES.get((low, high))
+    if bounds is None:
+        if len(_RANGES) >= 1_000:
+            _RANGES.clear()
+        bounds = _RANGES[low, high] = (_float(low), _float(high))
+    lo, hi = bounds
     return (lo is None or value >= lo) and (hi is None or value < hi)
 
 
@@ -112,13 +122,13 @@ def _received_time(msg: ParsedMessage) -> float | None:
 def check_for_shifted_date(scan: Scan, low: str, high: str) -> bool:
     """DATE_IN_PAST/FUTURE_xx: Date: minus the first Received: date, in hours."""
     memo = scan.memo
-    if "date_shift" not in memo:
+    shift = memo.get("date_shift", memo)  # (the memo itself: not worked out yet)
+    if shift is memo:
         date = _header_time(scan.msg.header("Date"))
         received = _received_time(scan.msg)
-        memo["date_shift"] = (
+        shift = memo["date_shift"] = (
             None if date is None or received is None else date - received
         )
-    shift = memo["date_shift"]
     if shift is None:
         return False
     return _in_range(shift / 3600.0, low, high)  # type: ignore[operator]
@@ -287,7 +297,7 @@ def check_for_uppercase(scan: Scan, low: str, high: str) -> bool:
     counts = scan.memo.get("uppercase")
     if counts is None:
         # Letters of the body (Subject left out), and how many are capitals.
-        text = b"".join(scan.msg.body_lines[1:])
+        text = scan.msg.body_text
         letters = text.translate(None, _NOT_LETTER)
         upper = len(letters.translate(None, _LOWER_LETTERS))
         counts = scan.memo["uppercase"] = (len(letters), upper)
@@ -314,8 +324,10 @@ def check_uri_truncated(scan: Scan) -> bool:
 
 # ------------------------------------------------------------------- HTML
 def _has_html(scan: Scan) -> bool:
-    scan.msg.body_lines  # noqa: B018 -- rendering fills the HTML facts
-    return bool(scan.msg.text_html)
+    msg = scan.msg
+    if msg._rendered is None:  # rendering fills the HTML facts
+        msg._render()
+    return bool(msg.text_html)
 
 
 def html_test(scan: Scan, test: str) -> bool:
@@ -425,12 +437,11 @@ _IMAGE_TYPES = {
 }
 
 
+_ALL_IMAGE_TYPES = tuple(t for v in _IMAGE_TYPES.values() for t in v)
+
+
 def image_count(scan: Scan, kind: str, low: str, high: str = "") -> bool:
-    types = (
-        tuple(t for v in _IMAGE_TYPES.values() for t in v)
-        if kind == "all"
-        else _IMAGE_TYPES.get(kind, ())
-    )
+    types = _ALL_IMAGE_TYPES if kind == "all" else _IMAGE_TYPES.get(kind, ())
     count = sum(1 for p in scan.msg.parts if p.ctype in types)
     return count >= int(low) and (not high or count <= int(high))
 

@@ -98,6 +98,34 @@ _PSEUDO_HEADERS = frozenset(
     ("all", "all-external", "all-untrusted", "tocc", "messageid", "envelopefrom")
 )
 _PLAIN_KEYS: dict[str, bytes] = {}
+# Twin speed-up: ``header`` spec -> (kind, index key) for a real header with
+# no modifier (or one ``_header`` ignores), ``:raw``, ``:addr`` or ``:name``;
+# (_SPEC_OTHER, b"") for the others (``_header`` works them out).  Keyed by
+# the exact spec, emptied past ``_SPEC_PLANS_SIZE`` specs.
+_SPEC_DECODED, _SPEC_RAW, _SPEC_ADDR, _SPEC_NAME, _SPEC_OTHER = range(5)
+_SPEC_MODIFIERS = {"raw": _SPEC_RAW, "addr": _SPEC_ADDR, "name": _SPEC_NAME}
+_SPEC_PLANS: dict[str, tuple[int, bytes]] = {}
+_SPEC_PLANS_SIZE = 10_000
+_ABSENT = object()  # not in a message's header memo
+
+
+def _spec_plan(spec: str) -> tuple[int, bytes]:
+    """How ``ParsedMessage.header`` looks *spec* up (see ``_SPEC_PLANS``)."""
+    name, _, modifier = spec.partition(":")
+    lower = name.lower()
+    plan: tuple[int, bytes] = (_SPEC_OTHER, b"")
+    if not (
+        "|" in name or lower in _PSEUDO_HEADERS or lower.startswith("x-spam-relays-")
+    ):
+        try:
+            key = lower.encode("latin-1")
+            plan = (_SPEC_MODIFIERS.get(modifier, _SPEC_DECODED), key)
+        except UnicodeEncodeError:  # ``_header`` raises it
+            pass
+    if len(_SPEC_PLANS) >= _SPEC_PLANS_SIZE:
+        _SPEC_PLANS.clear()
+    _SPEC_PLANS[spec] = plan
+    return plan
 
 
 class NotAMessage(ValueError):
@@ -118,7 +146,6 @@ class MimePart:
     parent_type: str = ""
 
     def header(self, name: bytes) -> bytes:
-        key = name.lower()
         cache = self.__dict__.get("_header_cache")
         if cache is None:
             # The part's header names, lower-cased, with their values.
@@ -127,10 +154,11 @@ class MimePart:
                 index.setdefault(n.lower(), []).append(v)
             cache = self.__dict__["_header_cache"] = {}
             self.__dict__["_header_index"] = index
-        value = cache.get(key)
+        # (kept under the name as given: its value is its lower case's)
+        value = cache.get(name)
         if value is None:
-            values = self.__dict__["_header_index"].get(key, ())
-            value = cache[key] = b"\n".join(decode_header_value(v) for v in values)
+            values = self.__dict__["_header_index"].get(name.lower(), ())
+            value = cache[name] = b"\n".join(decode_header_value(v) for v in values)
         return value
 
 
@@ -314,6 +342,7 @@ class ParsedMessage:
         self.mime_facts: dict[str, int] = {}
         self._walk(self.headers, body, depth=0, parent_type="")
         self._rendered: list[bytes] | None = None
+        self._body_text: bytes | None = None
         self._raw_lines: list[bytes] | None = None
         self._uris: list[bytes] | None = None
         self._relay_list: list[tuple[bool, bytes]] | None = None
@@ -369,12 +398,50 @@ class ParsedMessage:
     # ------------------------------------------------------------- headers
     def header(self, spec: str) -> bytes | None:
         """A header (or pseudo-header) as header rules see it; None if absent."""
-        cached = self._cache.get(spec)
-        if cached is not None or spec in self._cache:
-            return cached
-        value = self._header(spec)
-        self._cache[spec] = value  # type: ignore[assignment]
+        cache = self._cache
+        value = cache.get(spec, _ABSENT)
+        if value is not _ABSENT:
+            return value  # type: ignore[return-value]
+        # Twin speed-up: a real header's index key and modifier come from a
+        # memo of the spec (the same value as ``_header`` works out).
+        plan = _SPEC_PLANS.get(spec)
+        if plan is None:
+            plan = _spec_plan(spec)
+        kind, key = plan
+        if kind == _SPEC_OTHER:
+            value = self._header(spec)
+        else:
+            values = self._index.get(key)
+            if not values:
+                value = None
+            elif kind == _SPEC_RAW:
+                value = b"\n".join(values)
+            else:
+                decoded = self._decoded
+                if len(values) == 1:
+                    first = values[0]
+                    value = decoded.get(first)
+                    if value is None:
+                        value = decoded[first] = decode_header_value(first)
+                    got = [value]
+                else:
+                    decode = self._decode
+                    got = [decode(v) for v in values]
+                    value = b"\n".join(got)
+                if kind == _SPEC_ADDR:
+                    value = _first_address(got[0])
+                elif kind == _SPEC_NAME:
+                    value = _display_name(got[0])
+        cache[spec] = value  # type: ignore[assignment]
         return value
+
+    @property
+    def body_text(self) -> bytes:
+        """The rendered body without the Subject: ``body_lines[1:]`` joined."""
+        text = self._body_text
+        if text is None:
+            text = self._body_text = b"".join(self.body_lines[1:])
+        return text
 
     def _decode(self, value: bytes) -> bytes:
         """``decode_header_value(value)``, once per value and message."""

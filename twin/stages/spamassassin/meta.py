@@ -140,7 +140,9 @@ class _Parser:
             return repr(float(token))
         if token[0].isalpha() or token[0] == "_":
             self.names.add(token)
-            return f"_v.get({token!r}, 0)"
+            # ``_v.get(name, 0)``, spelled with ``in`` and ``[]`` (no method
+            # call: fewer instructions, most names are absent): the same value.
+            return f"(_v[{token!r}] if {token!r} in _v else 0)"
         raise MetaSyntaxError(f"unexpected {token!r} in {self.text!r}")
 
 
