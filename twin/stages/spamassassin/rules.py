@@ -55,9 +55,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 from twin.stages.spamassassin import backref, evals, hsgate
 from twin.stages.spamassassin.conf import Config
@@ -185,19 +185,32 @@ class RuleSet:
     _mime_keys: list[bytes] | None = None
     # Per meta, built on first use: (name, evaluator, baseline, readers).
     _meta_plan: list[_MetaStep] | None = None
+    # With it: ``_baseline_order`` and a sentinel (``_build_meta_plan``).
+    _meta_bases: list[tuple[int, str, float]] = field(default_factory=list)
     # Run plans (built once, on first use): header rules grouped by header,
     # body and rawbody rules gated by the trigrams of one necessary check.
     _header_plan: _HeaderPlan | None = None
+    # ``_headers``' view of the header plan (``_header_table``), on first use.
+    _header_table: tuple[object, ...] | None = None
     _body_plans: dict[str, _BodyPlan] = field(default_factory=dict)
     _eval_order: dict[str, int] = field(default_factory=dict)
+    # ``_eval_split``: (eval_rules, its length, non-Bayes rules, Bayes rules).
+    _evals_split: (
+        tuple[list[EvalRule], int, list[EvalRule], list[EvalRule]] | None
+    ) = None
     # Hyperscan gates (``hsgate``), built by ``compile_rules`` when available.
     gated: bool = False
     _uri_gate: hsgate.Gate | None = None
     _full_gate: hsgate.Gate | None = None
+    # The URI gate, the URI rule count, the rules it does not cover (first use).
+    _uri_uncovered: tuple[hsgate.Gate, int, list[int]] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state["_meta_plan"] = None  # closures: rebuilt on first use
+        # Derived tables, rebuilt on first use.
+        state["_header_table"] = state["_evals_split"] = None
+        state["_uri_uncovered"] = None
         return state
 
     @property
@@ -241,14 +254,20 @@ class RuleSet:
                     rule.header.encode("latin-1") for rule in mime_rules
                 ]
             parts = msg.parts
+            # Each header's values (the non-empty ones, part by part) fetched
+            # once for all the rules reading it.
+            values_of: dict[bytes, list[bytes]] = {}
             for rule, key in zip(mime_rules, keys, strict=True):
-                for part in parts:
-                    value = part.header(key)
-                    if value:
-                        scan.regex_bytes += len(value)
-                        if rule.regex.search(value):
-                            hits[rule.name] = 1.0
-                            break
+                values = values_of.get(key)
+                if values is None:
+                    values = values_of[key] = [
+                        value for part in parts if (value := part.header(key))
+                    ]
+                for value in values:
+                    scan.regex_bytes += len(value)
+                    if rule.regex.search(value):
+                        hits[rule.name] = 1.0
+                        break
         self._lines(scan, "body", msg.body_lines, hits, gated)
         self._lines(scan, "rawbody", msg.rawbody_lines, hits, gated)
         uris = msg.uris
@@ -262,11 +281,14 @@ class RuleSet:
             # the loop below would count for it (every URI's).
             covered = gate.covered
             maybe = gate.scan(hsgate.pieces(uris)) if uris else ()
-            chosen = sorted(
-                {i for i in maybe if i in covered}.union(
-                    i for i in range(len(uri_rules)) if i not in covered
+            uncovered = self._uri_uncovered
+            if uncovered is None or uncovered[:2] != (gate, len(uri_rules)):
+                uncovered = self._uri_uncovered = (
+                    gate,
+                    len(uri_rules),
+                    [i for i in range(len(uri_rules)) if i not in covered],
                 )
-            )
+            chosen = sorted(covered.intersection(maybe).union(uncovered[2]))
             scan.regex_bytes += sum(map(len, uris)) * (len(uri_rules) - len(chosen))
         for index in chosen:
             rule = uri_rules[index]
@@ -302,9 +324,7 @@ class RuleSet:
             count = _count(rule.regex, full, rule.maxhits)
             if count:
                 hits[rule.name] = float(count)
-        for rule in self.eval_rules:
-            if rule.function is evals.check_bayes:
-                continue
+        for rule in self._eval_split()[0]:
             scan.rules_evaluated += 1
             value = rule.function(scan, *rule.args)
             if value:
@@ -315,25 +335,47 @@ class RuleSet:
         """Add the Bayes eval tests and the metas to ``run_static``'s hits
         (left unchanged); the hits come in rule order, as one full run's."""
         hits = dict(static)
-        added = False
-        for rule in self.eval_rules:
-            if rule.function is not evals.check_bayes:
-                continue
+        added: list[tuple[str, float]] = []
+        for rule in self._eval_split()[1]:
             scan.rules_evaluated += 1
             value = rule.function(scan, *rule.args)
             if value:
-                hits[rule.name] = float(value)
-                added = True
+                added.append((rule.name, float(value)))
         if added:
+            # Eval hits sit last (in eval rule order) among the non-meta hits:
+            # the static ones are the tail of ``static``, in that order, so
+            # only those past the first Bayes hit move.
             order = self._eval_order
             if not order:
                 order.update((rule.name, i) for i, rule in enumerate(self.eval_rules))
-            # Eval hits sit last (in eval rule order) among the non-meta hits.
-            evals_hit = sorted((n for n in hits if n in order), key=order.__getitem__)
-            values = [(n, hits.pop(n)) for n in evals_hit]
-            hits.update(values)
+            first = order[added[0][0]]
+            later = []
+            for name in reversed(static):
+                position = order.get(name)
+                if position is None or position < first:
+                    break
+                later.append(name)
+            if later:
+                added += [(name, hits.pop(name)) for name in later]
+                added.sort(key=lambda item: order[item[0]])
+            hits.update(added)
         self._metas(scan, hits)
         return hits
+
+    def _eval_split(self) -> tuple[list[EvalRule], list[EvalRule]]:
+        """The eval rules but the Bayes ones, and the Bayes ones (each in
+        rule order), built on first use (again if ``eval_rules`` changed)."""
+        split = self._evals_split
+        rules = self.eval_rules
+        if split is None or split[0] is not rules or split[1] != len(rules):
+            bayes = evals.check_bayes
+            split = self._evals_split = (
+                rules,
+                len(rules),
+                [rule for rule in rules if rule.function is not bayes],
+                [rule for rule in rules if rule.function is bayes],
+            )
+        return split[2], split[3]
 
     def _headers(
         self, scan: evals.Scan, hits: dict[str, float], gated: bool = False
@@ -346,31 +388,32 @@ class RuleSet:
         plan = self._header_plan
         if plan is None:
             plan = self._header_plan = _HeaderPlan(self.header_rules)
+        table = self._header_table
+        if table is None or table[0] is not plan:
+            table = self._header_table = (plan, *_header_table(plan))
+        _plan, groups, exists, other_evals = table
         msg = scan.msg
+        header = msg.header
         found: dict[str, float] = {}
         octets = 0
-        for group in plan.groups:
-            hval = msg.header(group.spec)
+        for spec, rules, missing, missing_octets, empty, gate, plain in groups:
+            hval = header(spec)
             if hval is None:
-                for name in group.missing_hits:
-                    found[name] = 1.0
-                octets += group.missing_octets
+                found.update(missing)
+                octets += missing_octets
                 continue
-            rules = group.rules
             if not hval:
-                for name in group.empty_hits:
-                    found[name] = 1.0
+                found.update(empty)
                 continue
             octets += len(hval) * len(rules)
             lower = None
-            gate = group.gate if gated else None
-            if gate is None:
-                chosen: Sequence[int] = range(len(rules))
+            if gate is None or not gated:
+                chosen: Sequence[int] = plain
             else:
                 # Covered rules the gate rules out do not match: only the
                 # negated ones hit.
-                uncovered, negated = group.gate_plan()
-                maybe = set(gate.scan(hval))
+                uncovered, negated = gate[1]
+                maybe = set(gate[0].scan(hval))
                 for index in negated:
                     if index not in maybe:
                         found[rules[index].name] = 1.0
@@ -401,16 +444,21 @@ class RuleSet:
                     hit = rule.regex.search(hval) is not None
                 if hit != rule.negate:
                     found[rule.name] = 1.0
-        for rule in plan.evals:
+        # ``exists:`` rules (``evals.header_exists``, whose whole test is
+        # ``has_header``) asked straight: one call less each.
+        has_header = msg.has_header
+        for name, header_name in exists:
+            if has_header(header_name):
+                found[name] = 1.0
+        for rule in other_evals:
             value = rule.function(scan, *rule.args)
             if value:
                 found[rule.name] = float(value)
         scan.rules_evaluated += plan.count
         scan.regex_bytes += octets
         if found:
-            position = plan.position
-            for name in sorted(found, key=position.__getitem__):
-                hits[name] = found[name]
+            names = sorted(found, key=plan.position.__getitem__)
+            hits.update(zip(names, map(found.__getitem__, names), strict=True))
 
     def _body_plan(self, kind: str) -> _BodyPlan:
         rules = getattr(self, f"{kind}_rules")
@@ -458,61 +506,74 @@ class RuleSet:
         keep their baseline value keeps its baseline value; only metas reached
         from a hit (through metas whose value changed) are evaluated, in order.
         """
-        metas = self.metas
-        readers = self._readers
         plan = self._meta_plan
-        if plan is None or len(plan) != len(metas):
-            plan = self._meta_plan = [
-                (m.name, m.expression.evaluate, m.baseline, readers.get(m.name, ()))
-                for m in metas
-            ]
-        values = dict(self.baseline_hits)
-        values.update(hits)
+        if plan is None or len(plan) != len(self.metas):
+            plan = self._meta_plan = self._build_meta_plan()
+        bases = self._meta_bases
         # A meta's readers come after it (the metas are in dependency order),
         # so one pass in index order over the metas marked to do, each found
         # with bytearray.find (in C), evaluates each once its inputs are final.
         todo = bytearray(len(plan))
-        get_readers = readers.get
+        get_readers = self._readers.get
         for name in hits:
             found = get_readers(name)
             if found:
                 for reader in found:
                     todo[reader] = 1
-        evaluated: list[tuple[int, float]] = []
+        # ``hits`` itself is what the metas read: every meta name added to it
+        # comes in index order (so hits stay in meta order), a meta's inputs
+        # come before it, and a meta not evaluated keeps its baseline: those
+        # (few) are added, from ``bases``, as the walk passes them.
         find = todo.find
         index = find(1)
+        base = 0
+        next_base = bases[0][0]  # ``bases`` ends with a sentinel past every index
         while index >= 0:
+            if index >= next_base:
+                while next_base < index:
+                    hits[bases[base][1]] = bases[base][2]
+                    base += 1
+                    next_base = bases[base][0]
+                if next_base == index:  # evaluated below instead
+                    base += 1
+                    next_base = bases[base][0]
             name, evaluate, baseline, its_readers = plan[index]
-            value = evaluate(values)
-            value = float(value) if value else 0.0
-            evaluated.append((index, value))
+            value = evaluate(hits)
             if value:
-                values[name] = value
-            else:
-                values.pop(name, None)
-            if value != baseline:
+                # Comparisons give ints; hits are floats.
+                if value.__class__ is not float:
+                    value = float(value)
+                hits[name] = value
+                if value != baseline:
+                    for reader in its_readers:
+                        todo[reader] = 1
+            elif baseline:
                 for reader in its_readers:
                     todo[reader] = 1
             index = find(1, index + 1)
-        scan.rules_evaluated += len(evaluated)
-        # Hits in meta order: evaluated values, else baselines.
-        baselines = self._baseline_order
-        if not evaluated:
-            for _index, name, value in baselines:
-                hits[name] = value
-            return
-        done = dict(evaluated)
-        for index in sorted(done.keys() | {i for i, _n, _v in baselines}):
-            value = done.get(index)
-            if value is None:
-                value = metas[index].baseline
-            if value:
-                hits[metas[index].name] = value
+        for _index, name, value in bases[base:-1]:
+            hits[name] = value
+        scan.rules_evaluated += todo.count(1)  # each meta marked was evaluated
+
+    def _build_meta_plan(self) -> list[_MetaStep]:
+        """Per meta (name, evaluator, baseline, readers); and ``_meta_bases``,
+        the metas with a non-zero baseline (index, name, baseline) in order
+        and a sentinel (an index past every meta)."""
+        readers = self._readers
+        self._meta_bases = [*self._baseline_order, (len(self.metas), "", 0.0)]
+        return [
+            (m.name, m.expression.evaluate, m.baseline, readers.get(m.name, ()))
+            for m in self.metas
+        ]
+
 
 class _BodyText:
     """One message's body (or rawbody) text as the body rules search it."""
 
-    __slots__ = ("lines", "text", "view", "size", "starts", "_line_maybe")
+    __slots__ = (
+        "lines", "text", "view", "size", "starts", "_line_maybe", "_sizes",
+        "present", "literal_ids", "literal_list",
+    )
 
     def __init__(self, lines: list[bytes], trigrams: TrigramIndex) -> None:
         self.lines = lines
@@ -520,8 +581,23 @@ class _BodyText:
         self.view = TextView(self.text, trigrams)
         self.size = len(self.text)
         self.starts: list[int] | None = None
+        self._sizes: list[int] | None = None
         # Per long paragraph (index): what its level's gates let through.
         self._line_maybe: dict[int, set[int]] = {}
+        # Set by ``_BodyPlan.gated_indexes``: the ids of the literals in the
+        # text (the literal gate's exact answer), the plan's rule index ->
+        # literal ids and its literals by id; ``match`` then needs no literal
+        # check of its own.
+        self.present: set[int] | None = None
+        self.literal_ids: dict[int, tuple[int, ...]] = {}
+        self.literal_list: list[bytes] = []
+
+    def octets(self, numbers: Iterable[int]) -> int:
+        """The octets of the paragraphs ``numbers``."""
+        sizes = self._sizes
+        if sizes is None:
+            sizes = self._sizes = list(map(len, self.lines))
+        return sum(map(sizes.__getitem__, numbers))
 
     def line_maybe(
         self,
@@ -546,26 +622,32 @@ class _BodyText:
     def literal_octets(self, literals: Sequence[bytes]) -> int:
         """The octets of the paragraphs holding one of ``literals`` (what
         ``match`` scans for a rule with these literals matching nowhere)."""
-        chosen, starts = self._holding(literals)
-        return sum(starts[i + 1] - starts[i] for i in chosen)
+        return self.octets(self._holding(literals))
 
-    def _holding(self, literals: Sequence[bytes]) -> tuple[set[int], list[int]]:
-        """Indices of the paragraphs holding one of ``literals``; their offsets."""
-        view = self.view
+    def _holding(self, literals: Sequence[bytes]) -> Collection[int]:
+        """Indices of the paragraphs holding one of ``literals``: for one
+        literal a tuple in increasing order, else a set."""
+        found = self.view.found
+        if len(literals) == 1:
+            held = found.get(literals[0])
+            if held is None:
+                held = found[literals[0]] = self._paragraphs(literals[0])
+            return held  # type: ignore[return-value]
+        chosen: set[int] = set()
+        for literal in literals:
+            held = found.get(literal)
+            if held is None:
+                held = found[literal] = self._paragraphs(literal)
+            chosen.update(held)  # type: ignore[arg-type]
+        return chosen
+
+    def _paragraphs(self, literal: bytes) -> tuple[int, ...]:
         starts = self.starts
         if starts is None:
             starts = self.starts = list(
                 accumulate((len(line) for line in self.lines), initial=0)
             )
-        found = view.found
-        lower = view.lower
-        chosen: set[int] = set()
-        for literal in literals:
-            held = found.get(literal)
-            if held is None:
-                held = found[literal] = _paragraphs(lower, literal, starts)
-            chosen.update(held)  # type: ignore[arg-type]
-        return chosen, starts
+        return _paragraphs(self.view.lower, literal, starts)
 
     def match(
         self,
@@ -607,29 +689,43 @@ class _BodyText:
                 return 1.0
             numbers: Sequence[int] = range(len(lines))
         else:
-            if not rule.literal_check.present(view):  # type: ignore[union-attr]
+            present = self.present
+            if present is not None and index >= 0:
+                # The literal gate's answer, as the literal check's: the
+                # rule's literals present (the others hold no paragraph).
+                ids = self.literal_ids[index]
+                if len(ids) > 1:
+                    literal_list = self.literal_list
+                    literals = [literal_list[i] for i in ids if i in present]
+                elif ids[0] not in present:
+                    literals = ()
+                if not literals:
+                    return 0.0
+            elif not rule.literal_check.present(view):  # type: ignore[union-attr]
                 return 0.0
             # Only paragraphs holding a literal can match: scan just those.
-            chosen, _ = self._holding(literals)
-            numbers = sorted(chosen)
+            chosen = self._holding(literals)
+            numbers = chosen if chosen.__class__ is tuple else sorted(chosen)
             if rule.filter.pattern_for(view) is None:  # type: ignore[union-attr]
-                scan.regex_bytes += sum(len(lines[i]) for i in numbers)
+                scan.regex_bytes += self.octets(numbers)
                 return 0.0
             skip = rule.skip_literals
             if skip is not None:
                 # ... and of those, only the ones holding a skip literal
                 # (counted as scanned all the same).
-                strict, _ = self._holding(skip)
-                if not strict:
-                    scan.regex_bytes += sum(len(lines[i]) for i in numbers)
+                held = self._holding(skip)
+                if not held:
+                    scan.regex_bytes += self.octets(numbers)
                     return 0.0
+                strict = set(held)
         count = 0
+        octets = 0  # counted into the scan once, after the loop
         maxhits = rule.maxhits
         levels = rule.filter.levels  # type: ignore[union-attr]
         level = view.level
         for number in numbers:
             line = lines[number]
-            scan.regex_bytes += len(line)
+            octets += len(line)
             if strict is not None and number not in strict:
                 continue
             if level == 2:
@@ -650,9 +746,15 @@ class _BodyText:
                     and index not in self.line_maybe(number, level_gates)
                 ):
                     continue
+            if maxhits == 1:  # ``_count`` with a limit of 1, inlined
+                if regex.search(line):
+                    count = 1
+                    break
+                continue
             count += _count(regex, line, maxhits - count)
             if count >= maxhits:
                 break
+        scan.regex_bytes += octets
         return float(count)
 
 
@@ -728,6 +830,34 @@ class _HeaderPlan:
         for group in groups.values():
             group.finish()
         self.groups = list(groups.values())
+
+
+def _header_table(plan: _HeaderPlan) -> tuple[list[tuple], list, list]:
+    """What ``RuleSet._headers`` walks, as tuples (fewer look-ups per group):
+    per group (header spec, rules, hits when absent as a dict, octets then
+    counted, hits when empty as a dict, (gate, ``gate_plan()``) or None, all
+    the rule indexes); the ``exists:`` eval rules as (rule name, header);
+    the other eval rules."""
+    groups = []
+    for group in plan.groups:
+        gate = group.gate
+        groups.append((
+            group.spec,
+            group.rules,
+            dict.fromkeys(group.missing_hits, 1.0),
+            group.missing_octets,
+            dict.fromkeys(group.empty_hits, 1.0),
+            None if gate is None else (gate, group.gate_plan()),
+            range(len(group.rules)),
+        ))
+    exists = []
+    other = []
+    for rule in plan.evals:
+        if rule.function is evals.header_exists and len(rule.args) == 1:
+            exists.append((rule.name, rule.args[0]))
+        else:
+            other.append(rule)
+    return groups, exists, other
 
 
 def _intern_checks(rules: Sequence[RegexRule]) -> None:
@@ -955,17 +1085,24 @@ class _BodyPlan:
         maybe = _gate_scan(main, end, body.lines, body.text)
         by_literal, uncovered = self._gated_tables()
         present = set(self.literal_gate.scan(body.view.lower))  # type: ignore[union-attr]
+        literal_list = self.literal_list
+        literal_ids = self.literal_ids
+        # For ``match``: the literals present (exact, as its literal checks).
+        body.present = present
+        body.literal_ids = literal_ids
+        body.literal_list = literal_list
         if present:
+            # The covered rules holding a present literal the gates rule out.
             holding: set[int] = set()
-            for literal_id in present:
-                holding.update(by_literal.get(literal_id, ()))
-            literal_list = self.literal_list
-            literal_ids = self.literal_ids
+            holding.update(*map(by_literal.__getitem__, present))
+            holding.intersection_update(covered)
+            holding.difference_update(maybe)
             for index in holding:
-                if index in covered and index not in maybe:
-                    held = [
-                        literal_list[i] for i in literal_ids[index] if i in present
-                    ]
+                ids = literal_ids[index]
+                if len(ids) == 1:  # (present: the rule is held by it)
+                    scan.regex_bytes += body.literal_octets((literal_list[ids[0]],))
+                else:
+                    held = [literal_list[i] for i in ids if i in present]
                     scan.regex_bytes += body.literal_octets(held)
         maybe.update(uncovered[body.view.level])
         return sorted(maybe)
@@ -1436,13 +1573,15 @@ def _gate_scan(main, end, lines, text) -> set[int]:
     *main* scans the text as it is (and the paragraphs joined, unless every
     paragraph already ends in a newline); *end*, for the patterns with end
     assertions, scans both forms."""
-    joined = hsgate.pieces(lines)
+    joined = None
     maybe: set[int] = set()
     if main is not None:
         maybe.update(main.scan(text))
-        if not all(line.endswith(b"\n") for line in lines):
+        # (``map`` over ``bytes.endswith``: the test in C, line by line)
+        if not all(map(bytes.endswith, lines, repeat(b"\n"))):
+            joined = hsgate.pieces(lines)
             maybe.update(main.scan(joined))
     if end is not None:
-        maybe.update(end.scan(joined))
+        maybe.update(end.scan(joined if joined is not None else hsgate.pieces(lines)))
         maybe.update(end.scan(text))
     return maybe
