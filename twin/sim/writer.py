@@ -387,7 +387,6 @@ class FileWriter:
         self._sent += 1
         self._hear(block=False)  # keep the child's report pipe from filling
 
-
     def _held(self) -> list[tuple[str, tuple, bool]]:
         """Take out of the batch (as cancelled) the transient files that
         nothing in it has used since they were made, nor their folder: the
