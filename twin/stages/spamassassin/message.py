@@ -408,30 +408,7 @@ class ParsedMessage:
         if plan is None:
             plan = _spec_plan(spec)
         kind, key = plan
-        if kind == _SPEC_OTHER:
-            value = self._header(spec)
-        else:
-            values = self._index.get(key)
-            if not values:
-                value = None
-            elif kind == _SPEC_RAW:
-                value = b"\n".join(values)
-            else:
-                decoded = self._decoded
-                if len(values) == 1:
-                    first = values[0]
-                    value = decoded.get(first)
-                    if value is None:
-                        value = decoded[first] = decode_header_value(first)
-                    got = [value]
-                else:
-                    decode = self._decode
-                    got = [decode(v) for v in values]
-                    value = b"\n".join(got)
-                if kind == _SPEC_ADDR:
-                    value = _first_address(got[0])
-                elif kind == _SPEC_NAME:
-                    value = _display_name(got[0])
+        value = self._header(spec) if kind == _SPEC_OTHER else self._real(kind, key)
         cache[spec] = value  # type: ignore[assignment]
         return value
 
@@ -502,17 +479,26 @@ class ParsedMessage:
             return value
         if key.startswith("x-spam-relays-"):
             return self._relays(key[len("x-spam-relays-") :])
-        values = self._index.get(key.encode("latin-1"))
+        return self._real(
+            _SPEC_MODIFIERS.get(modifier, _SPEC_DECODED), key.encode("latin-1")
+        )
+
+    def _real(self, kind: int, key: bytes) -> bytes | None:
+        """A real header (lower-case index *key*) as the modifier *kind* asks:
+        every value decoded and joined, raw and joined, or the first one's
+        address or display name."""
+        values = self._index.get(key)
         if not values:
             return None
-        if modifier == "raw":
+        if kind == _SPEC_RAW:
             return b"\n".join(values)
-        decoded = [self._decode(v) for v in values]
-        if modifier == "addr":
-            return _first_address(decoded[0])
-        if modifier == "name":
-            return _display_name(decoded[0])
-        return b"\n".join(decoded)
+        decode = self._decode
+        got = [decode(v) for v in values]
+        if kind == _SPEC_ADDR:
+            return _first_address(got[0])
+        if kind == _SPEC_NAME:
+            return _display_name(got[0])
+        return got[0] if len(got) == 1 else b"\n".join(got)
 
     def _relays(self, which: str) -> bytes:
         relays = self._relay_list
