@@ -259,10 +259,17 @@ def _params(value: bytes) -> tuple[str, dict[str, str]]:
     return main, params
 
 
+# Twin speed-up: the octets ``[^A-Za-z0-9+/]`` (which base64 bodies drop) for
+# ``bytes.translate`` to delete: the same octets as the regex removed, in C.
+_NOT_BASE64 = bytes(
+    octet for octet in range(256) if not re.match(rb"[A-Za-z0-9+/]", bytes((octet,)))
+)
+
+
 def _decode_body(raw: bytes, encoding: str) -> bytes:
     if encoding == "base64":
         try:
-            cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+            cleaned = raw.translate(None, _NOT_BASE64)
             return base64.b64decode(cleaned[: len(cleaned) // 4 * 4])
         except (binascii.Error, ValueError):
             return raw
@@ -282,12 +289,16 @@ def render_html(text: str, facts: HtmlFacts) -> tuple[str, list[str]]:
     pieces: list[str] = []
     last = 0
     tags = facts.tags
+    open_close = facts.open_close
     for match in _TAG.finditer(text):
-        pieces.append(text[last : match.start()])
-        last = match.end()
-        closing, name, attrs = match.group(1), match.group(2).lower(), match.group(3)
+        # Twin speed-up: one ``span`` and one ``group`` call for the three.
+        start, end = match.span()
+        pieces.append(text[last:start])
+        last = end
+        closing, name, attrs = match.group(1, 2, 3)
+        name = name.lower()
         tags[name] = tags.get(name, 0) + 1
-        facts.open_close[name] = facts.open_close.get(name, 0) + (-1 if closing else 1)
+        open_close[name] = open_close.get(name, 0) + (-1 if closing else 1)
         if name in _BLOCK_TAGS:
             pieces.append("\n")
         if closing or not attrs.strip():
@@ -628,8 +639,10 @@ class ParsedMessage:
                     lower = line.lower()
                     if lower.find(b"www") < 0 and lower.find(b"mailto:") < 0:
                         continue
-                for match in _TEXT_URI.finditer(line):
-                    uri = match.group(0).rstrip(b".,;:!?")
+                # Twin speed-up: ``findall`` (the pattern has no group: each
+                # whole match) rather than a match object per URI.
+                for uri in _TEXT_URI.findall(line):
+                    uri = uri.rstrip(b".,;:!?")
                     if uri[:3].lower() == b"www":
                         uri = b"http://" + uri
                     found.append(uri)

@@ -1570,18 +1570,25 @@ def _gate_scan(main, end, lines, text) -> set[int]:
     """Indexes of the rules the body gates *main* and *end* say may match
     the paragraphs *lines* joined as *text*.
 
-    *main* scans the text as it is (and the paragraphs joined, unless every
-    paragraph already ends in a newline); *end*, for the patterns with end
-    assertions, scans both forms."""
-    joined = None
+    *main* scans the text as it is when every paragraph ends in a newline
+    (the text is then such a join already), else the text and the paragraphs
+    as pieces of one join (``hsgate.pieces``); *end*, for the patterns with
+    end assertions, always scans the latter."""
+    # Twin speed-up: the text is one more piece of the paragraphs' join, so
+    # one scan answers for both forms (a match in either, searched alone, is
+    # a match of the join: each piece is bordered by newlines or the edges),
+    # instead of a scan of each.
     maybe: set[int] = set()
+    pieces = None
     if main is not None:
-        maybe.update(main.scan(text))
         # (``map`` over ``bytes.endswith``: the test in C, line by line)
-        if not all(map(bytes.endswith, lines, repeat(b"\n"))):
-            joined = hsgate.pieces(lines)
-            maybe.update(main.scan(joined))
+        if all(map(bytes.endswith, lines, repeat(b"\n"))):
+            maybe.update(main.scan(text))
+        else:
+            pieces = hsgate.pieces((text, *lines))
+            maybe.update(main.scan(pieces))
     if end is not None:
-        maybe.update(end.scan(joined if joined is not None else hsgate.pieces(lines)))
-        maybe.update(end.scan(text))
+        maybe.update(
+            end.scan(pieces if pieces is not None else hsgate.pieces((text, *lines)))
+        )
     return maybe
