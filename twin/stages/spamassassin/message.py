@@ -30,16 +30,23 @@ import codecs
 import html
 import quopri
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 
 __all__ = ["MimePart", "NotAMessage", "ParsedMessage", "HtmlFacts", "parse_message"]
 
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
-_FOLD_LF = re.compile(rb"\n(?=[ \t])")  # the same for a value without CR (faster)
+# The same for a value without CR (``decode_header_value`` uses ``replace``).
+_FOLD_LF = re.compile(rb"\n(?=[ \t])")
 _HEADER_SPLIT = re.compile(rb"\r?\n(?![ \t])")
 # The same split for a block without CR: a literal first octet, found fast.
 _HEADER_SPLIT_LF = re.compile(rb"\n(?![ \t])")
+# Twin speed-up: one whole header field (a line of ``_HEADER_LINE`` and its
+# continuation lines) of a block without CR, the value's leading blanks
+# dropped: ``findall`` gives ``_split_headers``'s pairs in C (see there).
+_HEADER_FIELD_LF = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*(?:\n[ \t].*)*)", re.M)
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(rb"(\?=)[ \t\r\n]+(?==\?)")
 # A quoted value has one parse only (its elements start with different
@@ -79,6 +86,13 @@ _SPACES = re.compile(r"[ \t\n\r\x0b\xa0]{2,}|[\t\n\r\x0b\xa0]")
 _OTHER_SPACE = re.compile(
     "[\x1c-\x1f\x85\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 )
+# Twin speed-up: its characters one by one, for ``in`` (a fast scan each, none
+# at all for one wider than the text's widest) rather than a class test per
+# character of a long text.
+_OTHER_SPACE_CHARS = tuple(
+    "\x1c\x1d\x1e\x1f\x85\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _ADDR = re.compile(rb"<([^<>]*)>|([^\s<>\",;()]+@[^\s<>\",;()]+)")
 _RECEIVED_FROM = re.compile(
@@ -98,6 +112,8 @@ _PSEUDO_HEADERS = frozenset(
     ("all", "all-external", "all-untrusted", "tocc", "messageid", "envelopefrom")
 )
 _PLAIN_KEYS: dict[str, bytes] = {}
+# The headers ``ParsedMessage._walk`` reads (lower-cased).
+_MIME_HEADERS = (b"content-type", b"content-transfer-encoding", b"content-disposition")
 # Twin speed-up: ``header`` spec -> (kind, index key) for a real header with
 # no modifier (or one ``_header`` ignores), ``:raw``, ``:addr`` or ``:name``;
 # (_SPEC_OTHER, b"") for the others (``_header`` works them out).  Keyed by
@@ -178,6 +194,17 @@ class HtmlFacts:
 
 
 def _split_headers(block: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) per header field of *block*, the value's leading blanks
+    dropped; a malformed line is glued onto the field before it."""
+    if b"\r" not in block:
+        # Twin speed-up: a match starts only at a field's first line (a
+        # continuation line starts with a blank) and runs to its end, so
+        # when there are as many matches as fields (``\n`` not followed by
+        # a blank, plus one), every field is a header: the loop's pairs.
+        fields = _HEADER_FIELD_LF.findall(block)
+        newlines = block.count(b"\n")
+        if newlines - block.count(b"\n ") - block.count(b"\n\t") + 1 == len(fields):
+            return fields
     headers: list[tuple[bytes, bytes]] = []
     split = _HEADER_SPLIT if b"\r" in block else _HEADER_SPLIT_LF
     for line in split.split(block):
@@ -227,7 +254,9 @@ def decode_header_value(value: bytes) -> bytes:
     if value.find(b"\r") >= 0:
         value = _FOLD.sub(b"", value).replace(b"\r", b"")
     elif value.find(b"\n") >= 0:
-        value = _FOLD_LF.sub(b"", value)
+        # Twin speed-up: ``_FOLD_LF.sub(b"", value)`` (each newline before a
+        # blank dropped) as two ``replace``s: the same octets, no regex call.
+        value = value.replace(b"\n ", b" ").replace(b"\n\t", b"\t")
     value = value.strip()
     if value.find(b"=?") < 0:
         return value
@@ -286,21 +315,19 @@ def render_html(text: str, facts: HtmlFacts) -> tuple[str, list[str]]:
     if title:
         facts.title = html.unescape(title.group(1)).strip()
     text = _DROP.sub(" ", text)
-    pieces: list[str] = []
-    last = 0
+    # Twin speed-up: one ``split`` gives the text between the tags and each
+    # tag's three groups, in C (``[text, closing, name, attrs, text, ...]``).
+    parts = _TAG.split(text)
+    closings, attributes = parts[1::4], parts[3::4]
+    names = [name.lower() for name in parts[2::4]]
+    # The counts in bulk: the same keys, first seen first, and the same sums.
+    closed = Counter(compress(names, closings))  # the closing tags' names
     tags = facts.tags
     open_close = facts.open_close
-    for match in _TAG.finditer(text):
-        # Twin speed-up: one ``span`` and one ``group`` call for the three.
-        start, end = match.span()
-        pieces.append(text[last:start])
-        last = end
-        closing, name, attrs = match.group(1, 2, 3)
-        name = name.lower()
-        tags[name] = tags.get(name, 0) + 1
-        open_close[name] = open_close.get(name, 0) + (-1 if closing else 1)
-        if name in _BLOCK_TAGS:
-            pieces.append("\n")
+    for name, count in Counter(names).items():
+        tags[name] = tags.get(name, 0) + count
+        open_close[name] = open_close.get(name, 0) + count - 2 * closed[name]
+    for name, closing, attrs in zip(names, closings, attributes, strict=True):
         if closing or not attrs.strip():
             continue
         values = {}
@@ -320,8 +347,12 @@ def render_html(text: str, facts: HtmlFacts) -> tuple[str, list[str]]:
             facts.image_area += width * height
         if name == "meta" and "charset" in attrs.lower():
             facts.charset_html += 1
-    pieces.append(text[last:])
-    visible = html.unescape("".join(pieces))
+    # Each tag becomes a newline (a block tag) or nothing, between the texts.
+    empty = [""] * len(names)
+    parts[1::4] = ["\n" if name in _BLOCK_TAGS else "" for name in names]
+    parts[2::4] = empty
+    parts[3::4] = empty
+    visible = html.unescape("".join(parts))
     facts.text_len += len(visible.strip())
     return visible, uris
 
@@ -343,15 +374,19 @@ class ParsedMessage:
         self.raw_body = body
         self.header_bytes = len(head)
         self._index: dict[bytes, list[bytes]] = {}
+        index = self._index
         for name, value in self.headers:
-            self._index.setdefault(name.lower(), []).append(value)
+            index.setdefault(name.lower(), []).append(value)
         self._cache: dict[str, bytes] = {}
         self._decoded: dict[bytes, bytes] = {}
         self.parts: list[MimePart] = []
         self.html = HtmlFacts()
         self.flags: dict[str, int] = {"missing_mime_head_body_separator": 0}
         self.mime_facts: dict[str, int] = {}
-        self._walk(self.headers, body, depth=0, parent_type="")
+        # Twin speed-up: the top level's MIME headers (each one's last value)
+        # from the index, without lower-casing every name again.
+        mime = {key: index[key][-1] for key in _MIME_HEADERS if key in index}
+        self._walk(self.headers, body, depth=0, parent_type="", values=mime)
         self._rendered: list[bytes] | None = None
         self._body_text: bytes | None = None
         self._raw_lines: list[bytes] | None = None
@@ -367,8 +402,12 @@ class ParsedMessage:
         body: bytes,
         depth: int,
         parent_type: str,
+        values: dict[bytes, bytes] | None = None,
     ) -> None:
-        values = {n.lower(): v for n, v in headers}
+        """Add the leaves under *headers* and *body* to ``parts``; *values*,
+        when given, are the MIME headers' last values (lower-case names)."""
+        if values is None:
+            values = {n.lower(): v for n, v in headers}
         ctype, params = _params(values.get(b"content-type", b"text/plain"))
         if "/" not in ctype:
             ctype = "text/plain"
@@ -525,8 +564,12 @@ class ParsedMessage:
         """(internal?, relay text) per parsed Received header, parsed once."""
         relays = []
         for value in self._index.get(b"received", []):
-            fold = _FOLD if b"\r" in value else _FOLD_LF
-            match = _RECEIVED_FROM.search(fold.sub(b" ", value))
+            # Twin speed-up: searched as folded.  The pattern takes a newline
+            # or CR as it takes a space (``\s``, ``\S``, ``\b``, ``[^)]``, ``.``
+            # with re.S) and, of its groups, only the comment can hold white
+            # space, which is used split at white space: unfolding (each line
+            # break before a blank made a space) changes no relay.
+            match = _RECEIVED_FROM.search(value)
             if not match:
                 continue
             helo, comment, ip, by = match.groups()
@@ -631,17 +674,15 @@ class ParsedMessage:
             found: list[bytes] = []
             for uri in getattr(self, "_html_uris", None) or self._html_uri_list():
                 found.append(uri.encode("utf-8", errors="replace"))
-            for line in self.body_lines[1:] + [
+            # Twin speed-up: the rendered paragraphs at once (``body_text``,
+            # kept for Bayes), as the lines were one by one: each ends in a
+            # newline, which no match holds and which the look-behind takes
+            # as the start of a text.  ``_text_uris`` finds no match where
+            # the old pre-checks (no "://", "www" or "mailto:") skipped.
+            for text in [self.body_text] + [
                 p.decoded for p in self.parts if p.ctype == "text/plain"
             ]:
-                # Every match holds "://", "www" or "mailto:" (case aside).
-                if line.find(b"://") < 0:
-                    lower = line.lower()
-                    if lower.find(b"www") < 0 and lower.find(b"mailto:") < 0:
-                        continue
-                # Twin speed-up: ``findall`` (the pattern has no group: each
-                # whole match) rather than a match object per URI.
-                for uri in _TEXT_URI.findall(line):
+                for uri in _text_uris(text):
                     uri = uri.rstrip(b".,;:!?")
                     if uri[:3].lower() == b"www":
                         uri = b"http://" + uri
@@ -667,11 +708,45 @@ def _paragraphs(text: str) -> list[str]:
             and "\x1e" not in text
             and "\x1f" not in text
         )
-    else:
-        plain = _OTHER_SPACE.search(text) is None
+    else:  # (``_OTHER_SPACE.search(text) is None``, see ``_OTHER_SPACE_CHARS``)
+        plain = not any(map(text.__contains__, _OTHER_SPACE_CHARS))
     if plain:
         return [" ".join(paragraph.split()) for paragraph in text.split("\f")]
     return [paragraph.strip(" ") for paragraph in _SPACES.sub(" ", text).split("\f")]
+
+
+# How a ``_TEXT_URI`` match starts (lower-cased): "http" for http:// and https://.
+_URI_STARTS = (b"http", b"ftp://", b"www", b"mailto:")
+
+
+def _text_uris(line: bytes) -> list[bytes]:
+    """``_TEXT_URI.findall(line)``: the URIs of *line*, left to right.
+
+    Twin speed-up: every match starts where the lower-cased line holds one of
+    ``_URI_STARTS``; ``bytes.find`` jumps to the next such place and the
+    pattern is tried there only (its look-behinds see the octets before), in
+    place of the scan testing every octet against the pattern's first class.
+    Places are tried in order and the next search starts where a match ends:
+    ``findall``'s matches."""
+    lower = line.lower()
+    match = _TEXT_URI.match
+    found: list[bytes] = []
+    nexts = [lower.find(start) for start in _URI_STARTS]
+    while True:
+        live = [at for at in nexts if at >= 0]
+        if not live:
+            return found
+        at = min(live)
+        uri = match(line, at)
+        if uri is None:
+            pos = at + 1
+        else:
+            found.append(uri.group())
+            pos = uri.end()
+        nexts = [
+            at if at < 0 or at >= pos else lower.find(start, pos)
+            for at, start in zip(nexts, _URI_STARTS, strict=True)
+        ]
 
 
 def _first_address(value: bytes) -> bytes:
