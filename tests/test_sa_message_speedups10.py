@@ -10,11 +10,15 @@ messages and crafted edge cases.
 
 from __future__ import annotations
 
-import html
 import random
 import re
 
 import pytest
+
+# The code before this session and a crafted page, kept once (the Bayes and
+# message tests share them).
+from test_sa_speedups10 import CRAFTED_HTML as HTML_PAGE
+from test_sa_speedups10 import ref_render_html, ref_uris
 
 from twin.stages.spamassassin import message as M
 from twin.stages.spamassassin.message import HtmlFacts, ParsedMessage
@@ -77,71 +81,6 @@ def ref_parse_relays(msg: ParsedMessage) -> list[tuple[bool, bytes]]:
     return relays
 
 
-def ref_render_html(text: str, facts: HtmlFacts) -> tuple[str, list[str]]:
-    """``render_html`` before session 10's split (a match object per tag)."""
-    facts.raw_len += len(text)
-    uris: list[str] = []
-    title = re.search(r"<title[^>]*>(.*?)</title", text, re.S | re.I)
-    if title:
-        facts.title = html.unescape(title.group(1)).strip()
-    text = M._DROP.sub(" ", text)
-    pieces: list[str] = []
-    last = 0
-    tags = facts.tags
-    open_close = facts.open_close
-    for match in M._TAG.finditer(text):
-        start, end = match.span()
-        pieces.append(text[last:start])
-        last = end
-        closing, name, attrs = match.group(1, 2, 3)
-        name = name.lower()
-        tags[name] = tags.get(name, 0) + 1
-        open_close[name] = open_close.get(name, 0) + (-1 if closing else 1)
-        if name in M._BLOCK_TAGS:
-            pieces.append("\n")
-        if closing or not attrs.strip():
-            continue
-        values = {}
-        for attr in M._ATTR.finditer(attrs):
-            values[attr.group(1).lower()] = (
-                attr.group(2) or attr.group(3) or (attr.group(4) or "")
-            )
-        for key in M._URI_ATTRS.intersection(values):
-            uris.append(html.unescape(values[key]).strip())
-        if name == "img":
-            facts.images += 1
-            try:
-                width = int(values.get("width", "0").rstrip("px%") or 0)
-                height = int(values.get("height", "0").rstrip("px%") or 0)
-            except ValueError:
-                width = height = 0
-            facts.image_area += width * height
-        if name == "meta" and "charset" in attrs.lower():
-            facts.charset_html += 1
-    pieces.append(text[last:])
-    visible = html.unescape("".join(pieces))
-    facts.text_len += len(visible.strip())
-    return visible, uris
-
-
-def ref_uris(msg: ParsedMessage) -> list[bytes]:
-    """``ParsedMessage.uris`` before session 10 (line by line, ``findall``)."""
-    found = [uri.encode("utf-8", errors="replace") for uri in msg._html_uri_list()]
-    for line in msg.body_lines[1:] + [
-        p.decoded for p in msg.parts if p.ctype == "text/plain"
-    ]:
-        if line.find(b"://") < 0:
-            lower = line.lower()
-            if lower.find(b"www") < 0 and lower.find(b"mailto:") < 0:
-                continue
-        for uri in M._TEXT_URI.findall(line):
-            uri = uri.rstrip(b".,;:!?")
-            if uri[:3].lower() == b"www":
-                uri = b"http://" + uri
-            found.append(uri)
-    return list(dict.fromkeys(found))
-
-
 def ref_paragraph_lines(text: str) -> list[bytes]:
     """``_render``'s body lines before session 10 (one ``encode`` each), from
     the joined texts, with ``_OTHER_SPACE.search`` choosing the squeeze."""
@@ -196,14 +135,7 @@ CRAFTED_HTML = [
     ">",
     "<a href='x'",
     "<p>a</p><P>b</P><br>c",
-    "<html><head><title>Hi &amp; <b>bye</b></title>"
-    "<meta http-equiv=Content-Type content='text/html; charset=iso-8859-1'>"
-    "<style>p {x}</style></head><BODY background=\"bg.gif\">"
-    "<p>Visit <A HREF=\"http://example.com/?a=1&amp;b=2\">here</a> or "
-    "<a href=www.example.org>there</a><br/><img src='i.gif' width=10px "
-    "height='20%'><img SRC=x.png width=abc><form action=mailto:x@y.z>"
-    "<!-- note --></form><embed src=z.swf><td cite=c lowsrc=l></td>"
-    "</p><unknown attr=\"a>b\">text</BODY></html>",
+    HTML_PAGE,
     "&nbsp;&amp&lt;&#65;&#x42;&notin;&notit;&bogus; <b>x</b></b></b><i>",
     "</p></p></div><div><DIV>a</Div><td><TD>",
     "<a href=\"unterminated>text</a><img width=3 height=4><img width=0x1>",
