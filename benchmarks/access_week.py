@@ -29,7 +29,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import PIPELINE_ONLY, ROOT, replay, twin_run  # noqa: E402
+from mail_week import PIPELINE_ONLY, ROOT, replay, report_cpu, twin_run  # noqa: E402
 
 COMMANDS = {"open": 8, "poll": 4, "idle": 3}
 """Commands a bare session sends, by session kind (login, select, fetch...)."""
@@ -141,6 +141,7 @@ def main() -> int:
         f"  bare SimPy    : {bare:7.1f} s on the same sessions; "
         f"twin/bare {wall / bare:.1f}"
     )
+    report_cpu(result)
     print("  targets: week with access < 60 s wall, < 2 GB peak")
     return 0
 

@@ -101,8 +101,12 @@ def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:
         " '--force']\n"
         f"for item in {overrides!r}: args += ['--set', item]\n"
         "code = main(args)\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(json.dumps({'peak_mb': peak}))\n"
+        "own = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "kids = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'peak_mb': own.ru_maxrss / 1024,\n"
+        "  'cpu_s': own.ru_utime + own.ru_stime,\n"
+        "  'writer_s': kids.ru_utime + kids.ru_stime,\n"
+        "  'writer_kernel_s': kids.ru_stime}))\n"
         "sys.exit(code)\n"
     )
     started = time.perf_counter()
@@ -112,10 +116,10 @@ def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"twin run failed:\n{done.stderr}")
-    peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+    usage = json.loads(done.stdout.strip().splitlines()[-1])
     manifest = json.loads((out / "manifest.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
-    return {"wall": wall, "peak_mb": peak, "manifest": manifest, "summary": summary}
+    return {"wall": wall, **usage, "manifest": manifest, "summary": summary}
 
 
 def report(label: str, result: dict, bare: float) -> None:
@@ -141,6 +145,25 @@ def report(label: str, result: dict, bare: float) -> None:
         f"  bare SimPy    : {bare:7.1f} s on the same arrivals; "
         f"twin/bare {seconds / bare:.1f}"
     )
+    report_cpu(result)
+
+
+def report_cpu(result: dict) -> None:
+    """The CPU seconds of the simulation and of its file writer.
+
+    The two run side by side (``twin/sim/writer.py``); when the writer's CPU
+    nears the wall time, the run waited on the kernel writing the store, not
+    on the simulation."""
+    print(
+        f"  CPU           : simulation {result['cpu_s']:.1f} s, file writer "
+        f"{result['writer_s']:.1f} s ({result['writer_kernel_s']:.1f} s of it "
+        "in the kernel)"
+    )
+    if result["writer_s"] > 0.8 * result["wall"]:
+        print(
+            "  note          : the file writer, not the simulation, set the pace: "
+            "the kernel was slow to take the store's files (a full page cache?)"
+        )
 
 
 def main() -> int:

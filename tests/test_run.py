@@ -145,6 +145,34 @@ def test_failure_in_each_phase_leaves_a_complete_record(tmp_path, monkeypatch, p
     assert not rerun.reused and (folder / "summary.json").exists()
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_collector_is_slowed_only_while_the_clock_runs(tmp_path, monkeypatch, fail):
+    import gc
+
+    from twin.sim.run import RUN_GC_THRESHOLDS
+
+    seen = []
+    original = QueueingModel._job
+
+    def watched(self, *args, **kwargs):
+        seen.append((gc.get_threshold(), gc.get_freeze_count() > 0))
+        if fail:
+            raise RuntimeError("injected failure in a job")
+        yield from original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueueingModel, "_job", watched)
+    before = gc.get_threshold()
+    if fail:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            run_scenario(short(), tmp_path / "run", quiet=True)
+    else:
+        run_scenario(short(), tmp_path / "run", quiet=True)
+    assert seen and set(seen) == {(RUN_GC_THRESHOLDS, True)}
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    assert RUN_GC_THRESHOLDS[0] > before[0]
+
+
 def test_progress_goes_to_a_log_as_lines_and_changes_nothing(tmp_path):
     import io
 
