@@ -29,7 +29,14 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import PIPELINE_ONLY, ROOT, replay, report_cpu, twin_run  # noqa: E402
+from mail_week import (  # noqa: E402
+    PIPELINE_ONLY,
+    ROOT,
+    machine_state,
+    replay,
+    report_cpu,
+    twin_run,
+)
 
 COMMANDS = {"open": 8, "poll": 4, "idle": 3}
 """Commands a bare session sends, by session kind (login, select, fetch...)."""
@@ -117,6 +124,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(
         dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
     ) as tmp:
+        state = machine_state()
+        if state:
+            print(state)
         bare, sessions = bare_simpy(args.scenario, base)
         result = twin_run(args.scenario, base, Path(tmp) / "access")
     summary = result["summary"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,29 @@ def report_cpu(result: dict) -> None:
         )
 
 
+def machine_state() -> str:
+    """Cores, free memory and page cache now (Linux), or "" elsewhere.
+
+    A page cache full of earlier runs' files makes the kernel slow to take
+    the store's new ones (README, Speed): the line says which case a run was."""
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = {
+                name: int(value.split()[0])
+                for name, value in (line.split(":", 1) for line in handle)
+            }
+        free, total = kib["MemFree"], kib["MemTotal"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return ""
+    gib = 1024 * 1024
+    return (
+        f"  machine       : {os.cpu_count()} cores, "
+        f"{free / gib:.1f} of {total / gib:.1f} GiB free, "
+        f"page cache {kib.get('Cached', 0) / gib:.1f} GiB "
+        f"({kib.get('Dirty', 0) / 1024:.0f} MiB dirty)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="ece-2007-dell")
@@ -197,6 +221,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(
         dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
     ) as tmp:
+        state = machine_state()
+        if state:
+            print(state)
         bare, _ = bare_simpy(args.scenario, base)
         one = twin_run(args.scenario, base, Path(tmp) / "x1")
         report(f"{args.scenario}, {args.duration}, traffic x1", one, bare)
