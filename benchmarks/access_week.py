@@ -7,7 +7,9 @@ beside a bare SimPy model fed the same session arrivals (the reading model's
 ``session_arrivals`` from the same seed streams; each session holds one of the
 host's CPU threads for a fixed time per command class and waits a round trip)
 in the same process, so the ratio is comparable across noisy machines. The
-issue's target: the week with access under 60 s wall and 2 GB.
+issue's target: the week with access under 60 s wall and 2 GB. As
+``mail_week.py``, it prints the machine's free memory and page cache first and
+the CPU of the simulation and of its file writer after the run.
 
     python benchmarks/access_week.py [--scenario ece-2007-dell]
         [--duration 7d] [--whole] [--set KEY=VALUE ...]

@@ -7,7 +7,10 @@ specs, each taking an smtpd slot and a disk for fixed times) in the same
 process, so the ratio is comparable across noisy machines. With ``--scale K``
 it also runs K times the traffic (rates and users x K) and checks that the cost
 grows no faster than the traffic (targets: the week under 20 s and 1 GB; at
-10 x the traffic at most 10 x the time and under 2 GB).
+10 x the traffic at most 10 x the time and under 2 GB). It also prints the
+machine's free memory and page cache first, and after each run the CPU
+seconds of the simulation and of its file writer: with the page cache full of
+earlier runs' files the writer, not the simulation, may set the pace.
 
     python benchmarks/mail_week.py [--scenario ece-2007-dell] [--scale 10]
         [--duration 7d] [--whole] [--set KEY=VALUE ...]
