@@ -469,3 +469,40 @@ def test_random_operations_with_transient_files_and_readers(
     files.sync()
     assert tree(tmp_path / "writer") == tree(tmp_path / "direct")
     assert syncs > 0
+
+
+def test_a_table_written_by_the_child_is_the_table_written_at_once(tmp_path, files):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from twin.sim.recorder import TableWriter
+
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("x", pa.float64())])
+    rows = [(i, f"m{i % 7}", float("nan") if i % 5 == 0 else i / 3) for i in range(700)]
+    here = TableWriter(tmp_path / "here.parquet", schema, batch_rows=256)
+    there = writer.PipedTable(files, tmp_path / "there.parquet", schema, 256, chunk=100)
+    for row in rows:
+        here.append(row)
+        there.append(row)
+    here.close()
+    there.close()
+    there.close()  # twice is once
+    files.sync()
+    assert there.written == len(rows)
+    assert (tmp_path / "there.parquet").read_bytes() == (
+        tmp_path / "here.parquet"
+    ).read_bytes()
+    table = pq.read_table(tmp_path / "there.parquet")
+    assert table.num_rows == 700
+    assert pq.ParquetFile(tmp_path / "there.parquet").metadata.num_row_groups == 3
+
+
+def test_a_bad_row_for_the_childs_table_is_named_at_sync(tmp_path, files):
+    import pyarrow as pa
+
+    schema = pa.schema([("id", pa.int64())])
+    table = writer.PipedTable(files, tmp_path / "t.parquet", schema, chunk=1)
+    table.append(("not a number",))
+    table.close()
+    with pytest.raises(TwinError, match="table_close .*t.parquet: Could not convert"):
+        files.sync()

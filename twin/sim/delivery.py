@@ -19,7 +19,7 @@ from __future__ import annotations
 from twin.access.cyrusstore import index_delivery
 from twin.resources import Servers
 from twin.sim.mailrecord import DELIVER, RELAY, REMOTE, MessageRecord
-from twin.sim.mailsetup import EPOCH_S
+from twin.sim.mailsetup import DIALOGUE_COMMANDS, EPOCH_S
 from twin.stages.maildir import lf_message
 from twin.stages.smtp import RcptStatus, SmtpResult
 from twin.stages.work import Work
@@ -31,9 +31,6 @@ SMTP_AGENTS = 100
 RELAY_AGENTS = 20
 """Concurrent deliveries from the MX to the mailbox host (one destination:
 default_destination_concurrency_limit)."""
-DIALOGUE_COMMANDS = 5
-"""Round trips of a minimal SMTP dialogue besides RCPT: greeting, EHLO, MAIL,
-DATA, end of data (QUIT is not waited for)."""
 
 
 def _handover_work(size: int) -> Work:

@@ -7,20 +7,16 @@
 - ``content_filter``: an amavisd child scans (ClamAV-compatible: infected mail
   is dropped), scores (SpamAssassin-compatible: spam is tagged) and reads
   images (FuzzyOCR) of each accepted inbound message;
-- ``refresh_signatures``: freshclam's hourly update and clamd's reload;
-- ``with_image`` and ``viral``: the workload's image spam, pictures and viruses,
-  drawn per message from the scenario seed, so every configuration sees the
-  same ones.
+- ``refresh_signatures``: freshclam's hourly update and clamd's reload.
+
+The workload's image spam, pictures and viruses are drawn with the content
+of each message (``twin.sim.front.Contents``).
 
 It works on the ``MailModel`` it belongs to (its clock, stages, counters and
 hosts); metrics ``spf.<result>`` come from ``metrics``.
 """
 
 from __future__ import annotations
-
-import zlib
-
-import numpy as np
 
 from twin.resources import Servers
 from twin.sim.mailrecord import FILTER, MessageRecord
@@ -61,29 +57,6 @@ class Gateway:
         return {
             f"spf.{code}": float(self.spf_results.get(code, 0)) for code in SPF_CODES
         }
-
-    def with_image(self, spec: MessageSpec) -> bytes | None:
-        """Image spam (or a legit message with a picture) for *spec*, if drawn."""
-        inbound = self.model.scenario.traffic.inbound
-        share = inbound.image_spam_share if spec.is_spam else inbound.legit_image_share
-        if share <= 0:
-            return None
-        key = f"{self.model.scenario.seed}:image:{spec.msg_id}".encode()
-        if zlib.crc32(key) / 2**32 >= share:
-            return None
-        from twin.stages.ocr.imagespam import legit_message, spam_message
-
-        rng = np.random.default_rng([self.model.scenario.seed, spec.msg_id, 0x1A6E])
-        made = spam_message(rng) if spec.is_spam else legit_message(rng)
-        return made.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-    def viral(self, spec: MessageSpec) -> bool:
-        """Whether inbound spam *spec* carries a virus (a draw keyed by its id)."""
-        share = self.model.scenario.traffic.inbound.virus_share
-        if not spec.is_spam or share <= 0:
-            return False
-        key = f"{self.model.scenario.seed}:virus:{spec.msg_id}".encode()
-        return zlib.crc32(key) / 2**32 < share
 
     def content_filter(self, record: MessageRecord, result: SmtpResult):
         """amavisd: scan, score and OCR a queued message; its new bytes or None."""

@@ -5,7 +5,10 @@ Each message of the workload (``twin.traffic.workload``) is a SimPy process:
 1. **greylist** (if the pipeline has one): spamd checks the tuple of every
    recipient; a client spamd does not pass is held on one of spamd's
    connections while it is stuttered, then deferred (it retries on its own
-   schedule, or gives up) or refused;
+   schedule, or gives up) or refused. This front of the run, arrivals
+   included, is ``twin.sim.front.Front``: where spamd has a host of its own
+   it runs ahead in a child process and hands each message over at the
+   instant it passes (``_replay``), with the same results;
 2. **smtp**: one of Postfix's smtpd processes runs the real SMTP dialogue
    (relay control, recipient validation against the directory, SASL, TLS),
    the client's round trips and transfer time elapse, the host's CPU does the
@@ -35,11 +38,23 @@ from pathlib import Path
 import pyarrow as pa
 import simpy
 
+from twin.errors import TwinError
 from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
-from twin.sim.delivery import DIALOGUE_COMMANDS, Delivery
+from twin.sim.delivery import Delivery
+from twin.sim.front import (
+    IN,
+    OUT,
+    Content,
+    Front,
+    FrontMonitor,
+    FrontStream,
+    book,
+    front_apart,
+    unpack_spec,
+)
 from twin.sim.gateway import Gateway
 from twin.sim.mailrecord import (
     GREYLIST,
@@ -49,24 +64,25 @@ from twin.sim.mailrecord import (
     MessageRecord,
 )
 from twin.sim.mailsetup import (
+    DIALOGUE_COMMANDS,
     EPOCH_S,
     build_stages,
     submission_host,
-    traffic_settings,
 )
 from twin.sim.mailstats import Latencies, MailCounters, utilisation
 from twin.sim.recorder import NullWriter, TableWriter, schema_with
 from twin.sim.stats import BatchClock
 from twin.sim.streams import Streams
-from twin.sim.writer import start_writer
+from twin.sim.writer import FileWriter, PipedTable, start_writer
 from twin.stages.fileops import DIRECT
-from twin.stages.greylist import GreylistDecision
 from twin.stages.smtp import SmtpResult
 from twin.stages.work import Work
-from twin.traffic.corpus import Corpus
-from twin.traffic.infect import infect
-from twin.traffic.message import render
-from twin.traffic.workload import generate
+
+FRONT_CHILD_FROM_S = 86_400.0
+"""Simulated seconds from which an apart front runs in a child process by
+default (``MAILTWIN_FRONT=child`` or ``inline`` decides; the results are the
+same): the child's ~0.5 s of start-up (imports) is waited for, which a short
+run does not win back."""
 
 
 class MailModel:
@@ -77,18 +93,46 @@ class MailModel:
         env: simpy.Environment,
         scenario: MailScenario,
         streams: Streams,
-        jobs: TableWriter | NullWriter,
         folder: Path,
     ) -> None:
         self.env = env
         self.scenario = scenario
-        self.jobs = jobs
         self.folder = folder
         self.streams = streams
+        # An apart front (twin.sim.front) starts first: its child runs on the
+        # other core while this process builds the stores.
+        self.front_stream = None
+        mode = os.environ.get("MAILTWIN_FRONT", "")
+        if mode != "shared" and front_apart(scenario):
+            # a child pays for itself on long runs; it takes ~0.5 s to start
+            child = mode == "child" or (
+                mode != "inline" and scenario.duration >= FRONT_CHILD_FROM_S
+            )
+            self.front_stream = FrontStream(scenario, streams.seed, child)
+        self.files = DIRECT
+        self._tables: list[TableWriter | PipedTable] = []
+        try:
+            self._setup(env, scenario, streams, folder)
+        except BaseException:
+            self.close()  # no child process outlives a model that failed
+            raise
+
+    def _setup(
+        self,
+        env: simpy.Environment,
+        scenario: MailScenario,
+        streams: Streams,
+        folder: Path,
+    ) -> None:
         # The queue and maildir files are written by a child process on the
         # other core (twin.sim.writer); a user's session waits for its
         # mailbox's writes (Files.ready) before the servers read it.
         self.files = start_writer()
+        self.jobs = (
+            self.table(folder / "jobs.parquet", self.schema(scenario))
+            if scenario.output.jobs_table
+            else NullWriter()
+        )
         self.stages = build_stages(scenario, streams, folder, self.files)
         self.hosts = {
             name: Host(env, name, load_profile(spec.hardware))
@@ -108,21 +152,9 @@ class MailModel:
             for name in self.stages.queues
         }
         self.box_array = self._array(self.box_host, pipeline.deliver.array, first=False)
-        grey = pipeline.greylist
-        self.spamd = (
-            Servers(env, grey.max_connections, f"{grey.on}.spamd")
-            if self.stages.greylist is not None
-            else None
-        )
         self.smtpd = Servers(env, pipeline.smtp.processes, f"{self.mx_host}.smtpd")
         self.submitd = Servers(
             env, scenario.submission.processes, f"{self.submit_host}.submission"
-        )
-        self.render_rng = streams("traffic.render")
-        self.corpus = (
-            Corpus(scenario.traffic.corpus, scenario.seed)
-            if scenario.traffic.corpus
-            else None
         )
         self.tls_rng = streams("smtp.tls")
         self.remote_rng = streams("queue.remote")
@@ -160,12 +192,56 @@ class MailModel:
         """CPU seconds (full speed) by (host, stage), over the whole run."""
         self.gateway = Gateway(self)
         self.delivery = Delivery(self)
+        self.front = None
+        self.front_monitors: list[tuple[str, FrontMonitor]] = []
+        """Stand-ins for the resources of an apart front."""
+        self.front_events = 0
+        if self.front_stream is None:
+            self.front = Front(
+                env,
+                scenario,
+                streams,
+                self.stages.population,
+                self.stages.greylist,
+                self.hosts,
+                self.cpu_seconds,
+                self.counters,
+                self.live,
+                self,
+            )
+            self.spamd = self.front.spamd
+        else:
+            grey = pipeline.greylist
+            named = [
+                (name, resource.capacity)
+                for name, resource in self.hosts[grey.on].monitors()
+            ]
+            named.append((f"{grey.on}.spamd", grey.max_connections))
+            self.front_monitors = [
+                (name, FrontMonitor(env, self.front_stream, index, name, capacity))
+                for index, (name, capacity) in enumerate(named)
+            ]
+            self.spamd = self.front_monitors[-1][1]
 
     # -- construction --------------------------------------------------------
 
     @staticmethod
     def schema(scenario: MailScenario) -> pa.Schema:
         return schema_with(JOB_COLUMNS, list(STATIONS))
+
+    def table(self, path: Path, schema: pa.Schema) -> TableWriter | PipedTable:
+        """A table of the run, written by the writer process where there is
+        one (``twin.sim.writer.PipedTable``); closed by ``finish``."""
+        if isinstance(self.files, FileWriter):
+            made = PipedTable(self.files, path, schema)
+        else:
+            made = TableWriter(path, schema)
+        self._tables.append(made)
+        return made
+
+    def _close_tables(self) -> None:
+        for made in self._tables:
+            made.close()
 
     def _array(self, host: str, name: str | None, *, first: bool) -> str:
         if name is not None:
@@ -175,8 +251,12 @@ class MailModel:
 
     def monitors(self) -> list[tuple[str, object]]:
         found: list[tuple[str, object]] = []
-        for host in self.hosts.values():
-            found.extend(host.monitors())
+        apart = self.front_monitors[:-1]
+        for name, host in self.hosts.items():
+            if apart and name == self.scenario.pipeline.greylist.on:
+                found.extend(apart)
+            else:
+                found.extend(host.monitors())
         pools = [
             self.gateway.filters,
             self.spamd,
@@ -188,7 +268,10 @@ class MailModel:
         return found
 
     def start(self) -> None:
-        self.env.process(self._source())
+        if self.front is not None:
+            self.front.start()
+        else:
+            self.env.process(self._replay())
         if self.access is not None:
             self.access.start(EPOCH_S)
         self.gateway.start()
@@ -200,31 +283,41 @@ class MailModel:
             resource.sync()
             self.warm_marks[name] = resource.busy_area
 
-    def _source(self):
+    def _replay(self):
+        """Start the rest of each message the apart front hands over, at the
+        instant it does; append the rows of those that ended in the front."""
         env = self.env
-        specs = generate(
-            traffic_settings(self.scenario),
-            self.stages.population,
-            self.scenario.duration,
-            self.streams,
-        )
-        counters = self.counters
-        for spec in specs:
-            delay = spec.arrival_s - env.now
-            if delay > 0:
-                yield env.timeout(delay)
-            counters.offered += 1
-            if spec.kind == "outbound":
-                counters.offered_outbound += 1
+        live = self.live
+        for when, kind, payload in self.front_stream:
+            if when > env.now:
+                yield env.timeout(when - env.now)
+            if kind == IN:
+                values, attempts, times, content = payload
+                spec = unpack_spec(values)
+                record = MessageRecord(spec)
+                record.attempts = attempts
+                record.times[4 * GREYLIST : 4 * GREYLIST + 4] = times
+                live[spec.msg_id] = record
+                env.process(self._after_greylist(record, content))
+            elif kind == OUT:
+                values, content = payload
+                spec = unpack_spec(values)
+                record = MessageRecord(spec)
+                live[spec.msg_id] = record
+                env.process(self._outbound(record, content))
             else:
-                counters.offered_inbound += 1
-                counters.offered_spam += spec.is_spam
-            record = MessageRecord(spec)
-            self.live[spec.msg_id] = record
-            if spec.kind == "outbound":
-                env.process(self._outbound(record))
-            else:
-                env.process(self._inbound(record))
+                self.jobs.append(payload)
+
+    # -- what the front hands over (its sink, when it shares the env) --------
+
+    def handover(self, record: MessageRecord, content: Content) -> None:
+        self.env.process(self._after_greylist(record, content))
+
+    def submit(self, record: MessageRecord, content: Content) -> None:
+        self.env.process(self._outbound(record, content))
+
+    def finished(self, record: MessageRecord) -> None:
+        self.jobs.append(record.row())
 
     # -- the life of a message -----------------------------------------------
 
@@ -234,40 +327,17 @@ class MailModel:
         del self.live[record.spec.msg_id]
         self.jobs.append(record.row())
 
-    def _inbound(self, record: MessageRecord):
-        spec = record.spec
-        env = self.env
+    def _after_greylist(self, record: MessageRecord, content: Content):
+        """An inbound message spamd let through (or no greylist): smtpd, the
+        content filters, delivery."""
         counters = self.counters
-        while True:
-            record.attempts += 1
-            counters.attempts += 1
-            if self.stages.greylist is not None:
-                verdict = yield from self._greylist(record)
-                if verdict is GreylistDecision.DEFERRED:
-                    again = (
-                        spec.retry.next_attempt(record.attempts, env.now)
-                        if spec.retry is not None
-                        else None
-                    )
-                    if again is None or again >= self.scenario.duration:
-                        if again is None:
-                            counters.abandoned += 1
-                            self._finish(record, "abandoned")
-                        return
-                    yield env.timeout(max(again - env.now, 0.0))
-                    continue
-                if verdict in (GreylistDecision.TRAPPED, GreylistDecision.BLACKLISTED):
-                    counters.rejected += 1
-                    self._finish(record, "rejected")
-                    return
-            result = yield from self._receive(record, inbound=True)
-            if result is None:
-                counters.rejected += 1
-                self._finish(record, "rejected")
-                return
-            break
+        result = yield from self._receive(record, content, inbound=True)
+        if result is None:
+            counters.rejected += 1
+            self._finish(record, "rejected")
+            return
         counters.inbound_accepted += 1
-        if spec.is_spam:
+        if record.spec.is_spam:
             counters.inbound_spam_accepted += 1
         else:
             counters.inbound_ham_accepted += 1
@@ -278,10 +348,10 @@ class MailModel:
                 return
         yield from self.delivery.after_acceptance(record, result, self.mx_host, data)
 
-    def _outbound(self, record: MessageRecord):
+    def _outbound(self, record: MessageRecord, content: Content):
         record.attempts = 1
         self.counters.attempts += 1
-        result = yield from self._receive(record, inbound=False)
+        result = yield from self._receive(record, content, inbound=False)
         if result is None:
             self.counters.rejected += 1
             self._finish(record, "rejected")
@@ -289,55 +359,7 @@ class MailModel:
         self.counters.outbound_accepted += 1
         yield from self.delivery.after_acceptance(record, result, self.submit_host)
 
-    def _greylist(self, record: MessageRecord):
-        """Run spamd's check; hold a connection while it stutters the client."""
-        env = self.env
-        spec = record.spec
-        grey = self.stages.greylist
-        grey_host = self.scenario.pipeline.greylist.on
-        queued = env.now
-        first = grey.check(
-            spec.client_ip, spec.helo, spec.sender, spec.recipients[0], env.now
-        )
-        work = first.work
-        decision = first.decision
-        counters = self.counters
-        if decision in (GreylistDecision.PASSED, GreylistDecision.WHITELISTED):
-            # pf sends a passed client straight to the MTA; spamd holds nothing.
-            yield from self._run("greylist", grey_host, work)
-            if decision is GreylistDecision.PASSED:
-                counters.greylist_passed += 1
-            else:
-                counters.greylist_whitelisted += 1
-            record.visit(GREYLIST, queued, queued, env.now)
-            return decision
-        stutter = first.stutter_s
-        for recipient in spec.recipients[1:]:
-            other = grey.check(
-                spec.client_ip, spec.helo, spec.sender, recipient, env.now
-            )
-            work = work + other.work
-            if other.decision is GreylistDecision.TRAPPED:
-                decision = GreylistDecision.TRAPPED
-        grant = self.spamd.acquire()
-        if grant is not None:
-            yield grant
-        start = env.now
-        end = self._book("greylist", grey_host, work)
-        rtt = self.scenario.pipeline.smtp.client_rtt
-        talk = stutter + rtt * (DIALOGUE_COMMANDS + len(spec.recipients))
-        yield env.timeout(end - start + talk)
-        self.spamd.release()
-        record.visit(GREYLIST, queued, start, env.now)
-        if decision is GreylistDecision.DEFERRED:
-            counters.greylist_deferred += 1
-        elif decision is GreylistDecision.TRAPPED:
-            counters.greylist_trapped += 1
-        else:
-            counters.greylist_blacklisted += 1
-        return decision
-
-    def _receive(self, record: MessageRecord, *, inbound: bool):
+    def _receive(self, record: MessageRecord, content: Content, *, inbound: bool):
         """An SMTP dialogue with the client; the accepted result, or None."""
         env = self.env
         spec = record.spec
@@ -364,17 +386,9 @@ class MailModel:
                 pool.release()
                 record.visit(SMTP, queued, start, env.now)
                 return None
-        image = inbound and self.gateway.with_image(spec)
-        if image:
-            message = image
-            record.image = True
-        elif self.corpus is not None:
-            message = self.corpus.message(spec.is_spam, spec.msg_id)
-        else:
-            message = render(spec, self.stages.population, self.render_rng)
-        if inbound and self.gateway.viral(spec):
-            message = infect(message)
-            record.virus = True
+        message, image, virus = content
+        record.image = image
+        record.virus = virus
         queue_id = f"M{spec.msg_id:08X}"
         result: SmtpResult = server.transact(
             spec.client_ip,
@@ -452,25 +466,40 @@ class MailModel:
         if end > env.now:
             yield env.timeout(end - env.now)
 
-    def _book(self, stage: str, host: str, work: Work, array: str | None = None):
-        """Book *work* of *stage* on *host* now, counting its CPU; its end time.
-
-        For a step followed by a wait of its own (a stutter, a dialogue): the
-        caller folds both into one timeout.
-        """
-        target = self.hosts[host]
-        key = (host, stage)
-        cpu_s = target.cpu_seconds(work)
-        self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + cpu_s
-        return max(target.complete_at(work, array, cpu_s), self.env.now)
+    _book = book
 
     def close(self) -> None:
         """Finish the file operations still queued (after a failure too)."""
+        if self.front_stream is not None:
+            self.front_stream.close()
         if self.files is not DIRECT:
+            try:
+                self._close_tables()  # what they hold stays a readable table
+                self.files.flush()
+            except TwinError:
+                pass  # the writer process failed: the run's error says why
             self.files.abandon()
+        else:
+            self._close_tables()
+
+    def _front_end(self) -> dict | None:
+        """What an apart front sent at its end, its counters and CPU seconds
+        added to this model's; None when the front shares the environment."""
+        if self.front_stream is None:
+            return None
+        end = self.front_stream.final()
+        counters = self.counters
+        for name, value in end["counters"].items():
+            setattr(counters, name, getattr(counters, name) + value)
+        for key, seconds in end["cpu_seconds"].items():
+            self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + seconds
+        self.front_events = end["events"]
+        return end
 
     def queued_on_disk(self) -> int:
-        """Distinct queue ids with a queue file on any host, read from disk."""
+        """Distinct queue ids with a queue file on any host, read from disk
+        (after the tables, the last rows in, and the files are all written)."""
+        self._close_tables()
         self.files.close()
         ids: set[str] = set()
         for queue in self.stages.queues.values():
@@ -482,10 +511,15 @@ class MailModel:
 
     def finish(self) -> dict[str, float]:
         counters = self.counters
-        for msg_id in sorted(self.live):
-            record = self.live[msg_id]
+        rows = {}
+        for msg_id, record in self.live.items():
             record.departure = math.nan
-            self.jobs.append(record.row())
+            rows[msg_id] = record.row()
+        front = self._front_end()
+        if front is not None:
+            rows.update(front["live_rows"])
+        for msg_id in sorted(rows):
+            self.jobs.append(rows[msg_id])
         summary = counters.metrics()
         queued = self.queued_on_disk()
         lost = (
@@ -496,7 +530,7 @@ class MailModel:
             - queued
         )
         summary["messages.queued"] = float(queued)
-        summary["messages.in_progress"] = float(len(self.live))
+        summary["messages.in_progress"] = float(len(rows))
         summary["messages.lost"] = float(lost)
         summary.update(self.latencies.metrics("latency.delivery"))
         span = self.scenario.duration - self.scenario.warmup
@@ -516,10 +550,14 @@ class MailModel:
         for name, host in self.hosts.items():
             cache = host.page_cache
             summary[f"cache.{name}.hit_rate"] = float(cache.read_hit_rate)
-        if self.stages.greylist is not None:
+        greylist = self.stages.greylist.dump() if self.stages.greylist else None
+        if front is not None:
+            summary[f"cache.{self.scenario.pipeline.greylist.on}.hit_rate"] = front[
+                "hit_rate"
+            ]
+            greylist = front["greylist"]
+        if greylist is not None:
             (self.folder / "greylist").mkdir(exist_ok=True)
-            (self.folder / "greylist" / "spamdb.txt").write_text(
-                self.stages.greylist.dump()
-            )
+            (self.folder / "greylist" / "spamdb.txt").write_text(greylist)
         assert lost == 0, f"messages not conserved: {lost} accepted messages lost"
         return summary

@@ -31,7 +31,12 @@ from twin.estimate import Estimate
 from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.schema.mail import MailScenario
-from twin.sim.mailsetup import build_stages, submission_host, traffic_settings
+from twin.sim.mailsetup import (
+    DIALOGUE_COMMANDS,
+    build_stages,
+    submission_host,
+    traffic_settings,
+)
 from twin.sim.streams import Streams
 from twin.stages.greylist import GreylistDecision
 from twin.stages.smtp import RcptStatus
@@ -43,7 +48,6 @@ SAMPLE = 1500
 FILTER_EVERY = 5
 """One accepted inbound message in this many goes through the content filters
 (they are slow); its demand counts for all of them."""
-DIALOGUE_COMMANDS = 5
 
 
 def _attempts(spec, passtime: float, scan: float) -> tuple[int, bool]:

@@ -34,6 +34,9 @@ from twin.traffic.workload import TrafficSettings
 EPOCH_S = SIM_EPOCH_UNIX
 """Simulated time 0 as a Unix time (Monday 2007-02-05 00:00 EST): dates in
 messages, Received headers and maildir names all count from it."""
+DIALOGUE_COMMANDS = 5
+"""Round trips of a minimal SMTP dialogue besides RCPT: greeting, EHLO, MAIL,
+DATA, end of data (QUIT is not waited for)."""
 
 
 def traffic_settings(model: MailScenario) -> TrafficSettings:
@@ -245,9 +248,7 @@ def build_stages(
         submission_host(model),
     }
     queues = {
-        host: QueueManager(
-            folder / "queue" / host, queue_settings(model, host), files
-        )
+        host: QueueManager(folder / "queue" / host, queue_settings(model, host), files)
         for host in sorted(queue_hosts)
     }
     store_root = folder / "store"

@@ -181,13 +181,8 @@ def _build(env, scenario: Scenario, streams: Streams, folder: Path):
         return QueueingModel(env, model, streams, jobs), jobs
     from twin.sim.mail import MailModel
 
-    schema = MailModel.schema(model)
-    jobs = (
-        TableWriter(folder / "jobs.parquet", schema)
-        if model.output.jobs_table
-        else NullWriter()
-    )
-    return MailModel(env, model, streams, jobs, folder), jobs
+    built = MailModel(env, model, streams, folder)
+    return built, built.jobs
 
 
 def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict, int]:
@@ -196,7 +191,9 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
     env = simpy.Environment()
     streams = Streams(scenario.seed)
     model, jobs = _build(env, scenario, streams, folder)
-    resources = TableWriter(folder / "resources.parquet", RESOURCE_SCHEMA)
+    # a model with a writer process has its tables written there too
+    table = getattr(model, "table", TableWriter)
+    resources = table(folder / "resources.parquet", RESOURCE_SCHEMA)
     try:
         sampler = ResourceSampler(
             env, model.monitors(), model_spec.output.sample_interval, resources
@@ -233,6 +230,7 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
     # each run(until=...) adds events of its own: count those of one, as a
     # run without progress does, so the count does not depend on the progress
     events = events_processed(env) - (steps - 1) * _run_call_events()
+    events += getattr(model, "front_events", 0)  # an apart front's (twin.sim.front)
     summary["sim.duration"] = float(duration)
     summary["sim.warmup"] = float(model_spec.warmup)
     summary["sim.events"] = float(events)

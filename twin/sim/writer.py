@@ -66,6 +66,7 @@ except ImportError:  # not on this platform: the default pipe size it is
     fcntl = None
 
 from twin.errors import TwinError
+from twin.sim.recorder import BATCH_ROWS
 from twin.stages import fileops
 
 _HEAD = struct.Struct("<QQQ")
@@ -82,6 +83,10 @@ parent)."""
 BATCH_OPERATIONS = 8192
 PIPE_BYTES = 1 << 20
 """Pipe capacity asked of Linux (F_SETPIPE_SZ), so a batch rarely blocks."""
+TABLE_CHUNK = 4096
+"""Rows a ``PipedTable`` sends at once."""
+ROW_BYTES = 256
+"""About what a row of a table adds to a batch, pickled (for its size)."""
 BACKLOG_BATCHES = 8
 """Batches the child holds read but not yet done (at most ~32 MB of data)."""
 
@@ -211,6 +216,20 @@ class FileWriter:
         self._named(path)
         self._add("set_mtime", (path, stamp), 0)
 
+    # -- tables ----------------------------------------------------------------
+
+    def table_open(self, path: str, schema, batch_rows: int) -> None:
+        """Start the Parquet table *path* (``twin.sim.recorder.TableWriter``)."""
+        self._add("table_open", (path, schema, batch_rows), 0)
+
+    def table_rows(self, path: str, rows: list[tuple]) -> None:
+        """Rows for the table *path*, in order."""
+        self._add("table_rows", (path, rows), ROW_BYTES * len(rows))
+
+    def table_close(self, path: str) -> None:
+        """Write the rest of the table *path* and its footer."""
+        self._add("table_close", (path,), 0)
+
     # -- operations that cancel out within a batch ---------------------------
 
     def _named(self, *paths: str) -> None:
@@ -311,6 +330,11 @@ class FileWriter:
                     self._failure = status.removeprefix("error ")
             if block and lines:
                 return
+
+    def flush(self) -> None:
+        """Send the operations gathered so far, without waiting for them."""
+        if self._batch and not self._closed:
+            self._send()
 
     def close(self) -> None:
         """Sync, then end the child."""
@@ -457,6 +481,51 @@ def _write_vector(fd: int, pieces: list, sizes: list[int]) -> None:
                 rest = rest[os.write(fd, rest) :]
 
 
+class PipedTable:
+    """A ``TableWriter`` whose rows the writer process converts and writes.
+
+    Turning rows of Python objects into Arrow columns takes the simulation's
+    GIL (and pyarrow imports pandas the first time: ~0.4 s); in the writer
+    process it costs the run only pickling the rows. The child writes them
+    with a ``TableWriter`` of the same schema and row groups, so the file is
+    the same. ``close`` sends the footer; ``FileWriter.sync`` (or ``close``)
+    then reports a failure."""
+
+    def __init__(
+        self,
+        files: FileWriter,
+        path: Path,
+        schema,
+        batch_rows: int = BATCH_ROWS,
+        chunk: int = TABLE_CHUNK,
+    ) -> None:
+        self.files = files
+        self.path = str(path)
+        self.chunk = chunk
+        self.rows: list[tuple] = []
+        self.written = 0
+        self.closed = False
+        files.table_open(self.path, schema, batch_rows)
+
+    def append(self, row: tuple) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk:
+            self._send()
+
+    def _send(self) -> None:
+        if self.rows:
+            self.files.table_rows(self.path, self.rows)
+            self.written += len(self.rows)
+            self.rows = []
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._send()
+        self.files.table_close(self.path)
+
+
 def start_writer() -> FileWriter | fileops.Files:
     """A ``FileWriter``, or the at-once ``Files`` where none can start."""
     if os.environ.get("MAILTWIN_WRITER", "1") == "0":
@@ -535,9 +604,59 @@ def _discard(path: str) -> None:
         pass
 
 
+_TABLES: dict = {}
+"""Path -> the child's ``TableWriter`` of each table open."""
+
+
+class _TableError(OSError):
+    """pyarrow refused a table's rows (a row that does not fit its schema)."""
+
+
+def _table_call(call, *arguments) -> None:
+    try:
+        call(*arguments)
+    except OSError:
+        raise
+    except Exception as error:  # pyarrow's, reported as the others are
+        raise _TableError(str(error)) from error
+
+
+def _table_open(path: str, schema, batch_rows: int) -> None:
+    from twin.sim.recorder import TableWriter
+
+    def table_open() -> None:
+        _TABLES[path] = TableWriter(Path(path), schema, batch_rows)
+
+    _table_call(table_open)
+
+
+def _table_rows(path: str, rows: list[tuple]) -> None:
+    # as TableWriter.append does, a row group every batch_rows rows (so a bad
+    # row shows when its group is converted: at a later call, or the close)
+    table = _TABLES[path]
+
+    def table_rows() -> None:
+        start = 0
+        room = table.batch_rows - len(table.rows)
+        while len(rows) - start >= room:
+            table.rows.extend(rows[start : start + room])
+            table.flush()
+            start += room
+            room = table.batch_rows
+        table.rows.extend(rows[start:])
+
+    _table_call(table_rows)
+
+
+def _table_close(path: str) -> None:
+    _table_call(_TABLES.pop(path).close)
+
+
 def _describe(operation: str, arguments: tuple, error: OSError) -> str:
     path = arguments[0] if arguments else ""
     reason = error.strerror or str(error)
+    if isinstance(error, _TableError):
+        return f"error {operation} {path}: {reason} (a row that does not fit the table)"
     return f"error {operation} {path}: {reason} (check free space and permissions)"
 
 
@@ -559,6 +678,9 @@ def main() -> int:
         **fileops.OPERATIONS,
         "create_over": _create_over,
         "discard": _discard,
+        "table_open": _table_open,
+        "table_rows": _table_rows,
+        "table_close": _table_close,
     }
     while True:
         with ready:

@@ -1,0 +1,182 @@
+"""The front of a mail run (arrivals, greylisting) apart from the rest.
+
+spamd on a host of its own serves nothing after it, so the front runs ahead
+in a child process (``twin.sim.front``). These tests hold it to the same
+results as the front in the model's own environment, file for file.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from twin.errors import TwinError
+from twin.scenario import load_scenario
+from twin.sim.front import IN, OUT, ROW, FrontStream, front_apart
+from twin.sim.run import run_scenario
+
+ROOT = Path(__file__).parent.parent / "scenarios"
+SHORT = [
+    "duration=6h",
+    "warmup=1h",
+    "traffic.users.inboxes=300",
+    "output.sample_interval=10m",
+    "output.batches=10",
+    "access=null",
+    "pipeline.spf=null",
+    "pipeline.antivirus=null",
+    "pipeline.spamfilter=null",
+    "pipeline.ocr=null",
+]
+
+
+def model(name: str, overrides=()):
+    return load_scenario(ROOT / f"{name}.yaml", [*SHORT, *overrides]).model
+
+
+def test_the_front_runs_apart_only_where_spamd_has_a_host_of_its_own():
+    assert front_apart(model("ece-2007-dell"))
+    # on the MX (postgrey's place), it shares the CPU with smtpd
+    assert not front_apart(model("ece-2007-dell", ["pipeline.greylist.on=gateway"]))
+    assert not front_apart(model("ece-2007-dell", ["pipeline.greylist.on=mail"]))
+    # users reading mail on spamd's host would share it too
+    reading = load_scenario(ROOT / "ece-2007-dell.yaml", ["access.on=spamd"]).model
+    assert not front_apart(reading)
+    assert not front_apart(model("ece-2007-dell", ["pipeline.greylist=null"]))
+    assert not front_apart(model("ece-2004-sun"))
+
+
+def files(folder: Path) -> dict[str, str]:
+    """Relative path -> digest of every file of a run but its manifest, its
+    summary (compared apart) and Cyrus index files (they hold the host's
+    mtimes of new/ and cur/)."""
+    found = {}
+    for path in folder.rglob("*"):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name not in ("manifest.json", "summary.json") and (
+            path.name != "cyrus.index"
+        ):
+            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The short dell run with its front shared, in a child and in process."""
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
+    done = {}
+    for mode in ("shared", "child", "inline"):
+        before = os.environ.get("MAILTWIN_FRONT")
+        os.environ["MAILTWIN_FRONT"] = mode
+        try:
+            folder = tmp_path_factory.mktemp(mode) / "run"
+            done[mode] = run_scenario(scenario, folder, quiet=True)
+        finally:
+            if before is None:
+                del os.environ["MAILTWIN_FRONT"]
+            else:
+                os.environ["MAILTWIN_FRONT"] = before
+    return done
+
+
+@pytest.mark.parametrize("mode", ["child", "inline"])
+def test_an_apart_front_gives_the_shared_fronts_results(runs, mode):
+    shared, apart = runs["shared"], runs[mode]
+    summary = dict(shared.summary)
+    other = dict(apart.summary)
+    # the apart front's events are counted too, with those of the stream
+    assert other.pop("sim.events") > summary.pop("sim.events")
+    assert other == summary
+    assert summary["greylist.deferred"] > 100
+    assert summary["messages.abandoned"] > 100
+    assert summary["util.spamd.spamd"] > 0
+    for table in ("jobs.parquet", "resources.parquet"):
+        left = pd.read_parquet(shared.path / table)
+        right = pd.read_parquet(apart.path / table)
+        pd.testing.assert_frame_equal(left, right)
+    spamd = pd.read_parquet(apart.path / "resources.parquet")
+    assert spamd[spamd.resource == "spamd.spamd"].busy.max() > 0
+    left, right = files(shared.path), files(apart.path)
+    assert "greylist/spamdb.txt" in left
+    assert len(left) > 500  # the maildirs, the directory, the greylist
+    assert left == right
+
+
+def test_child_and_in_process_fronts_send_the_same_stream():
+    scenario = model("ece-2007-dell", ["duration=2h", "warmup=10m"])
+    child = FrontStream(scenario, 7, child=True)
+    inline = FrontStream(scenario, 7, child=False)
+    left, right = list(child), list(inline)
+    assert repr(left) == repr(right)  # (nan != nan: compare the reprs)
+    kinds = {item[1] for item in left}
+    assert kinds == {IN, OUT, ROW}
+    times = [item[0] for item in left]
+    assert times == sorted(times)
+    assert repr(child.final()) == repr(inline.final())
+    assert child.snapshots == inline.snapshots
+    assert 0.0 in child.snapshots and 600.0 in child.snapshots  # start, warm-up
+    assert child.final()["counters"]["offered"] > 0
+
+
+def test_a_front_child_that_dies_is_a_one_line_error():
+    stream = FrontStream(model("ece-2007-dell"), 7, child=True)
+    stream._process.kill()
+    with pytest.raises(TwinError, match="the front of the run .* failed: exit"):
+        list(stream)
+    stream.close()
+
+
+def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILTWIN_FRONT", "child")
+    seen = []
+    original = FrontStream.__init__
+
+    def keep(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self)
+
+    monkeypatch.setattr(FrontStream, "__init__", keep)
+    from twin.sim import mail
+
+    def fail(self, record, content, *, inbound):
+        raise RuntimeError("smtpd broke")
+        yield  # a generator, as _receive is
+
+    monkeypatch.setattr(mail.MailModel, "_receive", fail)
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
+    with pytest.raises(RuntimeError, match="smtpd broke"):
+        run_scenario(scenario, tmp_path / "run", quiet=True)
+    (stream,) = seen
+    assert stream._process is None  # closed: killed and waited for
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    # the tables the writer process held are closed: readable, partial
+    for table in ("jobs.parquet", "resources.parquet"):
+        pd.read_parquet(tmp_path / "run" / table)
+
+
+def test_a_model_that_fails_to_build_ends_its_front_child(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILTWIN_FRONT", "child")
+    seen = []
+    original = FrontStream.__init__
+
+    def keep(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self)
+
+    monkeypatch.setattr(FrontStream, "__init__", keep)
+    from twin.sim import mail
+
+    def broken(*args, **kwargs):
+        raise OSError("no room for the store")
+
+    monkeypatch.setattr(mail, "build_stages", broken)
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
+    with pytest.raises(OSError, match="no room"):
+        run_scenario(scenario, tmp_path / "run", quiet=True)
+    (stream,) = seen
+    assert stream._process is None
+    assert not stream._reader.is_alive()

@@ -1,0 +1,711 @@
+"""The front of a mail scenario: the workload's arrivals and spamd's greylisting.
+
+``Front`` offers every message of the workload (``twin.traffic.workload``)
+and runs the greylisting loop of an inbound one: spamd checks the tuple of
+every recipient; a client spamd does not pass is held on one of spamd's
+connections while it is stuttered, then deferred (it retries on its own
+schedule, or gives up) or refused. What passes is handed over to the rest of
+the pipeline (``twin.sim.mail.MailModel``) through a *sink*: ``handover``
+(an inbound message to smtpd, now), ``submit`` (a user's message, at its
+arrival) and ``finished`` (a message that ended in the front: abandoned or
+refused). What the client sends after DATA is made as it is handed over
+(``Contents``).
+
+Nothing after greylisting sends a message back through it: a message smtpd
+refuses is refused for good, and the greylisting host's CPU, disks and
+connection slots serve nothing else when spamd has a host of its own (ECE
+2007: OpenBSD spamd in front of the gateway). The front then depends on
+nothing the rest does, so it can run ahead as a SimPy model of its own --
+the feed-forward cut of conservative parallel discrete-event simulation,
+with unlimited lookahead. ``front_apart`` says when that holds; the
+``MailModel`` then starts ``FrontStream``, which runs the front in a child
+process on the host's other core (or, where none can start, in this process
+first) and reads its hand-overs, in time order, as a stream of items; the
+child also sends the state of its monitored resources at every instant the
+run samples them (``FrontMonitor`` stands in for them in the parent) and, at
+the end, its counters and greylist. The results are the same whichever way
+the front runs; where the greylisting host serves anything else (postgrey on
+the MX) the front runs in the model's own environment.
+
+Frames on the child's stdout: a little-endian 8-byte size, then a pickled
+list of items ``(time, kind, payload)``; kinds ``IN``, ``OUT``, ``ROW``,
+``SNAP`` and, last, ``END``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import zlib
+from collections import deque
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+
+import numpy as np
+import simpy
+
+from twin.errors import TwinError
+from twin.hardware.host import Host
+from twin.hardware.profile import load_profile
+from twin.resources import Servers
+from twin.schema.mail import MailScenario
+from twin.sim.mailrecord import GREYLIST, MessageRecord
+from twin.sim.mailsetup import (
+    DIALOGUE_COMMANDS,
+    greylist_settings,
+    population_settings,
+    submission_host,
+    traffic_settings,
+)
+from twin.sim.mailstats import MailCounters
+from twin.sim.streams import Streams
+from twin.stages.greylist import Greylist, GreylistDecision
+from twin.traffic.corpus import Corpus
+from twin.traffic.infect import infect
+from twin.traffic.message import render
+from twin.traffic.population import Population
+from twin.traffic.workload import MessageSpec, generate
+
+IN, OUT, ROW, SNAP, END = range(5)
+"""Kinds of the items the front sends: an inbound message handed to smtpd,
+a user's message submitted, the jobs row of a message that ended in the
+front, the state of its monitored resources, the end."""
+
+BATCH_ITEMS = 2_000
+"""Items per frame at most (a frame of rows and snapshots is ~0.5 MB)."""
+BATCH_BYTES = 4 << 20
+"""Message bytes per frame at most."""
+FRAMES_AHEAD = 16
+"""Frames the parent's reader thread holds read and not yet used (~64 MB at
+most): the child runs that far ahead, so that a stretch in which it shares
+its core with the file writer does not hold up the simulation."""
+
+PIPE_BYTES = 1 << 20
+"""The pipe's buffer (Linux F_SETPIPE_SZ)."""
+
+_HEAD = struct.Struct("<Q")
+
+_SENT_FIELDS = tuple(f.name for f in fields(MessageSpec) if f.name != "retry")
+_RETRY_AT = [f.name for f in fields(MessageSpec)].index("retry")
+_pack = attrgetter(*_SENT_FIELDS)
+
+
+def pack_spec(spec: MessageSpec) -> tuple:
+    """*spec*'s fields but its retry schedule, which only the front uses
+    (a schedule is most of the time of unpickling a spec)."""
+    return _pack(spec)
+
+
+def unpack_spec(values: tuple) -> MessageSpec:
+    """The ``MessageSpec`` of ``pack_spec``'s *values*, without retries."""
+    return MessageSpec(*values[:_RETRY_AT], None, *values[_RETRY_AT:])
+
+
+def book(model, stage: str, host: str, work, array: str | None = None) -> float:
+    """Book *work* of *stage* on *host* of *model* now, counting its CPU
+    seconds; when it is done.
+
+    *model* has ``env``, ``hosts`` and ``cpu_seconds`` (a ``MailModel`` or a
+    ``Front``): for a step followed by a wait of its own (a stutter, a
+    dialogue) the caller folds both into one timeout."""
+    target = model.hosts[host]
+    key = (host, stage)
+    cpu_s = target.cpu_seconds(work)
+    model.cpu_seconds[key] = model.cpu_seconds.get(key, 0.0) + cpu_s
+    return max(target.complete_at(work, array, cpu_s), model.env.now)
+
+
+class Front:
+    """Arrivals and greylisting of *scenario* in *env*, handed to *sink*.
+
+    *hosts*, *cpu_seconds*, *counters* and *live* are the model's own when
+    the front shares its environment, the front's when it runs apart."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        scenario: MailScenario,
+        streams: Streams,
+        population: Population,
+        greylist: Greylist | None,
+        hosts: dict[str, Host],
+        cpu_seconds: dict[tuple[str, str], float],
+        counters: MailCounters,
+        live: dict[int, MessageRecord],
+        sink,
+    ) -> None:
+        self.env = env
+        self.scenario = scenario
+        self.streams = streams
+        self.population = population
+        self.greylist = greylist
+        self.hosts = hosts
+        self.cpu_seconds = cpu_seconds
+        self.counters = counters
+        self.live = live
+        self.sink = sink
+        grey = scenario.pipeline.greylist
+        self.contents = Contents(scenario, streams, population)
+        self.grey_host = grey.on if greylist is not None else None
+        self.spamd = (
+            Servers(env, grey.max_connections, f"{grey.on}.spamd")
+            if greylist is not None
+            else None
+        )
+
+    _book = book
+
+    def monitors(self) -> list[tuple[str, object]]:
+        """The greylisting host's resources and spamd's connections."""
+        if self.greylist is None:
+            return []
+        found = list(self.hosts[self.grey_host].monitors())
+        found.append((self.spamd.name, self.spamd))
+        return found
+
+    def start(self) -> None:
+        self.env.process(self._source())
+
+    def _source(self):
+        env = self.env
+        specs = generate(
+            traffic_settings(self.scenario),
+            self.population,
+            self.scenario.duration,
+            self.streams,
+        )
+        counters = self.counters
+        live = self.live
+        sink = self.sink
+        for spec in specs:
+            delay = spec.arrival_s - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            counters.offered += 1
+            record = MessageRecord(spec)
+            live[spec.msg_id] = record
+            if spec.kind == "outbound":
+                counters.offered_outbound += 1
+                sink.submit(record, self.contents.make(spec, False))
+            else:
+                counters.offered_inbound += 1
+                counters.offered_spam += spec.is_spam
+                env.process(self._inbound(record))
+
+    def _finish(self, record: MessageRecord, outcome: str) -> None:
+        record.outcome = outcome
+        record.departure = self.env.now
+        del self.live[record.spec.msg_id]
+        self.sink.finished(record)
+
+    def _inbound(self, record: MessageRecord):
+        spec = record.spec
+        env = self.env
+        counters = self.counters
+        duration = self.scenario.duration
+        while True:
+            record.attempts += 1
+            counters.attempts += 1
+            if self.greylist is None:
+                break
+            verdict = yield from self._greylist(record)
+            if verdict is GreylistDecision.DEFERRED:
+                again = (
+                    spec.retry.next_attempt(record.attempts, env.now)
+                    if spec.retry is not None
+                    else None
+                )
+                if again is None or again >= duration:
+                    if again is None:
+                        counters.abandoned += 1
+                        self._finish(record, "abandoned")
+                    return
+                yield env.timeout(max(again - env.now, 0.0))
+                continue
+            if verdict in (GreylistDecision.TRAPPED, GreylistDecision.BLACKLISTED):
+                counters.rejected += 1
+                self._finish(record, "rejected")
+                return
+            break
+        self.sink.handover(record, self.contents.make(spec, True))
+
+    def _greylist(self, record: MessageRecord):
+        """Run spamd's check; hold a connection while it stutters the client."""
+        env = self.env
+        spec = record.spec
+        grey = self.greylist
+        grey_host = self.grey_host
+        queued = env.now
+        first = grey.check(
+            spec.client_ip, spec.helo, spec.sender, spec.recipients[0], env.now
+        )
+        work = first.work
+        decision = first.decision
+        counters = self.counters
+        if decision in (GreylistDecision.PASSED, GreylistDecision.WHITELISTED):
+            # pf sends a passed client straight to the MTA; spamd holds nothing.
+            end = self._book("greylist", grey_host, work)
+            if end > env.now:
+                yield env.timeout(end - env.now)
+            if decision is GreylistDecision.PASSED:
+                counters.greylist_passed += 1
+            else:
+                counters.greylist_whitelisted += 1
+            record.visit(GREYLIST, queued, queued, env.now)
+            return decision
+        stutter = first.stutter_s
+        for recipient in spec.recipients[1:]:
+            other = grey.check(
+                spec.client_ip, spec.helo, spec.sender, recipient, env.now
+            )
+            work = work + other.work
+            if other.decision is GreylistDecision.TRAPPED:
+                decision = GreylistDecision.TRAPPED
+        grant = self.spamd.acquire()
+        if grant is not None:
+            yield grant
+        start = env.now
+        end = self._book("greylist", grey_host, work)
+        rtt = self.scenario.pipeline.smtp.client_rtt
+        talk = stutter + rtt * (DIALOGUE_COMMANDS + len(spec.recipients))
+        yield env.timeout(end - start + talk)
+        self.spamd.release()
+        record.visit(GREYLIST, queued, start, env.now)
+        if decision is GreylistDecision.DEFERRED:
+            counters.greylist_deferred += 1
+        elif decision is GreylistDecision.TRAPPED:
+            counters.greylist_trapped += 1
+        else:
+            counters.greylist_blacklisted += 1
+        return decision
+
+
+Content = tuple[bytes, bool, bool]
+"""A message as its client sends it after DATA; whether it holds an image;
+whether a virus."""
+
+
+class Contents:
+    """What the client of each message sends: a message the workload renders
+    (``twin.traffic.message``) or one of the scenario's corpus, image spam
+    or a legit message with a picture (FuzzyOCR's input), a virus in spam.
+    Images and viruses are drawn per message from the scenario seed, so every
+    configuration sees the same ones; rendering draws from one stream, in the
+    order the front hands messages over."""
+
+    def __init__(
+        self, scenario: MailScenario, streams: Streams, population: Population
+    ) -> None:
+        self.seed = scenario.seed
+        self.inbound = scenario.traffic.inbound
+        self.population = population
+        self.render_rng = streams("traffic.render")
+        self.corpus = (
+            Corpus(scenario.traffic.corpus, scenario.seed)
+            if scenario.traffic.corpus
+            else None
+        )
+
+    def make(self, spec: MessageSpec, inbound: bool) -> Content:
+        image = self.image(spec) if inbound else None
+        if image is not None:
+            message = image
+        elif self.corpus is not None:
+            message = self.corpus.message(spec.is_spam, spec.msg_id)
+        else:
+            message = render(spec, self.population, self.render_rng)
+        virus = inbound and self.viral(spec)
+        if virus:
+            message = infect(message)
+        return message, image is not None, virus
+
+    def image(self, spec: MessageSpec) -> bytes | None:
+        """Image spam (or a legit message with a picture) for *spec*, if drawn."""
+        inbound = self.inbound
+        share = inbound.image_spam_share if spec.is_spam else inbound.legit_image_share
+        if share <= 0:
+            return None
+        key = f"{self.seed}:image:{spec.msg_id}".encode()
+        if zlib.crc32(key) / 2**32 >= share:
+            return None
+        from twin.stages.ocr.imagespam import legit_message, spam_message
+
+        rng = np.random.default_rng([self.seed, spec.msg_id, 0x1A6E])
+        made = spam_message(rng) if spec.is_spam else legit_message(rng)
+        return made.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+    def viral(self, spec: MessageSpec) -> bool:
+        """Whether inbound spam *spec* carries a virus (a draw keyed by its id)."""
+        share = self.inbound.virus_share
+        if not spec.is_spam or share <= 0:
+            return False
+        key = f"{self.seed}:virus:{spec.msg_id}".encode()
+        return zlib.crc32(key) / 2**32 < share
+
+
+def front_apart(scenario: MailScenario) -> bool:
+    """Whether the front of *scenario* can run apart from the rest: it has a
+    greylist whose host nothing else in the scenario uses."""
+    grey = scenario.pipeline.greylist
+    if grey is None or not grey.enabled:
+        return False
+    pipeline = scenario.pipeline
+    used = {
+        pipeline.smtp.on,
+        pipeline.deliver.on,
+        submission_host(scenario),
+        scenario.directory.on,
+    }
+    for name in ("spf", "antivirus", "spamfilter", "ocr"):
+        stage = getattr(pipeline, name)
+        if stage is not None:
+            used.add(stage.on)
+    if scenario.access is not None:
+        used.add(scenario.access.on or pipeline.deliver.on)
+    return grey.on not in used
+
+
+# -- the front on its own ----------------------------------------------------
+
+
+class _Sink:
+    """Collects what an apart front hands over, as items in batches."""
+
+    def __init__(self, env: simpy.Environment, live: dict, emit) -> None:
+        self.env = env
+        self.live = live
+        self.emit = emit
+        self.batch: list[tuple] = []
+        self.bytes = 0
+
+    def _put(self, item: tuple) -> None:
+        batch = self.batch
+        batch.append(item)
+        if len(batch) >= BATCH_ITEMS or self.bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            self.emit(self.batch)
+            self.batch = []
+            self.bytes = 0
+
+    def handover(self, record: MessageRecord, content: Content) -> None:
+        del self.live[record.spec.msg_id]
+        # what the front filled in: the attempts and the greylist station
+        times = record.times[4 * GREYLIST : 4 * GREYLIST + 4]
+        sent = (pack_spec(record.spec), record.attempts, times, content)
+        self.bytes += len(content[0])
+        self._put((self.env.now, IN, sent))
+
+    def submit(self, record: MessageRecord, content: Content) -> None:
+        del self.live[record.spec.msg_id]
+        self.bytes += len(content[0])
+        self._put((self.env.now, OUT, (pack_spec(record.spec), content)))
+
+    def finished(self, record: MessageRecord) -> None:
+        self._put((self.env.now, ROW, record.row()))
+
+
+def run_apart(scenario: MailScenario, seed: int, emit) -> None:
+    """Run the front of *scenario* alone over its duration, giving *emit*
+    each batch of items (the last holds ``END``)."""
+    env = simpy.Environment()
+    streams = Streams(seed)
+    population = Population(population_settings(scenario), streams("population"))
+    greylist = Greylist(greylist_settings(scenario, population))
+    name = scenario.pipeline.greylist.on
+    hosts = {name: Host(env, name, load_profile(scenario.hosts[name].hardware))}
+    live: dict[int, MessageRecord] = {}
+    counters = MailCounters()
+    sink = _Sink(env, live, emit)
+    front = Front(
+        env, scenario, streams, population, greylist, hosts, {}, counters, live, sink
+    )
+    monitors = [resource for _, resource in front.monitors()]
+
+    def snapshot() -> None:
+        state = []
+        for resource in monitors:
+            resource.sync()
+            state.append(
+                (
+                    resource.busy_area,
+                    resource.queue_length,
+                    resource.busy,
+                    getattr(resource, "queue_max", None),
+                )
+            )
+        sink._put((env.now, SNAP, state))
+
+    def sampling(every: float):
+        # the instants the run's sampler and warm-up mark read resources at,
+        # reached by the same sums of timeouts, so the times are equal floats
+        while True:
+            yield env.timeout(every)
+            snapshot()
+
+    def warm():
+        yield env.timeout(scenario.warmup)
+        snapshot()
+
+    snapshot()
+    front.start()
+    env.process(sampling(scenario.output.sample_interval))
+    env.process(warm())
+    env.run(until=scenario.duration)
+    snapshot()
+    for record in live.values():
+        record.departure = math.nan
+    end = {
+        "counters": {f.name: getattr(counters, f.name) for f in fields(counters)},
+        "cpu_seconds": front.cpu_seconds,
+        "live_rows": {msg_id: record.row() for msg_id, record in live.items()},
+        "hit_rate": float(hosts[name].page_cache.read_hit_rate),
+        "greylist": greylist.dump(),
+        "events": _events(env),
+    }
+    sink._put((env.now, END, end))
+    sink.flush()
+
+
+def _events(env: simpy.Environment) -> int:
+    from twin.sim.run import events_processed
+
+    return events_processed(env)
+
+
+def _run_child(scenario: MailScenario, seed: int, out) -> None:
+    """Run the front into the binary stream *out*, a frame per batch."""
+
+    def emit(batch: list) -> None:
+        data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(_HEAD.pack(len(data)))
+        out.write(data)
+        out.flush()
+
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)  # as twin.sim.run.RUN_GC_THRESHOLDS
+    run_apart(scenario, seed, emit)
+
+
+def child_main() -> None:
+    """A spawned child: read (scenario, seed) on stdin, frames to stdout."""
+    scenario, seed = pickle.load(sys.stdin.buffer)
+    try:
+        _run_child(scenario, seed, sys.stdout.buffer)
+    except BrokenPipeError:  # the parent stopped reading: it failed or ended
+        os._exit(0)
+
+
+_CHILD = "from twin.sim.front import child_main; child_main()"
+
+
+# -- the parent's side -------------------------------------------------------
+
+
+class FrontStream:
+    """The items of an apart front, in time order, as the parent reads them.
+
+    Iterating gives the ``IN``, ``OUT`` and ``ROW`` items; ``snapshot(t)``
+    the state of the front's monitored resources at instant *t* (reading
+    ahead as far as needed); ``final()`` the ``END`` payload. With
+    *child* False (or where no child can start) the front is run here, to its
+    end, before the first item is read."""
+
+    def __init__(self, scenario: MailScenario, seed: int, child: bool = True) -> None:
+        self.items: deque = deque()
+        self.snapshots: dict[float, list] = {}
+        self.ended: dict | None = None
+        self._process = None
+        self._batches: deque = deque()
+        self._errors = None
+        self._frames: deque = deque()
+        self._more = threading.Condition()
+        self._stop = False
+        self._reader: threading.Thread | None = None
+        if child:
+            try:
+                self._start(scenario, seed)
+            except OSError:
+                self._process = None
+        if self._process is None:
+            run_apart(scenario, seed, self._batches.append)
+
+    def _start(self, scenario: MailScenario, seed: int) -> None:
+        # spawned, not forked: a forked child shares the parent's pages until
+        # either writes them, and copying them cost the week's run ~5 s of
+        # kernel time more than the child's ~0.6 s of imports
+        self._errors = tempfile.TemporaryFile()
+        root = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {root!r}); {_CHILD}"
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            close_fds=True,
+        )
+        self._pipe = self._process.stdout
+        try:
+            import fcntl
+
+            fcntl.fcntl(self._pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except (ImportError, AttributeError, OSError):
+            pass  # a smaller pipe only makes the child wait more often
+        try:
+            pickle.dump((scenario, seed), self._process.stdin)
+            self._process.stdin.close()
+        except OSError:
+            self._fail()
+        self._reader = threading.Thread(target=self._read_frames, daemon=True)
+        self._reader.start()
+
+    def _read_frames(self) -> None:
+        """The reader thread: frames off the pipe into ``_frames`` (None at
+        the end or a short read); it waits while FRAMES_AHEAD are unused."""
+        pipe = self._pipe
+        more = self._more
+        while True:
+            try:
+                head = pipe.read(_HEAD.size)
+                data = None
+                if len(head) == _HEAD.size:
+                    (size,) = _HEAD.unpack(head)
+                    data = pipe.read(size)
+                    if len(data) < size:
+                        data = None
+            except (OSError, ValueError):  # closed under it by close()
+                data = None
+            with more:
+                while len(self._frames) >= FRAMES_AHEAD and not self._stop:
+                    more.wait()
+                self._frames.append(data)
+                more.notify_all()
+                if data is None or self._stop:
+                    return
+
+    def _next_batch(self) -> list | None:
+        if self._process is None:
+            return self._batches.popleft() if self._batches else None
+        more = self._more
+        with more:
+            while not self._frames:
+                more.wait()
+            data = self._frames.popleft()
+            more.notify_all()
+        if data is None:
+            self._fail()
+        return pickle.loads(data)
+
+    def _fail(self):
+        self._process.wait()
+        self._errors.seek(0)
+        lines = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+        last = lines[-1] if lines else f"exit status {self._process.returncode}"
+        raise TwinError(f"the front of the run (arrivals, greylisting) failed: {last}")
+
+    def _read(self) -> bool:
+        """One more batch into the buffer; False once the end was read."""
+        if self.ended is not None:
+            return False
+        batch = self._next_batch()
+        if batch is None:
+            raise TwinError("the front of the run ended without its last frame")
+        items = self.items
+        for item in batch:
+            kind = item[1]
+            if kind == SNAP:
+                self.snapshots[item[0]] = item[2]
+            elif kind == END:
+                self.ended = item[2]
+            else:
+                items.append(item)
+        return True
+
+    def __iter__(self):
+        items = self.items
+        while True:
+            while items:
+                yield items.popleft()
+            if not self._read() and not items:
+                return
+
+    def snapshot(self, now: float) -> list:
+        snapshots = self.snapshots
+        while now not in snapshots:
+            if not self._read():
+                raise TwinError(
+                    f"the front of the run has no state of its resources at t={now} s"
+                )
+        return snapshots[now]
+
+    def final(self) -> dict:
+        while self._read():
+            pass
+        self.close()
+        return self.ended
+
+    def close(self) -> None:
+        """End the child (at once, after a failure)."""
+        process = self._process
+        if process is None:
+            return
+        self._process = None
+        if process.poll() is None and self.ended is None:
+            process.kill()
+        process.wait()
+        with self._more:
+            self._stop = True
+            self._more.notify_all()
+        if self._reader is not None:
+            self._reader.join()  # it reads the killed child's pipe to its end
+        self._pipe.close()
+        self._errors.close()
+
+
+class FrontMonitor:
+    """One resource of an apart front as the parent's sampler sees it: its
+    state at the instant of each ``sync``, as the front sent it."""
+
+    __slots__ = (
+        "name",
+        "capacity",
+        "busy",
+        "busy_area",
+        "queue_length",
+        "queue_max",
+        "_stream",
+        "_index",
+        "_env",
+    )
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        stream: FrontStream,
+        index: int,
+        name: str,
+        capacity: int,
+    ) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.busy = 0
+        self.busy_area = 0.0
+        self.queue_length = 0
+        self.queue_max = None
+        self._stream = stream
+        self._index = index
+        self._env = env
+
+    def sync(self) -> None:
+        state = self._stream.snapshot(self._env.now)[self._index]
+        self.busy_area, self.queue_length, self.busy, self.queue_max = state
