@@ -42,7 +42,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import zlib
 from collections import deque
 from dataclasses import fields
@@ -83,10 +82,6 @@ BATCH_ITEMS = 2_000
 """Items per frame at most (a frame of rows and snapshots is ~0.5 MB)."""
 BATCH_BYTES = 4 << 20
 """Message bytes per frame at most."""
-FRAMES_AHEAD = 16
-"""Frames the parent's reader thread holds read and not yet used (~64 MB at
-most): the child runs that far ahead, so that a stretch in which it shares
-its core with the file writer does not hold up the simulation."""
 
 PIPE_BYTES = 1 << 20
 """The pipe's buffer (Linux F_SETPIPE_SZ)."""
@@ -528,10 +523,6 @@ class FrontStream:
         self._process = None
         self._batches: deque = deque()
         self._errors = None
-        self._frames: deque = deque()
-        self._more = threading.Condition()
-        self._stop = False
-        self._reader: threading.Thread | None = None
         if child:
             try:
                 self._start(scenario, seed)
@@ -566,43 +557,16 @@ class FrontStream:
             self._process.stdin.close()
         except OSError:
             self._fail()
-        self._reader = threading.Thread(target=self._read_frames, daemon=True)
-        self._reader.start()
-
-    def _read_frames(self) -> None:
-        """The reader thread: frames off the pipe into ``_frames`` (None at
-        the end or a short read); it waits while FRAMES_AHEAD are unused."""
-        pipe = self._pipe
-        more = self._more
-        while True:
-            try:
-                head = pipe.read(_HEAD.size)
-                data = None
-                if len(head) == _HEAD.size:
-                    (size,) = _HEAD.unpack(head)
-                    data = pipe.read(size)
-                    if len(data) < size:
-                        data = None
-            except (OSError, ValueError):  # closed under it by close()
-                data = None
-            with more:
-                while len(self._frames) >= FRAMES_AHEAD and not self._stop:
-                    more.wait()
-                self._frames.append(data)
-                more.notify_all()
-                if data is None or self._stop:
-                    return
 
     def _next_batch(self) -> list | None:
         if self._process is None:
             return self._batches.popleft() if self._batches else None
-        more = self._more
-        with more:
-            while not self._frames:
-                more.wait()
-            data = self._frames.popleft()
-            more.notify_all()
-        if data is None:
+        head = self._pipe.read(_HEAD.size)
+        if len(head) < _HEAD.size:
+            self._fail()
+        (size,) = _HEAD.unpack(head)
+        data = self._pipe.read(size)
+        if len(data) < size:
             self._fail()
         return pickle.loads(data)
 
@@ -663,11 +627,6 @@ class FrontStream:
         if process.poll() is None and self.ended is None:
             process.kill()
         process.wait()
-        with self._more:
-            self._stop = True
-            self._more.notify_all()
-        if self._reader is not None:
-            self._reader.join()  # it reads the killed child's pipe to its end
         self._pipe.close()
         self._errors.close()
 
