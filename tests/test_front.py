@@ -129,7 +129,9 @@ def test_a_front_child_that_dies_is_a_one_line_error():
     stream.close()
 
 
-def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch):
+@pytest.fixture
+def streams(monkeypatch) -> list:
+    """Every FrontStream made while the test runs, each in a child."""
     monkeypatch.setenv("MAILTWIN_FRONT", "child")
     seen = []
     original = FrontStream.__init__
@@ -139,6 +141,10 @@ def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch):
         seen.append(self)
 
     monkeypatch.setattr(FrontStream, "__init__", keep)
+    return seen
+
+
+def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch, streams):
     from twin.sim import mail
 
     def fail(self, record, content, *, inbound):
@@ -149,7 +155,7 @@ def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch):
     scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
     with pytest.raises(RuntimeError, match="smtpd broke"):
         run_scenario(scenario, tmp_path / "run", quiet=True)
-    (stream,) = seen
+    (stream,) = streams
     assert stream._process is None  # closed: killed and waited for
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
@@ -158,16 +164,9 @@ def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch):
         pd.read_parquet(tmp_path / "run" / table)
 
 
-def test_a_model_that_fails_to_build_ends_its_front_child(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAILTWIN_FRONT", "child")
-    seen = []
-    original = FrontStream.__init__
-
-    def keep(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self)
-
-    monkeypatch.setattr(FrontStream, "__init__", keep)
+def test_a_model_that_fails_to_build_ends_its_front_child(
+    tmp_path, monkeypatch, streams
+):
     from twin.sim import mail
 
     def broken(*args, **kwargs):
@@ -177,5 +176,5 @@ def test_a_model_that_fails_to_build_ends_its_front_child(tmp_path, monkeypatch)
     scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
     with pytest.raises(OSError, match="no room"):
         run_scenario(scenario, tmp_path / "run", quiet=True)
-    (stream,) = seen
+    (stream,) = streams
     assert stream._process is None

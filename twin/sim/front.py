@@ -19,8 +19,9 @@ nothing the rest does, so it can run ahead as a SimPy model of its own --
 the feed-forward cut of conservative parallel discrete-event simulation,
 with unlimited lookahead. ``front_apart`` says when that holds; the
 ``MailModel`` then starts ``FrontStream``, which runs the front in a child
-process on the host's other core (or, where none can start, in this process
-first) and reads its hand-overs, in time order, as a stream of items; the
+process on the host's other core (for a run shorter than a simulated day, or
+where no child can start, in this process first) and reads its hand-overs,
+in time order, as a stream of items; the
 child also sends the state of its monitored resources at every instant the
 run samples them (``FrontMonitor`` stands in for them in the parent) and, at
 the end, its counters and greylist. The results are the same whichever way
@@ -39,14 +40,12 @@ import math
 import os
 import pickle
 import struct
-import subprocess
 import sys
 import tempfile
 import zlib
 from collections import deque
 from dataclasses import fields
 from operator import attrgetter
-from pathlib import Path
 
 import numpy as np
 import simpy
@@ -66,6 +65,7 @@ from twin.sim.mailsetup import (
 )
 from twin.sim.mailstats import MailCounters
 from twin.sim.streams import Streams
+from twin.sim.writer import spawn_child, widen_pipe
 from twin.stages.greylist import Greylist, GreylistDecision
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
@@ -82,9 +82,6 @@ BATCH_ITEMS = 2_000
 """Items per frame at most (a frame of rows and snapshots is ~0.5 MB)."""
 BATCH_BYTES = 4 << 20
 """Message bytes per frame at most."""
-
-PIPE_BYTES = 1 << 20
-"""The pipe's buffer (Linux F_SETPIPE_SZ)."""
 
 _HEAD = struct.Struct("<Q")
 
@@ -536,22 +533,9 @@ class FrontStream:
         # either writes them, and copying them cost the week's run ~5 s of
         # kernel time more than the child's ~0.6 s of imports
         self._errors = tempfile.TemporaryFile()
-        root = str(Path(__file__).resolve().parents[2])
-        code = f"import sys; sys.path.insert(0, {root!r}); {_CHILD}"
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._errors,
-            close_fds=True,
-        )
+        self._process = spawn_child(_CHILD, stderr=self._errors)
         self._pipe = self._process.stdout
-        try:
-            import fcntl
-
-            fcntl.fcntl(self._pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except (ImportError, AttributeError, OSError):
-            pass  # a smaller pipe only makes the child wait more often
+        widen_pipe(self._pipe)
         try:
             pickle.dump((scenario, seed), self._process.stdin)
             self._process.stdin.close()

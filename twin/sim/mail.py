@@ -112,18 +112,14 @@ class MailModel:
         self.files = DIRECT
         self._tables: list[TableWriter | PipedTable] = []
         try:
-            self._setup(env, scenario, streams, folder)
+            self._setup()
         except BaseException:
             self.close()  # no child process outlives a model that failed
             raise
 
-    def _setup(
-        self,
-        env: simpy.Environment,
-        scenario: MailScenario,
-        streams: Streams,
-        folder: Path,
-    ) -> None:
+    def _setup(self) -> None:
+        env, scenario, streams = self.env, self.scenario, self.streams
+        folder = self.folder
         # The queue and maildir files are written by a child process on the
         # other core (twin.sim.writer); a user's session waits for its
         # mailbox's writes (Files.ready) before the servers read it.

@@ -91,6 +91,29 @@ BACKLOG_BATCHES = 8
 """Batches the child holds read but not yet done (at most ~32 MB of data)."""
 
 
+def spawn_child(code: str, stderr=None) -> subprocess.Popen:
+    """A Python child running *code* with pipes on its stdin and stdout; it
+    imports this very package, wherever it was imported from."""
+    root = str(Path(__file__).resolve().parents[2])
+    return subprocess.Popen(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); {code}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        close_fds=True,
+    )
+
+
+def widen_pipe(pipe) -> None:
+    """Ask Linux for a pipe of PIPE_BYTES (F_SETPIPE_SZ) where it can."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    if setpipe is not None:
+        try:
+            fcntl.fcntl(pipe.fileno(), setpipe, PIPE_BYTES)
+        except OSError:
+            pass  # a smaller pipe only makes one side wait more often
+
+
 class FileWriter:
     """``Files`` whose operations run in a child process, in order."""
 
@@ -123,26 +146,13 @@ class FileWriter:
         """Key -> the batch of its last operation (``touch``)."""
         self._eager = False
         """Send a batch as soon as it touches a key (``expect_readers``)."""
-        # the child imports this very package, wherever it was imported from
-        root = str(Path(__file__).resolve().parents[2])
-        code = f"import sys; sys.path.insert(0, {root!r}); {_CHILD}"
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        self._process = spawn_child(_CHILD)
         self._pipe = self._process.stdin
         self._fd = self._pipe.fileno()
         self._answers = self._process.stdout
         self._answers_fd = self._answers.fileno()
         os.set_blocking(self._answers_fd, False)
-        setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
-        if setpipe is not None:
-            try:
-                fcntl.fcntl(self._pipe.fileno(), setpipe, PIPE_BYTES)
-            except OSError:
-                pass  # a smaller pipe only makes the simulation wait more often
+        widen_pipe(self._pipe)
 
     # -- the operations of Files ---------------------------------------------
 
