@@ -178,3 +178,19 @@ def test_a_model_that_fails_to_build_ends_its_front_child(
         run_scenario(scenario, tmp_path / "run", quiet=True)
     (stream,) = streams
     assert stream._process is None
+
+
+def test_where_no_child_can_start_the_front_shares_the_model(
+    runs, tmp_path, monkeypatch
+):
+    from twin.sim import front
+
+    def refused(*args, **kwargs):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(front, "spawn_child", refused)
+    monkeypatch.setenv("MAILTWIN_FRONT", "child")
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", SHORT)
+    done = run_scenario(scenario, tmp_path / "run", quiet=True)
+    assert done.summary == runs["shared"].summary  # sim.events too: shared
+    assert files(done.path) == files(runs["shared"].path)

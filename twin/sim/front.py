@@ -19,14 +19,14 @@ nothing the rest does, so it can run ahead as a SimPy model of its own --
 the feed-forward cut of conservative parallel discrete-event simulation,
 with unlimited lookahead. ``front_apart`` says when that holds; the
 ``MailModel`` then starts ``FrontStream``, which runs the front in a child
-process on the host's other core (for a run shorter than a simulated day, or
-where no child can start, in this process first) and reads its hand-overs,
-in time order, as a stream of items; the
+process on the host's other core and reads its hand-overs, in time order,
+as a stream of items; the
 child also sends the state of its monitored resources at every instant the
 run samples them (``FrontMonitor`` stands in for them in the parent) and, at
 the end, its counters and greylist. The results are the same whichever way
 the front runs; where the greylisting host serves anything else (postgrey on
-the MX) the front runs in the model's own environment.
+the MX), for a run shorter than a simulated day, or where no child can start,
+the front runs in the model's own environment.
 
 Frames on the child's stdout: a little-endian 8-byte size, then a pickled
 list of items ``(time, kind, payload)``; kinds ``IN``, ``OUT``, ``ROW``,
@@ -510,8 +510,9 @@ class FrontStream:
     Iterating gives the ``IN``, ``OUT`` and ``ROW`` items; ``snapshot(t)``
     the state of the front's monitored resources at instant *t* (reading
     ahead as far as needed); ``final()`` the ``END`` payload. With
-    *child* False (or where no child can start) the front is run here, to its
-    end, before the first item is read."""
+    *child* False the front is run here, to its end, before the first item
+    is read: every item is held at once, so this is for short runs and tests.
+    Raises ``OSError`` where no child can start."""
 
     def __init__(self, scenario: MailScenario, seed: int, child: bool = True) -> None:
         self.items: deque = deque()
@@ -521,11 +522,8 @@ class FrontStream:
         self._batches: deque = deque()
         self._errors = None
         if child:
-            try:
-                self._start(scenario, seed)
-            except OSError:
-                self._process = None
-        if self._process is None:
+            self._start(scenario, seed)
+        else:
             run_apart(scenario, seed, self._batches.append)
 
     def _start(self, scenario: MailScenario, seed: int) -> None:
