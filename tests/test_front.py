@@ -15,7 +15,16 @@ import pytest
 
 from twin.errors import TwinError
 from twin.scenario import load_scenario
-from twin.sim.front import IN, OUT, ROW, FrontStream, front_apart
+from twin.sim.front import (
+    BATCH_ITEMS,
+    FIRST_ITEMS,
+    IN,
+    OUT,
+    ROW,
+    FrontStream,
+    front_apart,
+    run_apart,
+)
 from twin.sim.run import run_scenario
 
 ROOT = Path(__file__).parent.parent / "scenarios"
@@ -119,6 +128,33 @@ def test_child_and_in_process_fronts_send_the_same_stream():
     assert child.snapshots == inline.snapshots
     assert 0.0 in child.snapshots and 600.0 in child.snapshots  # start, warm-up
     assert child.final()["counters"]["offered"] > 0
+
+
+def test_the_first_frames_are_small_and_grow_to_the_batch_size():
+    items = []
+    run_apart(model("ece-2007-dell"), 7, lambda batch: items.append(len(batch)))
+    assert items[0] <= FIRST_ITEMS
+    assert all(n <= FIRST_ITEMS * 4**k for k, n in enumerate(items))
+    assert 4 * FIRST_ITEMS < max(items) <= BATCH_ITEMS
+
+
+def test_a_front_child_that_dies_while_read_ahead_is_a_one_line_error():
+    stream = FrontStream(model("ece-2007-dell"), 7, child=True)
+    first = next(iter(stream))  # the reader thread is reading ahead
+    assert first[1] in (IN, OUT, ROW)
+    stream._process.kill()
+    with pytest.raises(TwinError, match="the front of the run .* failed: exit"):
+        list(stream)
+    stream.close()
+    assert not stream._reader.is_alive()
+
+
+def test_closing_a_stream_not_read_ends_child_and_reader():
+    stream = FrontStream(model("ece-2007-dell", ["duration=3d"]), 7, child=True)
+    process = stream._process
+    stream.close()  # the child blocked on a full pipe, the reader on room
+    assert process.poll() is not None
+    assert not stream._reader.is_alive()
 
 
 def test_a_front_child_that_dies_is_a_one_line_error():

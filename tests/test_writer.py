@@ -119,6 +119,28 @@ def test_close_finishes_the_work_and_ends_the_child(tmp_path):
     files.close()  # twice is harmless
 
 
+def test_a_writer_child_that_dies_is_named_and_abandon_returns(tmp_path):
+    files = FileWriter()
+    files.create(f"{tmp_path}/first", (b"x",), False)
+    files.sync()
+    files._process.kill()
+    files._process.wait()
+    with pytest.raises(TwinError, match="the writer process ended unexpectedly"):
+        # batches go to the sender thread until it finds the pipe broken
+        for n in range(64):
+            files.create(f"{tmp_path}/f{n}", (b"y" * (1 << 20),), False)
+        files.sync()
+    files.abandon()
+    assert not files._sender.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
+def test_the_children_run_below_the_simulation():
+    child = writer.spawn_child("print(os.nice(0), flush=True)")
+    out, _ = child.communicate(timeout=60)
+    assert int(out) == min(os.nice(0) + writer.CHILD_NICE, 19)
+
+
 def test_sync_without_work_does_not_wait(files):
     files.sync()
     files.sync()
