@@ -880,3 +880,24 @@ def test_dot_stuffing_round_trips_through_a_session(tmp_path_factory, lines):
         assert data.startswith(b"Received: ")
         assert data.endswith(message)
         assert not data[: -len(message)].startswith(b"Received: ", 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"", b".", b"..", b"a", b".a", b"a.b", b"\r"]),
+                min_size=1, max_size=8))
+def test_transact_queues_the_message_as_sent_with_or_without_dot_lines(
+        tmp_path_factory, lines):
+    # transact tells the server when its client sent the lines as they are
+    # (plain: no line starts with a dot); the queued bytes are the same as a
+    # session that scans them finds
+    message = b"\r\n".join(lines) + b"\r\n"
+    directory = fuzz_directory(tmp_path_factory)
+    result = SmtpServer(SmtpSettings(), directory).transact(
+        OUTSIDE, "c", "", ["bob@ece.example.edu"], message, queue_id="Q1")
+    session = SmtpServer(SmtpSettings(), directory).session(OUTSIDE, 0.0)
+    session.queue_id_override = "Q1"
+    dialogue(session, "EHLO c", "MAIL FROM:<>", "RCPT TO:<bob@ece.example.edu>",
+             "DATA")
+    assert session.feed_data(_stuffed(message) + b".\r\n").startswith("250")
+    assert result.message == session.messages[0].data
+    assert result.message.endswith(message)

@@ -410,7 +410,9 @@ class SmtpServer:
         ):
             if feed("DATA").startswith("354"):
                 if body:  # the lines, then the final "." (no copy to join them)
-                    session.feed_data(body)
+                    # a message that goes as it is has no line starting with
+                    # a dot: the server need not look for them again
+                    session.feed_data(body, plain=body is message)
                 data_reply = session.feed_data(b".\r\n")
                 if data_reply is not None and data_reply.startswith("250"):
                     queued = session.messages[-1]
@@ -433,7 +435,8 @@ def _unstuffed(lines: bytes) -> bytes:
 
 
 def _stuffed(message: bytes) -> bytes:
-    """*message* as sent in DATA: CRLF line ends, dot-stuffed (no final dot)."""
+    """*message* as sent in DATA: CRLF line ends, dot-stuffed (no final dot);
+    *message* itself where it goes as it is."""
     if b"\r\n" not in message and b"\n" in message:
         message = message.replace(b"\n", b"\r\n")
     if message and not message.endswith(b"\r\n"):
@@ -659,10 +662,13 @@ class SmtpSession:
             self._reset_transaction()
         return reply
 
-    def feed_data(self, data: bytes) -> str | None:
+    def feed_data(self, data: bytes, *, plain: bool = False) -> str | None:
         """Take DATA-phase bytes as sent (whole CRLF lines, dot-stuffed).
 
         Returns the final reply once the ``.`` line arrives, else None.
+        *plain*: the caller knows that no line of *data* starts with a dot
+        (so it holds no final ``.`` line either), as ``transact``'s own
+        client does after stuffing: the lines are not scanned again.
         """
         if self.closed:
             raise RuntimeError(f"smtp session from {self.client_ip} is closed")
@@ -673,7 +679,7 @@ class SmtpSession:
         # every line, the first too, follows a CRLF: the end is a "." line
         if data.startswith(b".\r\n"):
             body_end = 0
-        elif not data.startswith(b".") and _DOT_LINE.search(data) is None:
+        elif plain or (not data.startswith(b".") and _DOT_LINE.search(data) is None):
             # no line starts with a dot: no final "." line, nothing unstuffed
             # (one scan, where looking for the end and then for stuffing
             # took two)
