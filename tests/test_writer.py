@@ -134,6 +134,31 @@ def test_a_writer_child_that_dies_is_named_and_abandon_returns(tmp_path):
     assert not files._sender.is_alive()
 
 
+def test_large_batches_go_through_the_sender_thread_small_ones_at_once(
+    tmp_path, monkeypatch, files
+):
+    import threading
+
+    writers = []
+    real = writer._write_vector
+
+    def noting(fd, pieces, sizes):
+        writers.append((sum(sizes), threading.current_thread().name))
+        real(fd, pieces, sizes)
+
+    monkeypatch.setattr(writer, "_write_vector", noting)
+    files.create(f"{tmp_path}/small", (b"x" * 100,), False)
+    files.sync()
+    for n in range(3):  # 4 MB batches: past the size that goes at once
+        files.create(f"{tmp_path}/big{n}", (os.urandom(3 << 20),), False)
+    files.sync()
+    assert writers[0][1] == threading.current_thread().name
+    big = [name for size, name in writers if size > writer.SEND_AT_ONCE_BYTES]
+    assert big and set(big) == {"twin-writer-send"}
+    assert (tmp_path / "small").read_bytes() == b"x" * 100
+    assert all((tmp_path / f"big{n}").stat().st_size == 3 << 20 for n in range(3))
+
+
 @pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
 def test_the_children_run_below_the_simulation():
     child = writer.spawn_child("print(os.nice(0), flush=True)")

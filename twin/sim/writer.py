@@ -93,6 +93,11 @@ SEND_AHEAD = 2
 """Batches the parent's sender thread holds, the one it is writing included.
 Writing a 4 MB batch into a 1 MB pipe waits on the child four times; the
 simulation waited so ~1.5 s of a 20 s week when it wrote them itself."""
+SEND_AT_ONCE_BYTES = 256 << 10
+"""A batch this small, with nothing before it in the sender thread, is
+written by the simulation itself: a run with readers sends thousands of
+small batches (each a mailbox a session waits for), and handing each to the
+thread cost that run ~3 s of kernel time."""
 CHILD_NICE = 10
 """The niceness of the writer and front processes. On two cores, three busy
 processes made Linux share the simulation's core with a child now and then:
@@ -454,6 +459,22 @@ class FileWriter:
         ``SEND_AHEAD`` (None: the last, and no wait)."""
         posted = self._posted
         with posted:
+            if (
+                frame is not None
+                and not self._outbox
+                and not self._broken
+                and sum(frame[1]) <= SEND_AT_ONCE_BYTES
+            ):
+                # the thread is idle and the pipe takes this much at once: a
+                # hop through the thread would cost more than it saves
+                try:
+                    _write_vector(self._fd, *frame)
+                except (OSError, ValueError):
+                    self._broken = True
+                    raise TwinError(
+                        "store: the writer process ended unexpectedly; run again"
+                    ) from None
+                return
             while (
                 frame is not None
                 and len(self._outbox) >= SEND_AHEAD
