@@ -573,8 +573,8 @@ class FrontStream:
                     data = pipe.read(size)
                     if len(data) < size:
                         data = None
-            except (OSError, ValueError):  # (closed under it: the run ends)
-                data = None
+            except Exception:  # closed under it, or a frame beyond reading:
+                data = None  # the simulation names the child's failure
             with arrived:
                 while len(frames) >= READ_AHEAD and not self._stopping:
                     arrived.wait()
