@@ -493,8 +493,10 @@ def _run_child(scenario: MailScenario, seed: int, out) -> None:
         out.write(data)
         out.flush()
 
+    from twin.sim.run import RUN_GC_THRESHOLDS
+
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)  # as twin.sim.run.RUN_GC_THRESHOLDS
+    gc.set_threshold(*RUN_GC_THRESHOLDS)
     run_apart(scenario, seed, emit)
 
 

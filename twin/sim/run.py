@@ -193,8 +193,9 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
     model, jobs = _build(env, scenario, streams, folder)
     # a model with a writer process has its tables written there too
     table = getattr(model, "table", TableWriter)
-    resources = table(folder / "resources.parquet", RESOURCE_SCHEMA)
+    resources = None
     try:
+        resources = table(folder / "resources.parquet", RESOURCE_SCHEMA)
         sampler = ResourceSampler(
             env, model.monitors(), model_spec.output.sample_interval, resources
         )
@@ -226,7 +227,8 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
         if close is not None:
             close()
         jobs.close()
-        resources.close()
+        if resources is not None:
+            resources.close()
     # each run(until=...) adds events of its own: count those of one, as a
     # run without progress does, so the count does not depend on the progress
     events = events_processed(env) - (steps - 1) * _run_call_events()

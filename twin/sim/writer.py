@@ -98,6 +98,8 @@ SEND_AT_ONCE_BYTES = 256 << 10
 written by the simulation itself: a run with readers sends thousands of
 small batches (each a mailbox a session waits for), and handing each to the
 thread cost that run ~3 s of kernel time."""
+_GONE = "the writer process ended unexpectedly; run again"
+"""What a failure reads when the child is gone without a report."""
 CHILD_NICE = 10
 """The niceness of the writer and front processes. On two cores, three busy
 processes made Linux share the simulation's core with a child now and then:
@@ -345,9 +347,7 @@ class FileWriter:
         while self._done < batch and not self._failure:
             if self._broken:
                 self._hear(block=False)
-                self._failure = self._failure or (
-                    "the writer process ended unexpectedly; run again"
-                )
+                self._failure = self._failure or _GONE
                 break
             self._hear(block=True)
         if self._failure:
@@ -364,7 +364,7 @@ class FileWriter:
                 return
             if not chunk:
                 if self._done < self._sent and not self._failure:
-                    self._failure = "the writer process ended unexpectedly; run again"
+                    self._failure = _GONE
                 return
             self._heard += chunk
             *lines, self._heard = self._heard.split(b"\n")
@@ -471,9 +471,7 @@ class FileWriter:
                     _write_vector(self._fd, *frame)
                 except (OSError, ValueError):
                     self._broken = True
-                    raise TwinError(
-                        "store: the writer process ended unexpectedly; run again"
-                    ) from None
+                    raise TwinError(f"store: {_GONE}") from None
                 return
             while (
                 frame is not None
@@ -482,9 +480,7 @@ class FileWriter:
             ):
                 posted.wait()
             if self._broken and frame is not None:
-                raise TwinError(
-                    "store: the writer process ended unexpectedly; run again"
-                )
+                raise TwinError(f"store: {_GONE}")
             self._outbox.append(frame)
             posted.notify_all()
 
