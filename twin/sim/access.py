@@ -24,6 +24,7 @@ from array import array
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from twin.access.auth import CredentialsFile
 from twin.access.cyrusstore import CyrusBackend
@@ -53,8 +54,10 @@ class AccessLoad:
     """The reading load of one run.
 
     *book* books work as ``MailModel._book`` does: ``book(stage, host, work,
-    array)`` spends it on the host from now and returns when it is done.
-    *files* is the model's file writer (``twin.stages.fileops``).
+    array, cpu_s)`` spends it on the host from now and returns when it is
+    done; *price* gives a Work's CPU seconds on the host (``cpu_s``; default:
+    *book* prices it). *files* is the model's file writer
+    (``twin.stages.fileops``).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class AccessLoad:
         array_name: str,
         book,
         files: Files = DIRECT,
+        price=None,
     ) -> None:
         self.env = env
         self.files = files
@@ -78,6 +82,10 @@ class AccessLoad:
         self.host = host
         self.array = array_name
         self.book = book
+        self.price = price
+        self._priced: dict[int, tuple[list, list]] = {}
+        """By user: the commands of the user's last session and their CPU
+        seconds (a replayed poll has the same list: priced once)."""
         self.settings = reading_settings(scenario)
         self.epoch = None
         population = stages.population
@@ -114,6 +122,8 @@ class AccessLoad:
         self.population = population
         self.streams = streams
         self.warmup = scenario.warmup
+        self.rtt = scenario.access.client_rtt
+        """Seconds from a reply's last byte to the client's next command."""
         self.latencies: dict[str, array] = {}
         # command class -> its latency samples (in self.latencies), by protocol
         self._samples: dict[str, dict[str, array]] = {"imap": {}, "pop3": {}}
@@ -142,13 +152,7 @@ class AccessLoad:
             delay = spec.start_s - env.now
             if delay > 0:
                 yield env.timeout(delay)
-            env.process(self._session(spec))
-
-    def _note(self, name: str, seconds: float) -> None:
-        values = self.latencies.get(name)
-        if values is None:
-            values = self.latencies[name] = array("d")
-        values.append(seconds)
+            self._session(spec)
 
     def _samples_of(self, protocol: str, name: str) -> array:
         """The latency samples of *protocol*'s command class *name*."""
@@ -159,11 +163,11 @@ class AccessLoad:
         self._samples[protocol][name] = values
         return values
 
-    def _session(self, spec):
+    def _session(self, spec) -> None:
+        """Play *spec* now and send its first command (see ``_Exchanges``)."""
         env = self.env
-        started = env.now
-        kind = ImapSession if spec.protocol == "imap" else Pop3Session
         epoch = self.epoch
+        kind = ImapSession if spec.protocol == "imap" else Pop3Session
         backend, directory = self.backend, self.directory
 
         def make_session():
@@ -176,27 +180,26 @@ class AccessLoad:
         self.failures += bool(outcome.failure)
         self.messages_read += outcome.messages_read
         self.bytes_fetched += outcome.bytes_fetched
-        rtt = self.scenario.access.client_rtt
-        protocol, book = spec.protocol, self.book
-        host, array_name = self.host, self.array
-        timeout = env.timeout
-        if started < self.warmup:
-            for _, work in outcome.commands:
-                # the command's work, then its reply's way back: one timeout
-                yield timeout(book(protocol, host, work, array_name) - env.now + rtt)
-            return
-        samples = self._samples[protocol]
-        for name, work in outcome.commands:
-            sent = env.now
-            yield timeout(book(protocol, host, work, array_name) - sent + rtt)
-            values = samples.get(name)
-            if values is None:
-                values = self._samples_of(protocol, name)
-            values.append(env.now - sent)
-        values = samples.get("session")
+        commands = outcome.commands
+        if commands:
+            priced = self._priced.get(spec.user_index)
+            if priced is not None and priced[0] is commands:
+                prices = priced[1]
+            elif self.price is None:
+                prices = [None] * len(commands)
+            else:
+                price = self.price
+                prices = [price(work) for _, work in commands]
+                self._priced[spec.user_index] = (commands, prices)
+            _Exchanges(self, spec.protocol, commands, prices, env.now >= self.warmup)
+        elif env.now >= self.warmup:
+            self._session_sample(spec.protocol, 0.0)
+
+    def _session_sample(self, protocol: str, seconds: float) -> None:
+        values = self._samples[protocol].get("session")
         if values is None:
             values = self._samples_of(protocol, "session")
-        values.append(env.now - started)
+        values.append(seconds)
 
     def metrics(self) -> dict[str, float]:
         out = {
@@ -216,3 +219,60 @@ class AccessLoad:
                 out[f"{name}.{label}"] = float(np.percentile(data, q))
             out[f"{name}.count"] = float(len(data))
         return out
+
+
+class _Exchanges(simpy.Event):
+    """One session's commands in the simulation, one after another.
+
+    Each command is booked on the serving host when it is sent (its work
+    spent from then, ``book``) and the next is sent when its reply is back,
+    a client round trip later; each command's latency runs from sending to
+    its reply. A week has hundreds of thousands of sessions, so a session is
+    not a SimPy process but this one event, scheduled again for each reply
+    (``Environment.schedule``): the same order of bookings as a process
+    yielding a timeout per command, at a third of the cost.
+    *record*: the latencies count (the session began after the warm-up).
+    """
+
+    def __init__(self, load: AccessLoad, protocol: str, commands: list,
+                 prices: list, record: bool) -> None:
+        env = load.env
+        self.env = env
+        self._ok = True
+        self._value = None
+        self.load = load
+        self.protocol = protocol
+        self.commands = commands
+        self.prices = prices
+        self.samples = load._samples[protocol] if record else None
+        self.started = env.now
+        self.number = 0
+        self._resume = [self._reply]
+        self._send(env.now)
+
+    def _send(self, now: float) -> None:
+        """Book command ``number`` now; its reply is back at the event."""
+        load = self.load
+        number = self.number
+        done = load.book(self.protocol, load.host, self.commands[number][1],
+                         load.array, self.prices[number])
+        self.sent = now
+        self.callbacks = self._resume
+        self.env.schedule(self, NORMAL, done - now + load.rtt)
+
+    def _reply(self, _event) -> None:
+        now = self.env.now
+        samples = self.samples
+        number = self.number
+        if samples is not None:
+            name = self.commands[number][0]
+            values = samples.get(name)
+            if values is None:
+                values = self.load._samples_of(self.protocol, name)
+            values.append(now - self.sent)
+        number += 1
+        if number < len(self.commands):
+            self.number = number
+            self._send(now)
+        elif samples is not None:
+            self.load._session_sample(self.protocol, now - self.started)

@@ -108,16 +108,19 @@ def unpack_spec(values: tuple) -> MessageSpec:
     return MessageSpec(*values[:_RETRY_AT], None, *values[_RETRY_AT:])
 
 
-def book(model, stage: str, host: str, work, array: str | None = None) -> float:
+def book(model, stage: str, host: str, work, array: str | None = None,
+         cpu_s: float | None = None) -> float:
     """Book *work* of *stage* on *host* of *model* now, counting its CPU
     seconds; when it is done.
 
     *model* has ``env``, ``hosts`` and ``cpu_seconds`` (a ``MailModel`` or a
     ``Front``): for a step followed by a wait of its own (a stutter, a
-    dialogue) the caller folds both into one timeout."""
+    dialogue) the caller folds both into one timeout. *cpu_s* is the host's
+    ``cpu_seconds(work)`` when the caller has it already."""
     target = model.hosts[host]
     key = (host, stage)
-    cpu_s = target.cpu_seconds(work)
+    if cpu_s is None:
+        cpu_s = target.cpu_seconds(work)
     model.cpu_seconds[key] = model.cpu_seconds.get(key, 0.0) + cpu_s
     return max(target.complete_at(work, array, cpu_s), model.env.now)
 

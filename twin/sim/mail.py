@@ -188,6 +188,7 @@ class MailModel:
                 ),
                 self._book,
                 self.files,
+                price=self.hosts[access_host].cpu_seconds,
             )
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""
