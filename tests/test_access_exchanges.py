@@ -5,6 +5,8 @@ timeout per command). These tests hold it to that process, written out here
 as the reference, on a shared FCFS server where sessions overlap and queue.
 """
 
+import gc
+import weakref
 from array import array
 
 import numpy as np
@@ -136,3 +138,21 @@ def test_given_prices_are_booked_as_they_are():
     assert load.booked == [(0.0, "pop3", 4.0)]
     assert env.now == 4.0
     assert load.latencies == {}  # before the warm-up: nothing recorded
+
+
+def test_a_finished_session_is_freed_without_the_cyclic_collector():
+    """No reference cycle: a week has hundreds of thousands of sessions, and
+    cycles among them cost the collector ~5 % of the run."""
+    env = simpy.Environment()
+    load = _Load(env, 0.1)
+    commands = [("login", Work(cpu={"units": 1.0})),
+                ("select", Work(cpu={"units": 0.5}))]
+    gc.collect()
+    gc.disable()
+    try:
+        ref = weakref.ref(_Exchanges(load, "imap", commands, [None, None], True))
+        assert ref() is not None  # scheduled: the environment holds it
+        env.run()
+        assert ref() is None  # freed by its reference count alone
+    finally:
+        gc.enable()
