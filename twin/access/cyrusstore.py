@@ -477,6 +477,10 @@ class _Index:
         self.cache_size = 0
         self.cache_serial = -1
         self.held = False  # taken by a backend (open mailbox, append, status)
+        # (threshold, records list) of the last open: every record of that
+        # list up to the threshold UID was marked not recent then, and none
+        # marked recent since (``CyrusBackend._open`` marks the rest only)
+        self.recent_marked: tuple[int, list | None] = (-1, None)
 
     def changed(self, info: os.stat_result) -> bool:
         """Whether the index file (whose stat is *info*) changed since this
@@ -1080,6 +1084,7 @@ class CyrusMailbox:
         """``_reconcile`` for any *records* (*infos*: their infos)."""
         before = {m.uid: m for m in self.messages}
         recent_uid = self._index.recent_uid
+        self._index.recent_marked = (-1, None)  # some may turn recent again
         for info in infos:
             old = before.get(info.uid)
             if old is not info:  # (a message keeps its own flag)
@@ -1368,9 +1373,20 @@ class CyrusBackend:
                                             texts=texts,
                                             pending_mtime_ns=pending_mtime_ns)
         recent_uid = index.recent_uid
-        for record in index.records:
-            info = record.info
+        records = index.records
+        start = 0
+        threshold, marked = index.recent_marked
+        if marked is records and threshold <= recent_uid:
+            # the records up to the last open's threshold are not recent
+            # still: mark those after it (a mailbox opened every few minutes
+            # has few), which are in UID order at the end
+            start = len(records)
+            while start and records[start - 1].info.uid > threshold:
+                start -= 1
+        for number in range(start, len(records)):
+            info = records[number].info
             info.recent = info.uid > recent_uid
+        index.recent_marked = (recent_uid, records)
         if not readonly and index.uidnext - 1 > index.recent_uid:
             index.recent_uid = index.uidnext - 1
             with _lock(index.folder, index.sole_writer):
