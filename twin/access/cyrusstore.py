@@ -1052,6 +1052,9 @@ class CyrusMailbox:
                 offset += len(entry)
                 entries.append(entry)
             index.records = kept
+            threshold, marked = index.recent_marked
+            if marked is records:  # fewer of the same records: still marked
+                index.recent_marked = (threshold, kept)
             index.dirs_synced()
             self._cache = b"".join(entries)
             work += index.write_all(self._cache)
