@@ -230,7 +230,8 @@ class _Exchanges(simpy.Event):
     its reply. A week has hundreds of thousands of sessions, so a session is
     not a SimPy process but this one event, scheduled again for each reply
     (``Environment.schedule``): the same order of bookings as a process
-    yielding a timeout per command, at half the cost.
+    yielding a timeout per command, at under half the cost (a bare SimPy
+    sketch of 40,000 sessions of 8 commands: 0.19 s against 0.45 s).
     *record*: the latencies count (the session began after the warm-up).
     """
 
