@@ -142,7 +142,7 @@ def test_given_prices_are_booked_as_they_are():
 
 def test_a_finished_session_is_freed_without_the_cyclic_collector():
     """No reference cycle: a week has hundreds of thousands of sessions, and
-    cycles among them cost the collector ~5 % of the run."""
+    cycles among them cost the collector 1.7 s of a two-day run (~50 s)."""
     env = simpy.Environment()
     load = _Load(env, 0.1)
     commands = [("login", Work(cpu={"units": 1.0})),
