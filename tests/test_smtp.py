@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twin.stages.directory import LdapDirectory, PasswdDirectory, write_users
+from twin.stages.maildir import lf_message
 from twin.stages.smtp import (
     CPU_UNITS,
     TLS_HANDSHAKE_BYTES,
@@ -21,7 +23,9 @@ from twin.stages.smtp import (
     SmtpServer,
     SmtpSession,
     SmtpSettings,
+    _data_form,
     _stuffed,
+    goes_as_is,
 )
 from twin.stages.work import Work
 
@@ -901,3 +905,58 @@ def test_transact_queues_the_message_as_sent_with_or_without_dot_lines(
     assert session.feed_data(_stuffed(message) + b".\r\n").startswith("250")
     assert result.message == session.messages[0].data
     assert result.message.endswith(message)
+
+
+PIECES = [b"", b".", b"..", b"a", b".a", b"a.b", b"\r", b"b\rc", b"\n", b"\r\n", b"\n."]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=8),
+       st.sampled_from([b"\n", b"\r\n", b""]))
+def test_data_form_is_the_stuffing_and_knows_the_lf_form(lines, end):
+    # _data_form's body is _stuffed's; "plain" says that no line of it starts
+    # with a dot; the LF form it gives (for a message without CR) is
+    # lf_message's, and goes_as_is holds exactly when the body is the message
+    # and lf_message would only drop CRs
+    message = b"\n".join(lines) + (end if lines else b"")
+    body, plain, lf = _data_form(message)
+    assert body == _stuffed(message)
+    assert plain == (not any(line.startswith(b".") for line in body.split(b"\n")))
+    if b"\r" in message:
+        assert lf is None
+    else:
+        assert lf == lf_message(message)
+    only_crlf = lf_message(message) == message.replace(b"\r", b"")
+    if goes_as_is(message):  # no wire line (CRLF-ended) starts with a dot
+        assert body == message and only_crlf
+        assert not any(line.startswith(b".") for line in message.split(b"\r\n"))
+    elif message:  # (an empty one goes as it is too, unvouched)
+        assert not (body is message and plain and only_crlf)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=8),
+       st.sampled_from([b"\n", b"\r\n"]),
+       st.sampled_from([["bob@ece.example.edu"], ["someone@example.org"],
+                        ["bob@ece.example.edu", "alice@ece.example.edu"]]))
+def test_transact_gives_the_lf_form_of_what_it_queued(tmp_path_factory, lines, end,
+                                                     recipients):
+    # the LF form a dialogue hands to local delivery is lf_message of the
+    # queued bytes, and a client's as_is changes nothing of the result
+    message = end.join(lines) + end
+    directory = fuzz_directory(tmp_path_factory)
+    runs = [
+        (as_is, SmtpServer(SmtpSettings(), directory).transact(
+            INSIDE, "c", "alice@ece.example.edu", recipients, message,
+            queue_id="Q1", as_is=as_is))
+        for as_is in ((False, True) if goes_as_is(message) else (False,))
+    ]
+    for as_is, result in runs:
+        assert result.message is not None
+        local = any(o.local_user for o in result.recipients)
+        if local and (as_is or b"\r" not in message):
+            assert result.message_lf == lf_message(result.message)
+        else:  # not needed, or it would take a search
+            assert result.message_lf is None
+    first = dataclasses.replace(runs[0][1], message_lf=None)
+    assert all(dataclasses.replace(r, message_lf=None) == first for _, r in runs)

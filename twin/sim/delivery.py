@@ -81,7 +81,12 @@ class Delivery:
             holder = self.model.box_host
         # every store writes LF line ends: convert once, not per recipient
         # (the Cyrus index measures LF or CRLF bytes alike)
-        local_data = lf_message(data) if local_users else data
+        if not local_users:
+            local_data = data
+        elif data is result.message and result.message_lf is not None:
+            local_data = result.message_lf  # (the dialogue had it)
+        else:
+            local_data = lf_message(data)
         for user in local_users:
             yield from self.deliver_local(record, user, local_data)
         bounced = False

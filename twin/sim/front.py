@@ -68,6 +68,7 @@ from twin.sim.mailstats import MailCounters
 from twin.sim.streams import Streams
 from twin.sim.writer import spawn_child, widen_pipe
 from twin.stages.greylist import Greylist, GreylistDecision
+from twin.stages.smtp import goes_as_is
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
 from twin.traffic.message import render
@@ -290,9 +291,10 @@ class Front:
         return decision
 
 
-Content = tuple[bytes, bool, bool]
+Content = tuple[bytes, bool, bool, bool]
 """A message as its client sends it after DATA; whether it holds an image;
-whether a virus."""
+whether a virus; whether it goes as it is (``twin.stages.smtp.goes_as_is``,
+looked at here, on the front's core, rather than by the SMTP stage)."""
 
 
 class Contents:
@@ -327,7 +329,7 @@ class Contents:
         virus = inbound and self.viral(spec)
         if virus:
             message = infect(message)
-        return message, image is not None, virus
+        return message, image is not None, virus, goes_as_is(message)
 
     def image(self, spec: MessageSpec) -> bytes | None:
         """Image spam (or a legit message with a picture) for *spec*, if drawn."""

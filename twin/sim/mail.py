@@ -388,7 +388,7 @@ class MailModel:
                 pool.release()
                 record.visit(SMTP, queued, start, env.now)
                 return None
-        message, image, virus = content
+        message, image, virus, as_is = content
         record.image = image
         record.virus = virus
         queue_id = f"M{spec.msg_id:08X}"
@@ -402,6 +402,7 @@ class MailModel:
             tls=tls,
             now=env.now,
             queue_id=queue_id,
+            as_is=as_is,
         )
         self._count_dialogue(result)
         round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)
