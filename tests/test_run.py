@@ -10,7 +10,7 @@ import pytest
 from twin.scenario import load_scenario
 from twin.sim.queueing import QueueingModel, jobs_schema
 from twin.sim.recorder import RESOURCE_SCHEMA
-from twin.sim.run import run_scenario
+from twin.sim.run import run_scenario, wait_for_removals
 
 JACKSON = Path(__file__).parent.parent / "scenarios" / "validation" / "jackson.yaml"
 SHORT = [
@@ -114,7 +114,35 @@ def test_complete_run_is_reused_unless_forced(tmp_path):
         short("stations.s1.servers=3"), tmp_path / "run", quiet=True, force=True
     )
     assert not forced.reused
+    wait_for_removals()  # the replaced runs go in the background
     assert not list(tmp_path.glob(".run*")), "staging folders must not be left behind"
+
+
+def test_a_replaced_run_is_moved_aside_and_removed_in_the_background(tmp_path):
+    first = run_scenario(short(), tmp_path / "run", quiet=True)
+    (first.path / "extra" / "deep").mkdir(parents=True)
+    (first.path / "extra" / "deep" / "file").write_bytes(b"x" * 4096)
+    second = run_scenario(short("seed=3"), tmp_path / "run", quiet=True)
+    assert second.path == first.path and not (second.path / "extra").exists()
+    aside = [p.name for p in tmp_path.iterdir() if p.name != "run"]
+    assert all(name.startswith(".run.old-") for name in aside), aside
+    wait_for_removals()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert (second.path / "summary.json").exists()
+
+
+def test_a_replaced_run_is_removed_at_once_where_no_process_starts(
+        tmp_path, monkeypatch):
+    import subprocess
+
+    run_scenario(short(), tmp_path / "run", quiet=True)
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    run_scenario(short("seed=3"), tmp_path / "run", quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
 @pytest.mark.parametrize("phase", ["__init__", "start", "_job", "finish"])
