@@ -13,7 +13,8 @@ from email.parser import BytesParser
 import numpy as np
 import pytest
 
-from twin.traffic.message import SIM_EPOCH_UNIX, format_date, render
+from twin.stages.smtp import goes_as_is
+from twin.traffic.message import SIM_EPOCH_UNIX, format_date, render, render_sent
 from twin.traffic.population import Population, PopulationSettings
 from twin.traffic.profile import HOUR_S
 from twin.traffic.workload import MessageSpec, TrafficSettings, generate
@@ -162,3 +163,26 @@ def test_bad_specs(specs, population):
         render(dataclasses.replace(specs[0], size_bytes=0), population, rng)
     with pytest.raises(ValueError, match="has no recipients"):
         render(dataclasses.replace(specs[0], recipients=()), population, rng)
+
+
+def test_render_sent_knows_whether_the_message_goes_as_it_is(specs, population):
+    # the flag the front hands to smtpd, told from the corpus's line starts,
+    # is what a search of the message finds: over every size from tiny to
+    # past the corpora's length (a slice that wraps around is searched), with
+    # enough cases that slices ending in a dot line turn up (~1 in 150)
+    sizes = [1, 2, 3, 200, 799, 800, 801, 1234, 4000, 65_000, 97_000, 250_000,
+             1_000_000]
+    rng = np.random.default_rng(5)
+    flags = Counter()
+    cases = [(spec, None) for spec in specs] + [
+        (spec, size) for spec in specs[::20] for size in sizes]
+    for spec, size in cases * 4:
+        if size is not None:
+            spec = dataclasses.replace(spec, size_bytes=size)
+        state = rng.bit_generator.state
+        raw, as_is = render_sent(spec, population, rng)
+        rng.bit_generator.state = state
+        assert raw == render(spec, population, rng)  # the same draws
+        assert as_is == goes_as_is(raw), (spec, size)
+        flags[as_is] += 1
+    assert flags[True] > 1000 and flags[False] > 10, flags

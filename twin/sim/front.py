@@ -71,7 +71,7 @@ from twin.stages.greylist import Greylist, GreylistDecision
 from twin.stages.smtp import goes_as_is
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
-from twin.traffic.message import render
+from twin.traffic.message import render_sent
 from twin.traffic.population import Population
 from twin.traffic.workload import MessageSpec, generate
 
@@ -320,16 +320,20 @@ class Contents:
 
     def make(self, spec: MessageSpec, inbound: bool) -> Content:
         image = self.image(spec) if inbound else None
+        as_is = None
         if image is not None:
             message = image
         elif self.corpus is not None:
             message = self.corpus.message(spec.is_spam, spec.msg_id)
         else:
-            message = render(spec, self.population, self.render_rng)
+            message, as_is = render_sent(spec, self.population, self.render_rng)
         virus = inbound and self.viral(spec)
         if virus:
             message = infect(message)
-        return message, image is not None, virus, goes_as_is(message)
+            as_is = None
+        if as_is is None:
+            as_is = goes_as_is(message)
+        return message, image is not None, virus, as_is
 
     def image(self, spec: MessageSpec) -> bytes | None:
         """Image spam (or a legit message with a picture) for *spec*, if drawn."""
