@@ -40,6 +40,7 @@ from mail_week import (  # noqa: E402
     peak,
     replay,
     report_cpu,
+    settle_disk,
     twin_run,
 )
 
@@ -129,10 +130,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(
         dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
     ) as tmp:
-        state = machine_state()
+        state = machine_state(Path(tmp))
         if state:
             print(state)
         before, sessions = bare_simpy(args.scenario, base)
+        settle_disk(Path(tmp))
         result = twin_run(args.scenario, base, Path(tmp) / "access")
         after, _ = bare_simpy(args.scenario, base)
     summary = result["summary"]
