@@ -457,7 +457,7 @@ looks once and tells the server (``feed_data(plain=...)``)."""
 _NOT_AS_IS = re.compile(rb"\r(?:[^\n]|\n\.)")
 """A CR before anything but an LF, or a line (after CRLF) that starts with a
 dot: one search, 0.64 s a GB of delivered mail against 0.85 for ``_BARE_CR``
-and ``_DOT_LINE`` apart (``python reports/s15/passes.py RUN``). A dot after a
+and ``_DOT_LINE`` apart (``python benchmarks/byte_passes.py RUN_DIR``). A dot after a
 bare LF starts no line on the wire, where lines end in CRLF."""
 
 
@@ -494,7 +494,7 @@ def _data_form(message: bytes) -> tuple[bytes, bool, bytes | None]:
 
     Looking for a CR alone first: ``b"\\r\\n" in`` a message without one
     compares at every LF (0.93 s a GB, against 0.05-0.07 for the CR,
-    ``python reports/s15/passes.py``)."""
+    ``python benchmarks/byte_passes.py``)."""
     lf = None
     if b"\r" not in message:  # no CR, so no CRLF
         lf = message if not message or message.endswith(b"\n") else message + b"\n"
