@@ -186,3 +186,23 @@ def test_render_sent_knows_whether_the_message_goes_as_it_is(specs, population):
         assert as_is == goes_as_is(raw), (spec, size)
         flags[as_is] += 1
     assert flags[True] > 1000 and flags[False] > 10, flags
+
+
+def test_corpus_cut_tells_what_a_search_of_the_slice_finds():
+    # every corpus, slices from nothing to past the corpus's end (where the
+    # text wraps around and the slice is searched), at many line starts
+    from twin.traffic.message import _NOT_AS_IS, _corpora
+
+    rng = np.random.default_rng(11)
+    for name, corpus in _corpora().items():
+        assert corpus.plain, name
+        size = len(corpus.text)
+        for length in [0, 1, 2, 3, 4, 5, 80, 81, 200, size - 1, size, size + 7,
+                       3 * size] + rng.integers(2, 5000, 60).tolist():
+            for u in (0.0, 0.5, 0.999, *rng.random(8).tolist()):
+                chunk, clean = corpus.cut(int(length), float(u))
+                assert chunk == corpus.slice(int(length), float(u))
+                assert len(chunk) == length
+                searched = (chunk == "" or chunk.endswith("\r\n")) and (
+                    _NOT_AS_IS.search("\r\n" + chunk) is None)
+                assert clean == searched, (name, length, u)

@@ -266,7 +266,7 @@ class _Corpus:
         line starting with a dot), told from the corpus's line starts rather
         than by a search of the slice."""
         if length < 2:
-            return _CRLF[:length], False
+            return _CRLF[:length], length == 0  # (a lone CR ends no line)
         text = self.text
         starts = self.starts
         start = starts[min(int(u * len(starts)), len(starts) - 1)]
