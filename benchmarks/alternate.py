@@ -26,28 +26,13 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import PIPELINE_ONLY, ROOT, settle_disk  # noqa: E402
-
-_RUN = (
-    "import json, resource, sys, time\n"
-    "sys.path[:] = [p for p in sys.path if p not in ('', '.')]\n"
-    "from twin.cli import main\n"
-    "started = time.perf_counter()\n"
-    "code = main(sys.argv[1:])\n"
-    "wall = time.perf_counter() - started\n"
-    "own = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "kids = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-    "print(json.dumps({'wall': wall, 'user': own.ru_utime, 'sys': own.ru_stime,\n"
-    "  'children': kids.ru_utime + kids.ru_stime}))\n"
-    "sys.exit(code)\n"
-)
+from mail_week import PIPELINE_ONLY, ROOT, settle_disk, twin_run  # noqa: E402
 
 
 def drop_caches() -> bool:
@@ -58,19 +43,6 @@ def drop_caches() -> bool:
     except OSError:
         return False
     return True
-
-
-def run(tree: Path, args: list[str], out: Path) -> dict:
-    """``twin run`` with *tree*'s ``twin`` into *out*; its times."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN, "run", *args, "--out", str(out), "--quiet",
-         "--force"],
-        capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(),
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{tree}: twin run failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -131,10 +103,8 @@ def main() -> int:
     seconds = parse_duration(args.duration)
     filters = [item for item in PIPELINE_ONLY
                if not (args.access and item.startswith("access"))]
-    base = [args.scenario, "--set", f"duration={seconds}s",
-            "--set", f"warmup={seconds / 7}s"]
-    for item in filters + args.overrides:
-        base += ["--set", item]
+    overrides = [f"duration={seconds}s", f"warmup={seconds / 7}s", *filters,
+                 *args.overrides]
     trees = {"this": ROOT, "other": other}
     work = Path(tempfile.mkdtemp(prefix="alternate-",
                                  dir=ROOT / "reports" if (ROOT / "reports").is_dir()
@@ -149,18 +119,18 @@ def main() -> int:
                 out = work / f"{name}-{pair}"
                 waited, _ = settle_disk(work)
                 dropped = drop_caches()
-                took = run(trees[name], base, out)
+                took = twin_run(args.scenario, overrides, out, trees[name])
                 times[name].append(took)
                 first.setdefault(name, out)
                 print(f"  {name:5s}: {took['wall']:6.1f} s wall, simulation "
-                      f"{took['user']:.1f} s user + {took['sys']:.1f} s sys, children "
-                      f"{took['children']:.1f} s"
+                      f"{took['user_s']:.1f} s user + {took['sys_s']:.1f} s sys, "
+                      f"children {took['children_s']:.1f} s"
                       f"{'' if dropped else ' (page cache not dropped)'}"
                       f"{f', disk settled {waited:.0f} s first' if waited else ''}")
         for name in ("this", "other"):
             runs = times[name]
             walls = [t["wall"] for t in runs]
-            users = [t["user"] for t in runs]
+            users = [t["user_s"] for t in runs]
             print(f"  {name:5s} mean: {sum(walls) / len(walls):.1f} s wall, "
                   f"{sum(users) / len(users):.1f} s simulation user CPU")
         differences = same_results(first["this"], first["other"])

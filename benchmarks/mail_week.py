@@ -100,8 +100,11 @@ def replay(env, specs, until: float, start_of, process_of) -> int:
     return count
 
 
-def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:
-    """Run the scenario in a child process; its manifest, summary and peak MB."""
+def twin_run(scenario_name: str, overrides: list[str], out: Path,
+             tree: Path | None = None) -> dict:
+    """Run the scenario in a child process; its manifest, summary, peak MB and
+    CPU seconds. *tree*: the checkout whose ``twin`` runs (default: the one
+    this process imports)."""
     # the child imports twin as this process does (PYTHONPATH first), not from
     # its working directory, so PYTHONPATH=<another tree> compares two trees
     code = (
@@ -117,17 +120,20 @@ def twin_run(scenario_name: str, overrides: list[str], out: Path) -> dict:
         "print(json.dumps({'peak_mb': own.ru_maxrss / 1024,\n"
         "  'child_peak_mb': kids.ru_maxrss / 1024,\n"
         "  'cpu_s': own.ru_utime + own.ru_stime,\n"
+        "  'user_s': own.ru_utime, 'sys_s': own.ru_stime,\n"
         "  'children_s': kids.ru_utime + kids.ru_stime,\n"
         "  'children_kernel_s': kids.ru_stime}))\n"
         "sys.exit(code)\n"
     )
     started = time.perf_counter()
+    env = None if tree is None else dict(os.environ, PYTHONPATH=str(tree))
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+        env=env,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"twin run failed:\n{done.stderr}")
+        raise SystemExit(f"{tree or ROOT}: twin run failed:\n{done.stderr}")
     usage = json.loads(done.stdout.strip().splitlines()[-1])
     manifest = json.loads((out / "manifest.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
