@@ -195,11 +195,29 @@ def report_cpu(result: dict) -> None:
         f"writer, front) {result['children_s']:.1f} s "
         f"({result['children_kernel_s']:.1f} s of it in the kernel)"
     )
+    print(floor_line(result))
     if result["children_s"] > 0.8 * result["wall"]:
         print(
             "  note          : the children, not the simulation, set the pace: "
             "the kernel was slow to take the store's files (a full page cache?)"
         )
+
+
+def floor_line(result: dict, cores: int | None = None) -> str:
+    """The least wall time this run's CPU seconds allow on *cores* (default:
+    this machine's): as the work is split now, the simulation's own CPU (its
+    process is one thread of work); with any split, all of the run's CPU
+    spread evenly over the cores -- what no parallel design doing the same
+    work could beat. And how busy the run kept the cores."""
+    cores = cores or os.cpu_count() or 1
+    total = result["cpu_s"] + result["children_s"]
+    now = max(result["cpu_s"], total / cores)
+    used = total / (result["wall"] * cores) if result["wall"] > 0 else 0.0
+    return (
+        f"  floor         : {now:.1f} s wall as the work is split now, "
+        f"{total / cores:.1f} s with any split ({total:.1f} s of CPU on "
+        f"{cores} core{'s' if cores > 1 else ''}); the cores {used:.0%} busy"
+    )
 
 
 def _disk_ticks(folder: Path) -> int | None:

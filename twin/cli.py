@@ -70,13 +70,22 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from twin.sim.run import run_scenario
+    from twin.sim.children import discard_waiting, prespawn_for
 
     scenario = _load(args)
-    out = Path(args.out) if args.out else None
-    result = run_scenario(
-        scenario, out, quiet=args.quiet, force=args.force, progress_stream=sys.stderr
-    )
+    # the run's child processes import the package while this one imports
+    # the simulator (twin.sim.children)
+    prespawn_for(scenario)
+    try:
+        from twin.sim.run import run_scenario
+
+        out = Path(args.out) if args.out else None
+        result = run_scenario(
+            scenario, out, quiet=args.quiet, force=args.force,
+            progress_stream=sys.stderr,
+        )
+    finally:
+        discard_waiting()
     if result.reused:
         print(
             f"{result.path}: already complete for this scenario "

@@ -56,17 +56,22 @@ from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
+from twin.sim.children import (  # noqa: F401  (front_apart: as before)
+    FRONT_CODE,
+    adopt,
+    front_apart,
+    spawn_child,
+)
 from twin.sim.mailrecord import GREYLIST, MessageRecord
 from twin.sim.mailsetup import (
     DIALOGUE_COMMANDS,
     greylist_settings,
     population_settings,
-    submission_host,
     traffic_settings,
 )
 from twin.sim.mailstats import MailCounters
 from twin.sim.streams import Streams
-from twin.sim.writer import spawn_child, widen_pipe
+from twin.sim.writer import widen_pipe
 from twin.stages.greylist import Greylist, GreylistDecision
 from twin.stages.smtp import goes_as_is
 from twin.traffic.corpus import Corpus
@@ -359,28 +364,6 @@ class Contents:
         return zlib.crc32(key) / 2**32 < share
 
 
-def front_apart(scenario: MailScenario) -> bool:
-    """Whether the front of *scenario* can run apart from the rest: it has a
-    greylist whose host nothing else in the scenario uses."""
-    grey = scenario.pipeline.greylist
-    if grey is None or not grey.enabled:
-        return False
-    pipeline = scenario.pipeline
-    used = {
-        pipeline.smtp.on,
-        pipeline.deliver.on,
-        submission_host(scenario),
-        scenario.directory.on,
-    }
-    for name in ("spf", "antivirus", "spamfilter", "ocr"):
-        stage = getattr(pipeline, name)
-        if stage is not None:
-            used.add(stage.on)
-    if scenario.access is not None:
-        used.add(scenario.access.on or pipeline.deliver.on)
-    return grey.on not in used
-
-
 # -- the front on its own ----------------------------------------------------
 
 
@@ -511,14 +494,17 @@ def _run_child(scenario: MailScenario, seed: int, out) -> None:
 
 def child_main() -> None:
     """A spawned child: read (scenario, seed) on stdin, frames to stdout."""
-    scenario, seed = pickle.load(sys.stdin.buffer)
+    try:
+        scenario, seed = pickle.load(sys.stdin.buffer)
+    except EOFError:  # started early for a run that did not need it
+        os._exit(0)
     try:
         _run_child(scenario, seed, sys.stdout.buffer)
     except BrokenPipeError:  # the parent stopped reading: it failed or ended
         os._exit(0)
 
 
-_CHILD = "from twin.sim.front import child_main; child_main()"
+_CHILD = FRONT_CODE
 
 
 # -- the parent's side -------------------------------------------------------
@@ -550,8 +536,12 @@ class FrontStream:
         # spawned, not forked: a forked child shares the parent's pages until
         # either writes them, and copying them cost the week's run ~5 s of
         # kernel time more than the child's ~0.6 s of imports
-        self._errors = tempfile.TemporaryFile()
-        self._process = spawn_child(_CHILD, stderr=self._errors)
+        waiting = adopt(_CHILD)  # started early by twin run (children.py)
+        if waiting is not None:
+            self._process, self._errors = waiting
+        else:
+            self._errors = tempfile.TemporaryFile()
+            self._process = spawn_child(_CHILD, stderr=self._errors)
         self._pipe = self._process.stdout
         widen_pipe(self._pipe)
         # a thread reads the frames as the child writes them: reading a 4 MB

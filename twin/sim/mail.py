@@ -43,6 +43,7 @@ from twin.hardware.host import Host
 from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
+from twin.sim.children import FRONT_CHILD_FROM_S, front_mode  # noqa: F401  (as before)
 from twin.sim.delivery import Delivery
 from twin.sim.front import (
     IN,
@@ -52,7 +53,6 @@ from twin.sim.front import (
     FrontMonitor,
     FrontStream,
     book,
-    front_apart,
     unpack_spec,
 )
 from twin.sim.gateway import Gateway
@@ -78,14 +78,6 @@ from twin.stages.fileops import DIRECT
 from twin.stages.smtp import SmtpResult
 from twin.stages.work import Work
 
-FRONT_CHILD_FROM_S = 86_400.0
-"""Simulated seconds from which an apart front runs in a child process by
-default; a shorter run keeps it in the model's own environment, as the
-child's ~0.5 s of start-up (imports) is waited for and a short run does not
-win it back. ``MAILTWIN_FRONT=child``, ``inline`` (the front run in process
-first, every hand-over held: for tests) or ``shared`` decides instead; the
-results are the same."""
-
 
 class MailModel:
     """A ``MailScenario`` built in *env*, its stores and tables in *folder*."""
@@ -104,16 +96,15 @@ class MailModel:
         # An apart front (twin.sim.front) starts first: its child runs on the
         # other core while this process builds the stores.
         self.front_stream = None
-        mode = os.environ.get("MAILTWIN_FRONT", "")
-        if mode != "shared" and front_apart(scenario):
-            if mode == "inline":
-                self.front_stream = FrontStream(scenario, streams.seed, child=False)
-            elif mode == "child" or scenario.duration >= FRONT_CHILD_FROM_S:
-                # a child pays for itself on long runs; it takes ~0.5 s to start
-                try:
-                    self.front_stream = FrontStream(scenario, streams.seed)
-                except OSError:
-                    pass  # none can start: the front shares this environment
+        mode = front_mode(scenario)
+        if mode == "inline":
+            self.front_stream = FrontStream(scenario, streams.seed, child=False)
+        elif mode == "child":
+            # a child pays for itself on long runs; it takes ~0.5 s to start
+            try:
+                self.front_stream = FrontStream(scenario, streams.seed)
+            except OSError:
+                pass  # none can start: the front shares this environment
         self.files = DIRECT
         self._tables: list[TableWriter | PipedTable] = []
         try:
