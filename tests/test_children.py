@@ -12,7 +12,14 @@ import pytest
 from twin import cli
 from twin.scenario import load_scenario
 from twin.sim import children
-from twin.sim.children import FRONT_CODE, adopt, discard_waiting, prespawn, prespawn_for
+from twin.sim.children import (
+    FRONT_CODE,
+    adopt,
+    discard_waiting,
+    prespawn,
+    prespawn_for,
+    prespawn_guess,
+)
 from twin.sim.front import FrontStream
 
 ROOT = Path(__file__).parent.parent / "scenarios"
@@ -73,12 +80,48 @@ def test_an_adopted_front_child_sends_what_a_new_one_sends():
     assert stream.final()["counters"]["offered"] > 0
 
 
-def test_a_child_never_adopted_ends_quietly():
+def test_a_child_never_adopted_is_ended_at_once():
     prespawn(FRONT_CODE, capture_errors=True)
     process, errors = children._WAITING[FRONT_CODE]
     discard_waiting()
-    assert process.returncode == 0
+    assert process.returncode is not None  # ended, not left importing
     assert errors.closed  # nothing left open
+    assert not children._WAITING
+
+
+def test_a_child_whose_parent_goes_away_exits_quietly():
+    # the parent's end closes the child's stdin: end of input, exit status 0
+    process = children.spawn_child(FRONT_CODE)
+    out, _ = process.communicate(b"", timeout=60)
+    assert process.returncode == 0 and out == b""
+
+
+def test_the_guess_from_the_file_starts_a_child_the_loaded_scenario_corrects(
+        monkeypatch):
+    monkeypatch.delenv("MAILTWIN_FRONT", raising=False)
+    path = ROOT / "ece-2007-dell.yaml"  # a week
+    prespawn_guess(path)
+    assert FRONT_CODE in children._WAITING
+    process = children._WAITING[FRONT_CODE][0]
+    prespawn_for(dell(["duration=1d"]))  # it will have one: kept
+    assert children._WAITING[FRONT_CODE][0] is process
+    prespawn_for(dell())  # two hours: no child, the guessed one ended
+    assert not children._WAITING and process.returncode is not None
+    for overrides in (["duration=6h"], [("--duration 2h", "duration=2h")]):
+        prespawn_guess(path, overrides)
+        assert not children._WAITING
+    prespawn_guess(path, ["traffic.users.inboxes=10", ("--duration 2d", "duration=2d")])
+    assert FRONT_CODE in children._WAITING
+    discard_waiting()
+    for other in (ROOT / "validation" / "mm1.yaml", ROOT / "missing.yaml"):
+        prespawn_guess(other)
+        assert not children._WAITING
+    monkeypatch.setenv("MAILTWIN_FRONT", "shared")
+    prespawn_guess(path)
+    assert not children._WAITING
+    monkeypatch.setenv("MAILTWIN_FRONT", "child")
+    prespawn_guess(path, ["duration=1h"])
+    assert FRONT_CODE in children._WAITING
 
 
 def test_a_child_that_died_while_waiting_is_not_adopted():
@@ -108,5 +151,7 @@ def test_twin_run_leaves_no_child_behind(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(children, "prespawn", counting)
     assert cli.main(["run", str(scenario), "--out", str(out), "--quiet", *sets]) == 0
     assert "already complete" in capsys.readouterr().out
-    assert len(started) == 1 and started[0].returncode == 0
+    # started on the guess from the file, kept once the scenario was loaded
+    assert len({id(process) for process in started}) == 1
+    assert started[0].returncode is not None
     assert not children._WAITING

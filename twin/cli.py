@@ -70,13 +70,14 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from twin.sim.children import discard_waiting, prespawn_for
+    from twin.sim.children import discard_waiting, prespawn_for, prespawn_guess
 
-    scenario = _load(args)
-    # the run's child processes import the package while this one imports
-    # the simulator (twin.sim.children)
-    prespawn_for(scenario)
+    # the run's front child imports the package while this process loads the
+    # scenario and imports the simulator (twin.sim.children)
+    prespawn_guess(find_scenario(args.scenario), _overrides(args))
     try:
+        scenario = _load(args)
+        prespawn_for(scenario)
         from twin.sim.run import run_scenario
 
         out = Path(args.out) if args.out else None

@@ -6,16 +6,17 @@ A mail run has up to two children on the host's other core: the file writer
 importing the package before it can work, and the simulation waited for the
 front's first frame ~0.5 s on every week.
 
-``twin run`` knows whether a run will have a front child as soon as its
-scenario is loaded, before it imports the simulator itself (numpy, SimPy,
-pyarrow, the stages): ``prespawn_for`` starts the child then, its imports
-overlapping the parent's, and ``FrontStream`` ``adopt``s it where it would
-have started one. The child's first input is what the model sends it once
-adopted (the scenario and seed), so one started early behaves exactly as one
-started late. ``discard_waiting`` ends a child never adopted (a run found
-complete, a scenario that fails later): it reads end of input and exits.
-Only this module is imported before the scenario is known, so it imports
-nothing heavy.
+``twin run`` starts the front child first thing, where the scenario file's
+own kind and duration say the run will have one (``prespawn_guess``), its
+imports overlapping the parent's loading of the scenario and the simulator
+(numpy, SimPy, pyarrow, the stages); once the scenario is loaded,
+``prespawn_for`` starts one if the guess missed it and ends one the run will
+not have. ``FrontStream`` ``adopt``s the child where it would have started
+one. Its first input is what the model sends it once adopted (the scenario
+and seed), so one started early behaves exactly as one started late.
+``discard_waiting`` ends a child never adopted (a run found complete, a
+scenario that fails later). Only this module is imported before the scenario
+is known, so it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -120,17 +121,57 @@ def prespawn(code: str, capture_errors: bool = False) -> None:
     _WAITING[code] = (process, errors)
 
 
+def prespawn_guess(path, overrides=()) -> None:
+    """Start a front child now if the scenario file *path* with *overrides*
+    (``KEY=VALUE`` items, or ``(where, KEY=VALUE)`` pairs) looks like a run
+    that will have one: a mail scenario of a simulated day or more, as its
+    own ``kind`` and ``duration`` and the overrides say (``MAILTWIN_FRONT``
+    obeyed). A guess from the file alone, before the scenario is loaded
+    (~0.3 s of imports and validation): ``prespawn_for`` then keeps or ends
+    the child as the loaded scenario decides."""
+    mode = os.environ.get("MAILTWIN_FRONT", "")
+    if mode in ("shared", "inline"):
+        return
+    import yaml  # (the scenario's loading imports it anyway)
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=loader)
+    except (OSError, ValueError, yaml.YAMLError):
+        return  # the loading reports it
+    if not isinstance(data, dict) or data.get("kind") != "mail":
+        return
+    duration = data.get("duration")
+    for item in overrides:
+        key, _, value = (item[1] if isinstance(item, tuple) else item).partition("=")
+        if key.strip() == "duration":
+            duration = value.strip()
+    if mode != "child":
+        from twin.units import parse_duration
+
+        try:
+            if parse_duration(duration) < FRONT_CHILD_FROM_S:
+                return
+        except (TypeError, ValueError):
+            return
+    prespawn(FRONT_CODE, capture_errors=True)
+
+
 def prespawn_for(scenario) -> None:
     """Start the children of a run of *scenario* (a loaded ``Scenario``) that
-    it waits for: the front of a mail scenario that runs it apart. (The
+    it waits for, and end those started on a guess that it will not have:
+    the front of a mail scenario that runs it apart. (The
     writer is not: its first batch comes seconds into the run, and with it
     started early too, its imports beside the front's on the other core, the
     simulation waited as long for the first frame: 0.41 s against 0.38 s,
     five runs each.)"""
-    if scenario.kind != "mail":
-        return
-    if front_mode(scenario.model) == "child":
+    if scenario.kind == "mail" and front_mode(scenario.model) == "child":
         prespawn(FRONT_CODE, capture_errors=True)
+    else:
+        waiting = _WAITING.pop(FRONT_CODE, None)
+        if waiting is not None:
+            _close(*waiting)
 
 
 def adopt(code: str) -> tuple[subprocess.Popen, object] | None:
@@ -150,15 +191,16 @@ def discard_waiting() -> None:
 
 
 def _close(process: subprocess.Popen, errors) -> None:
+    """End a child never adopted at once: it has read nothing and written
+    nothing yet (one left to itself would finish its imports first, then
+    exit at the end of its input)."""
+    if process.poll() is None:
+        process.kill()
     for pipe in (process.stdin, process.stdout):
         try:
             pipe.close()
         except OSError:
             pass
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    process.wait()
     if errors is not None:
         errors.close()
