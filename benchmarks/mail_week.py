@@ -101,15 +101,17 @@ def replay(env, specs, until: float, start_of, process_of) -> int:
 
 
 def twin_run(scenario_name: str, overrides: list[str], out: Path,
-             tree: Path | None = None) -> dict:
+             tree: Path | None = None, prelude: str = "") -> dict:
     """Run the scenario in a child process; its manifest, summary, peak MB and
     CPU seconds. *tree*: the checkout whose ``twin`` runs (default: the one
-    this process imports)."""
+    this process imports); *prelude*: code the child runs before (a
+    measurement's patches: ``session_ceiling.py``)."""
     # the child imports twin as this process does (PYTHONPATH first), not from
     # its working directory, so PYTHONPATH=<another tree> compares two trees
     code = (
         "import json, resource, sys\n"
         "sys.path[:] = [p for p in sys.path if p not in ('', '.')]\n"
+        f"{prelude}\n"
         "from twin.cli import main\n"
         f"args = ['run', {scenario_name!r}, '--out', {str(out)!r}, '--quiet',"
         " '--force']\n"

@@ -22,8 +22,6 @@ By default the access week of ``access_week.py`` (gateway filters off).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import PIPELINE_ONLY, ROOT, settle_disk  # noqa: E402
+from mail_week import PIPELINE_ONLY, ROOT, settle_disk, twin_run  # noqa: E402
 
-_RUN = r"""
-import copyreg, dataclasses, json, pickle, resource, sys, time, types
-sys.path[:] = [p for p in sys.path if p not in ('', '.')]
-mode, outcomes, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+_PATCH = r"""
+import atexit, copyreg, dataclasses, pickle, types
+MODE, OUTCOMES = {mode!r}, {outcomes!r}
 
 def _proxy(items):
     return types.MappingProxyType(items)
@@ -45,17 +42,21 @@ def _proxy(items):
 copyreg.pickle(types.MappingProxyType, lambda m: (_proxy, (dict(m),)))
 import twin.traffic.client as client
 play = client.PollMemo.play
-if mode == "record":
-    answers = {}
+if MODE == "record":
+    answers = {{}}
     def recording(self, spec, make_session, state, signature):
         outcome = play(self, spec, make_session, state, signature)
         answers[spec.session_id] = pickle.dumps(outcome, protocol=5)
         return outcome
     client.PollMemo.play = recording
-elif mode == "replay":
-    with open(outcomes, "rb") as handle:
+    def _save():
+        with open(OUTCOMES, "wb") as handle:
+            pickle.dump(answers, handle, protocol=5)
+    atexit.register(_save)  # after the run's CPU is read
+elif MODE == "replay":
+    with open(OUTCOMES, "rb") as handle:
         answers = pickle.load(handle)
-    last = {}
+    last = {{}}
     def replaying(self, spec, make_session, state, signature):
         outcome = pickle.loads(answers[spec.session_id])
         before = last.get(spec.user_index)
@@ -65,34 +66,16 @@ elif mode == "replay":
         last[spec.user_index] = outcome
         return outcome
     client.PollMemo.play = replaying
-from twin.cli import main
-started = time.perf_counter()
-code = main(args)
-wall = time.perf_counter() - started
-if mode == "record":
-    with open(outcomes, "wb") as handle:
-        pickle.dump(answers, handle, protocol=5)
-own = resource.getrusage(resource.RUSAGE_SELF)
-kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"wall": wall, "user": own.ru_utime, "sys": own.ru_stime,
-                  "children": kids.ru_utime + kids.ru_stime}))
-sys.exit(code)
 """
+"""What the child runs before ``twin run``: ``PollMemo.play`` recording or
+replaying each session's outcome ("plain": as it is)."""
 
 
 def run(mode: str, outcomes: Path, scenario: str, overrides: list[str],
         out: Path) -> dict:
-    args = ["run", scenario, "--out", str(out), "--quiet", "--force"]
-    for item in overrides:
-        args += ["--set", item]
     settle_disk(out.parent)
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN, mode, str(outcomes), *args],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    patch = _PATCH.format(mode=mode, outcomes=str(outcomes))
+    return twin_run(scenario, overrides, out, prelude=patch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         for mode in ("plain", "record", "replay"):
             result = run(mode, outcomes, args.scenario, overrides, folder / mode)
+            result["wall"] = result["manifest"]["wall_seconds"]
             print(f"  {mode:7s}: {result['wall']:6.1f} s wall, simulation "
-                  f"{result['user']:.1f} s user + {result['sys']:.1f} s sys, "
-                  f"children {result['children']:.1f} s")
+                  f"{result['user_s']:.1f} s user + {result['sys_s']:.1f} s sys, "
+                  f"children {result['children_s']:.1f} s")
             if mode == "plain":
                 plain = result
         replay = result
-        cpu = plain["user"] + plain["sys"]
-        floor = replay["user"] + replay["sys"]
+        cpu, floor = plain["cpu_s"], replay["cpu_s"]
         print(f"  the simulation with its sessions played elsewhere: {floor:.1f} s "
               f"of CPU instead of {cpu:.1f} s ({floor / cpu:.0%}); the run "
               f"{replay['wall']:.1f} s wall instead of {plain['wall']:.1f} s "
