@@ -263,18 +263,39 @@ def settle_disk(folder: Path, limit_s: float = 120.0, quiet: float = 0.05,
             return waited, first
 
 
+def _dirty_mib() -> float:
+    """Page cache waiting to be written to disk, MiB (0 where not Linux)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("Dirty:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
 def machine_state(folder: Path | None = None) -> str:
     """Cores, free memory and page cache now (Linux), or "" elsewhere; with
     *folder*, after waiting for its disk to settle (``settle_disk``).
 
     A page cache full of earlier runs' files makes the kernel slow to take
-    the store's new ones (README, Speed): the line says which case a run was."""
+    the store's new ones (README, Speed): the line says which case a run was.
+    With *folder*, what earlier runs left dirty is written out first
+    (``os.sync``): left to the kernel's flusher, it is written ~30 s after it
+    was made, in the middle of the next run."""
     disk = ""
     if folder is not None:
+        dirty = _dirty_mib()
+        started = time.perf_counter()
+        os.sync()
+        synced = time.perf_counter() - started
         waited, busy = settle_disk(folder)
+        if dirty:
+            disk = f", {dirty:.0f} MiB dirty synced in {synced:.1f} s"
         if busy is not None:
-            disk = (", disk idle" if not waited else
-                    f", disk settled after {waited:.0f} s (busy {busy:.0%} at first)")
+            disk += (", disk idle" if not waited else
+                     f", disk settled after {waited:.0f} s (busy {busy:.0%} at first)")
     try:
         with open("/proc/meminfo") as handle:
             kib = {

@@ -14,13 +14,18 @@ import pytest
 import simpy
 
 from twin.hardware.disk import Timeline
-from twin.sim.access import _Exchanges
+from twin.hardware.host import Host
+from twin.hardware.profile import load_profile
+from twin.sim.access import _booking, _Exchanges
+from twin.sim.front import book
 from twin.stages.work import Work
 
 
 class _Load:
     """What ``_Exchanges`` uses of an ``AccessLoad``: one FCFS server whose
     service time is the command's CPU units, and the latency samples."""
+
+    direct = None  # booked through book()
 
     def __init__(self, env, rtt: float):
         self.env = env
@@ -156,3 +161,90 @@ def test_a_finished_session_is_freed_without_the_cyclic_collector():
         assert ref() is None  # freed by its reference count alone
     finally:
         gc.enable()
+
+
+class _HostLoad(_Load):
+    """A load on a real host (the Dell's CPU, RAID 5 array and link), booked
+    as ``AccessLoad`` books: through ``book``, or directly (``direct``)."""
+
+    def __init__(self, env, rtt: float, direct: bool):
+        super().__init__(env, rtt)
+        self.hosts = {"box": Host(env, "box", load_profile("dell-pe1750"))}
+        self.cpu_seconds = {}
+        target = self.hosts["box"]
+        self.array = list(target.arrays)[-1]
+        if direct:
+            self.direct = (target, target.cpu, target.array(self.array),
+                           target.link, self.cpu_seconds)
+
+    def book(self, stage, host, work, array_name, cpu_s=None):
+        return book(self, stage, host, work, array_name, cpu_s)
+
+
+def _host_sessions(seed: int, count: int):
+    """Sessions whose commands use CPU, the network and the array: reads of
+    message files, index writes with and without fsync, renames."""
+    rng = np.random.default_rng(seed)
+    out = []
+    start = 0.0
+    for number in range(count):
+        start += float(rng.exponential(0.004))
+        commands = []
+        for k in range(int(rng.integers(1, 9))):
+            kind = int(rng.integers(0, 4))
+            user = f"u{int(rng.integers(0, 40))}/"
+            work = Work(cpu={"imap.command": float(rng.integers(1, 30))},
+                        net_bytes=int(rng.integers(0, 20000)),
+                        net_round_trips=int(kind == 3))
+            if kind == 1:
+                nbytes = int(rng.integers(1, 9000))
+                work = work + Work(reads=((user + f"m{k}", nbytes),))
+            elif kind == 2:
+                work = work + Work(writes=((user + "cyrus.index", 4096),),
+                                   fsyncs=int(rng.integers(0, 2)), files_renamed=1)
+            commands.append((f"c{kind}", work))
+        out.append((start, "imap" if number % 3 else "pop3", commands, number % 5 != 0))
+    return out
+
+
+def _run_on_host(sessions, direct: bool):
+    env = simpy.Environment()
+    load = _HostLoad(env, 0.002, direct)
+    target = load.hosts["box"]
+
+    def source():
+        for start, protocol, commands, record in sessions:
+            yield env.timeout(start - env.now)
+            prices = [target.cpu_seconds(work) for _, work in commands]
+            if direct:
+                prices = [_booking(work, cpu_s)
+                          for (_, work), cpu_s in zip(commands, prices, strict=True)]
+            _Exchanges(load, protocol, commands, prices, record)
+
+    env.process(source())
+    env.run()
+    return load, env.now
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_direct_booking_is_book_inlined(seed):
+    """``AccessLoad.direct``: the same times, CPU totals and resource state
+    as booking each command through ``book`` and ``Host.complete_at``."""
+    sessions = _host_sessions(seed, 400)
+    new, new_end = _run_on_host(sessions, direct=True)
+    old, old_end = _run_on_host(sessions, direct=False)
+    assert new_end == old_end
+    assert new.cpu_seconds == old.cpu_seconds and new.cpu_seconds
+    assert new.latencies.keys() == old.latencies.keys()
+    for name, values in old.latencies.items():
+        assert list(new.latencies[name]) == list(values), name
+    for (name, a), (_, b) in zip(new.hosts["box"].monitors(),
+                                 old.hosts["box"].monitors(), strict=True):
+        a.sync(), b.sync()
+        assert (a.busy_area, a.jobs_done if hasattr(a, "jobs_done") else 0) == (
+            b.busy_area, b.jobs_done if hasattr(b, "jobs_done") else 0), name
+    # the array and the link were used, and queued
+    target = new.hosts["box"]
+    assert target.array(new.array).reads > 0 and target.link.bytes_sent > 0
+    waited = sum(sum(v) for k, v in new.latencies.items() if not k.endswith(".session"))
+    assert waited > 0

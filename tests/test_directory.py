@@ -218,6 +218,21 @@ def test_ldap_lookup_is_constant_probes_and_one_round_trip(ldif: Path):
     )
 
 
+def test_ldap_lookups_again_give_the_same_answer_and_work(ldif: Path):
+    """A person found once is answered from what the first search found (the
+    entries do not change); names not found are searched each time and not
+    kept, however many a dictionary attack sends."""
+    directory = LdapDirectory(ldif)
+    first = directory.lookup("alice")
+    again = directory.lookup("alice")
+    assert again == first and again.work == first.work
+    assert again == LdapDirectory(ldif).lookup("alice")  # as a fresh search
+    for number in range(50):
+        assert not directory.lookup(f"nobody{number}").found
+    assert set(directory._found) == {"alice"}
+    assert directory.lookup("bob").found and set(directory._found) == {"alice", "bob"}
+
+
 def test_ldap_work_does_not_grow_with_the_directory(tmp_path: Path):
     many = [(f"user{i:04d}", "pw") for i in range(1400)]
     write_users(tmp_path / "big.ldif", many, "ldap")

@@ -180,6 +180,7 @@ class MailModel:
                 self._book,
                 self.files,
                 price=self.hosts[access_host].cpu_seconds,
+                model=self,
             )
         self.cpu_seconds: dict[tuple[str, str], float] = {}
         """CPU seconds (full speed) by (host, stage), over the whole run."""

@@ -483,6 +483,10 @@ class LdapDirectory:
             elif found_base is None and "dc" in attributes:
                 found_base = dn
         self.base_dn = base_dn or found_base or DEFAULT_BASE_DN
+        self._found: dict[str, LookupResult] = {}
+        """Lookups of people found so far: the entries do not change, so a
+        second search gets the same answer and Work (unknown names are not
+        kept: a dictionary attack sends endless ones)."""
 
     @property
     def users(self) -> int:
@@ -518,6 +522,9 @@ class LdapDirectory:
 
     def lookup(self, user: str) -> LookupResult:
         """A search ``(uid=user)`` under ou=people: one round trip."""
+        known = self._found.get(user)
+        if known is not None:
+            return known
         entry = self._index.get(user)
         if entry is None:
             return LookupResult(
@@ -526,7 +533,7 @@ class LdapDirectory:
         _, attributes, entry_bytes = entry
         uid = attributes["uidNumber"][0]
         gid = attributes.get("gidNumber", [""])[0]
-        return LookupResult(
+        known = self._found[user] = LookupResult(
             True,
             user,
             int(uid) if uid.isdigit() else None,
@@ -535,6 +542,7 @@ class LdapDirectory:
             attributes.get("loginShell", [None])[0],
             self._search_work(user, entry_bytes),
         )
+        return known
 
     def authenticate(self, user: str, password: str) -> AuthResult:
         """A search for the DN, then a simple bind with *password*."""
