@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mail_week import (  # noqa: E402
     PIPELINE_ONLY,
     ROOT,
+    after_removal,
     bare_line,
     machine_state,
     peak,
@@ -158,6 +159,7 @@ def main() -> int:
     print(bare_line((before, after), wall, "sessions"))
     report_cpu(result)
     print("  targets: week with access < 60 s wall, < 2 GB peak")
+    after_removal()
     return 0
 
 

@@ -32,7 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import PIPELINE_ONLY, ROOT, settle_disk, twin_run  # noqa: E402
+from mail_week import (  # noqa: E402
+    PIPELINE_ONLY,
+    ROOT,
+    settle_disk,
+    settle_files,
+    twin_run,
+)
 
 
 def drop_caches() -> bool:
@@ -119,6 +125,7 @@ def main() -> int:
                 out = work / f"{name}-{pair}"
                 waited, _ = settle_disk(work)
                 dropped = drop_caches()
+                files_waited, _, create_us = settle_files(work)
                 took = twin_run(args.scenario, overrides, out, trees[name])
                 times[name].append(took)
                 first.setdefault(name, out)
@@ -126,7 +133,9 @@ def main() -> int:
                       f"{took['user_s']:.1f} s user + {took['sys_s']:.1f} s sys, "
                       f"children {took['children_s']:.1f} s"
                       f"{'' if dropped else ' (page cache not dropped)'}"
-                      f"{f', disk settled {waited:.0f} s first' if waited else ''}")
+                      f"{f', disk settled {waited:.0f} s first' if waited else ''}"
+                      f", a file created in {create_us:.0f} µs"
+                      f"{f' after {files_waited:.0f} s' if files_waited else ''}")
         for name in ("this", "other"):
             runs = times[name]
             walls = [t["wall"] for t in runs]

@@ -29,7 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mail_week import PIPELINE_ONLY, ROOT, settle_disk, twin_run  # noqa: E402
+from mail_week import (  # noqa: E402
+    PIPELINE_ONLY,
+    ROOT,
+    after_removal,
+    settle_disk,
+    twin_run,
+)
 
 _PATCH = r"""
 import atexit, copyreg, dataclasses, pickle, types
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
               f"of CPU instead of {cpu:.1f} s ({floor / cpu:.0%}); the run "
               f"{replay['wall']:.1f} s wall instead of {plain['wall']:.1f} s "
               f"({time.perf_counter() - started:.0f} s for the three runs)")
+    after_removal()
     return 0
 
 
