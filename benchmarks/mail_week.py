@@ -277,7 +277,8 @@ def creation_us(folder: Path) -> float:
     them. The caller's folder (a benchmark's temporary one) goes at its end.
 
     On an ext4 without a journal (this machine's) an inode freed less than a
-    minute ago (six while its inode table block is unwritten) is not given
+    minute ago (six while its inode table block is unwritten: Linux
+    ``fs/ext4/ialloc.c``, ``RECENTCY_MIN`` and ``RECENTCY_DIRTY``) is not given
     out again, and each file created in a block group of many such inodes
     steps over them one by one (``recently_deleted`` in the kernel's
     samples): after a week's run folder was deleted, creating a file took
