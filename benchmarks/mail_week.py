@@ -299,8 +299,8 @@ def creation_us(folder: Path) -> float:
 
 def settle_files(folder: Path, limit_s: float = 360.0,
                  pause_s: float = 15.0) -> tuple[float, float, float]:
-    """Wait, at most *limit_s*, until creating a file beside *folder* takes
-    under ``SLOW_CREATE_US``; (seconds waited, µs at first, µs at last)."""
+    """Wait, at most *limit_s*, until creating a file in *folder* takes under
+    ``SLOW_CREATE_US``; (seconds waited, µs at first, µs at last)."""
     started = time.perf_counter()
     first = last = creation_us(folder)
     while last >= SLOW_CREATE_US and time.perf_counter() - started < limit_s:
@@ -322,7 +322,8 @@ def after_removal() -> None:
     step over them (see ``creation_us``; unwritten, they are held six
     minutes). A run started 10 s after the previous benchmark's end measured
     the mail week at 33.2 s instead of 17.3 s, its probe finding nothing."""
-    os.sync()
+    if hasattr(os, "sync"):
+        os.sync()
     print(f"  (waiting {RECENT_S:.0f} s for the file system to take back the "
           "removed run folders' inodes: the next run would pay for them)",
           flush=True)
@@ -354,10 +355,11 @@ def machine_state(folder: Path | None = None) -> str:
     if folder is not None:
         dirty = _dirty_mib()
         started = time.perf_counter()
-        os.sync()
+        if hasattr(os, "sync"):
+            os.sync()
         synced = time.perf_counter() - started
         waited, busy = settle_disk(folder)
-        if dirty:
+        if dirty >= 1:
             disk = f", {dirty:.0f} MiB dirty synced in {synced:.1f} s"
         if busy is not None:
             disk += (", disk idle" if not waited else
