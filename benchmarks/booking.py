@@ -51,8 +51,9 @@ class _Load:
     """What ``_Exchanges._send`` uses of an ``AccessLoad``."""
 
     def __init__(self, model: _Model, direct: bool) -> None:
-        self.model = model
+        self.model, self.env = model, model.env
         self.host, self.array, self.rtt = "box", model.array, 0.001
+        self._samples = {"imap": {}}  # (no latency is recorded)
         target = model.host
         self.direct = ((target, target.cpu, target.array(model.array), target.link,
                         model.cpu_seconds) if direct else None)
@@ -68,13 +69,11 @@ def sending(count: int, work: Work, direct: bool) -> float:
     env = model.env
     load = _Load(model, direct)
     cpu_s = model.host.cpu_seconds(work)
-    exchange = _Exchanges.__new__(_Exchanges)
-    exchange.env, exchange.load, exchange.protocol = env, load, "imap"
-    exchange.commands = [("fetch", work)]
-    exchange.prices = [_booking(work, cpu_s) if direct else cpu_s]
-    exchange.number = 0
-    exchange._resume = [_Exchanges._reply]
+    prices = [_booking(work, cpu_s) if direct else cpu_s]
+    # a session of one command (sent once here), sent again and again below
+    exchange = _Exchanges(load, "imap", [("fetch", work)], prices, False)
     queue = env._queue
+    queue.clear()
     send = exchange._send
     started = time.perf_counter()
     for number in range(count):

@@ -316,6 +316,11 @@ class MailScenario(Strict):
     traffic: Traffic = Field(default_factory=Traffic)
     output: Output = Field(default_factory=Output)
 
+    def submission_host(self) -> str:
+        """The host taking the users' outbound mail (default: the delivering
+        host)."""
+        return self.submission.on or self.pipeline.deliver.on
+
 
 def mail_references(model: MailScenario, locator) -> list:
     """Problems with hosts, profiles, arrays and traffic of a mail scenario."""

@@ -75,8 +75,7 @@ def front_apart(scenario) -> bool:
     used = {
         pipeline.smtp.on,
         pipeline.deliver.on,
-        # twin.sim.mailsetup.submission_host, which imports the simulator
-        scenario.submission.on or pipeline.deliver.on,
+        scenario.submission_host(),
         scenario.directory.on,
     }
     for name in ("spf", "antivirus", "spamfilter", "ocr"):

@@ -288,4 +288,4 @@ def build_stages(
 
 def submission_host(model: MailScenario) -> str:
     """The host taking the users' outbound mail (default: the delivering host)."""
-    return model.submission.on or model.pipeline.deliver.on
+    return model.submission_host()
