@@ -87,3 +87,51 @@ def test_reading_load_is_deterministic(runs, tmp_path, monkeypatch):
     for name in ("summary.json", "jobs.parquet", "resources.parquet"):
         assert (first / name).read_bytes() == (again.path / name).read_bytes(), name
     assert len(memos) == 1 and memos[0].hits > 20
+
+
+def test_a_delivery_tells_the_writer_when_its_user_reads_next(tmp_path, monkeypatch):
+    """The writer may gather a delivery until shortly before its user's next
+    session (``AccessLoad.delivered``): the time it is given is that
+    session's start when the session is among those drawn ahead, else the
+    time before which every session is drawn -- never later than it."""
+    import twin.sim.access as access
+
+    touched, played = [], []
+    session = access.AccessLoad._session
+
+    def playing(self, spec):
+        played.append((spec.user, self.env.now))
+        session(self, spec)
+
+    def recording(load):
+        kind = type(load.files)
+        touch = kind.touch
+
+        def noting(files, key, due=None):
+            touched.append((len(played), key, load.env.now, due,
+                            load._drawn_until))
+            touch(files, key, due)
+
+        monkeypatch.setattr(kind, "touch", noting)
+
+    start = access.AccessLoad.start
+
+    def starting(self, epoch_s):
+        recording(self)  # after populate, which touches every mailbox at once
+        start(self, epoch_s)
+
+    monkeypatch.setattr(access.AccessLoad, "_session", playing)
+    monkeypatch.setattr(access.AccessLoad, "start", starting)
+    run_scenario(load_scenario(ROOT / "ece-2007-dell.yaml", READING),
+                 tmp_path / "run", quiet=True)
+    assert len(touched) > 20
+    exact = 0
+    for done, user, now, due, drawn in touched:
+        assert due is not None and due >= now and drawn >= now
+        later = [at for who, at in played[done:] if who == user]
+        if later and later[0] < drawn:
+            assert due == later[0]
+            exact += 1
+        else:
+            assert due == drawn and (not later or due <= later[0])
+    assert exact > 5

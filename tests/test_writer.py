@@ -257,6 +257,38 @@ def test_with_readers_a_batch_that_touches_a_key_is_sent_at_once(tmp_path, files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["before", "gina", "other"]
 
 
+def test_a_touch_with_a_due_time_goes_at_the_tick_before_it(tmp_path, files):
+    margin = writer.READ_MARGIN_S
+    files.expect_readers()
+    files.create(f"{tmp_path}/hal", (b"mail for hal",), False)
+    files.touch("hal", due=1000.0)  # hal reads at 1000 s: no batch yet
+    files.create(f"{tmp_path}/ida", (b"mail for ida",), False)
+    files.touch("ida", due=5000.0)
+    files.tick(1000.0 - margin - 1.0)
+    assert files._sent == 0 and len(files._batch) == 2  # both gathered
+    files.tick(1000.0 - margin)  # hal's reader is near: both go in one batch
+    assert files._sent == 1 and not files._batch
+    files.tick(4999.0)  # nothing gathered: nothing goes
+    assert files._sent == 1
+    files.create(f"{tmp_path}/joe", (b"mail for joe",), False)
+    files.touch("joe", due=9000.0)
+    files.ready("joe")  # a reader before the tick: the batch goes, and is waited for
+    assert (tmp_path / "joe").read_bytes() == b"mail for joe"
+    assert files._sent == 2
+    files.create(f"{tmp_path}/kim", (b"mail for kim",), False)
+    files.touch("kim")  # no due time: at once, as before
+    assert files._sent == 3
+    files.tick(10_000.0)  # sent already: no empty batch
+    assert files._sent == 3
+    files.sync()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hal", "ida", "joe", "kim"]
+
+
+def test_the_at_once_files_take_due_times_and_ticks():
+    DIRECT.touch("lee", due=3.0)
+    DIRECT.tick(2.0)  # nothing gathered here: the calls just return
+
+
 def test_the_at_once_files_expect_readers_too():
     DIRECT.expect_readers()  # nothing to prepare: every operation is done
 

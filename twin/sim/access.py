@@ -21,6 +21,7 @@ and ``latency.imap.session...`` (whole sessions), all after the warm-up;
 from __future__ import annotations
 
 from array import array
+from collections import deque
 
 import numpy as np
 import simpy
@@ -36,6 +37,10 @@ from twin.stages.fileops import DIRECT, Files
 from twin.traffic.client import ClientState, PollMemo
 from twin.traffic.mailboxes import populate
 from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
+
+LOOKAHEAD_S = 600.0
+"""Simulated seconds of sessions drawn ahead of the clock (``_source``)."""
+_NEVER = float("inf")
 
 
 def reading_settings(scenario: MailScenario) -> ReadingSettings:
@@ -139,6 +144,10 @@ class AccessLoad:
         # commands, replies and Work; see PollMemo)
         self.memo = PollMemo()
         self.sessions = {"imap": 0, "pop3": 0}
+        self._starts: dict[str, deque] = {}
+        """By user: the start times of the user's sessions drawn, not begun."""
+        self._drawn_until = 0.0
+        """Every session starting before this has been drawn (``_source``)."""
         self.failures = 0
         self.messages_read = 0
         self.bytes_fetched = 0
@@ -154,6 +163,7 @@ class AccessLoad:
 
     def _source(self):
         env = self.env
+        files = self.files
         specs = session_arrivals(
             self.settings,
             self.population,
@@ -161,11 +171,46 @@ class AccessLoad:
             self.streams("access.sessions"),
             profiles=self.profiles,
         )
-        for spec in specs:
+        # the sessions of the next LOOKAHEAD_S are drawn ahead (their own
+        # stream: the same draws), so that a delivery knows when its user
+        # reads next (``delivered``)
+        pending: deque = deque()
+        starts = self._starts
+        following = next(specs, None)
+        while pending or following is not None:
+            limit = env.now + LOOKAHEAD_S
+            while following is not None and (
+                    following.start_s < limit or not pending):
+                pending.append(following)
+                user_starts = starts.get(following.user)
+                if user_starts is None:
+                    starts[following.user] = deque((following.start_s,))
+                else:
+                    user_starts.append(following.start_s)
+                following = next(specs, None)
+            # every session starting before this is in pending
+            self._drawn_until = _NEVER if following is None else following.start_s
+            spec = pending[0]
             delay = spec.start_s - env.now
             if delay > 0:
                 yield env.timeout(delay)
+            pending.popleft()
+            user_starts = starts[spec.user]
+            user_starts.popleft()
+            if not user_starts:
+                del starts[spec.user]
+            files.tick(env.now)
             self._session(spec)
+
+    def delivered(self, user: str) -> None:
+        """Mail was just written into *user*'s mailbox: the writer is told
+        when the user's next session starts, so that the write goes before
+        it (``FileWriter.touch``)."""
+        user_starts = self._starts.get(user)
+        files = self.files
+        files.touch(user, self._drawn_until if user_starts is None
+                    else user_starts[0])
+        files.tick(self.env.now)
 
     def _samples_of(self, protocol: str, name: str) -> array:
         """The latency samples of *protocol*'s command class *name*."""

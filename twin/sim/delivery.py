@@ -154,8 +154,11 @@ class Delivery:
         work = None
         if self.model.scenario.pipeline.deliver.format == "maildir":
             done = store.deliver(user, data, env.now, f"M{record.spec.msg_id}")
-            self.model.files.touch(user)  # a reader of this mailbox waits for it
-            if self.model.access is not None:
+            access = self.model.access
+            if access is None:
+                self.model.files.touch(user)
+            else:  # a reader of this mailbox waits for it
+                access.delivered(user)
                 # Cyrus's lmtpd appends the message to the mailbox's index and
                 # cache as it delivers, so readers never rescan the folder
                 name = done.key.split("/Maildir/", 1)[1]

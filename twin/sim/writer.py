@@ -40,7 +40,10 @@ names never written (``reports/s7/opcount.py``). Batches of 4 MB fold more and
 share more pieces: 173 MB in 78 batches instead of 306
 (``reports/s9/opcount.py``). The files at every ``sync`` are the same.
 
-A batch that a reader may wait for goes at once (``expect_readers``). The
+A batch that a reader may wait for goes at once (``expect_readers``), or,
+when the caller says from what simulated time a reader may ask for it
+(``touch(key, due)``), at the first ``tick(now)`` within ``READ_MARGIN_S`` of
+that time: the deliveries of users who read later share a batch. The
 files in it created ``transient`` (queue files) that nothing has used since
 are held back for the next batch, so that their removal a second later still
 folds them away: a simulated day with readers wrote and removed 7,031 queue
@@ -103,12 +106,18 @@ SEND_AT_ONCE_BYTES = 256 << 10
 written by the simulation itself: a run with readers sends thousands of
 small batches (each a mailbox a session waits for), and handing each to the
 thread cost that run ~3 s of kernel time."""
+READ_MARGIN_S = 180.0
+"""Simulated seconds before a reader may ask for a touched key at which its
+batch goes (``touch`` with a *due* time, then ``tick``): a simulated minute
+is ~8 ms of an access week's wall time, time enough for the child to write
+a batch of deliveries before the session that reads them."""
 HEAR_EVERY = 16
 """Batches sent between two looks at the child's reports (a line of ~10
 bytes a batch: thousands fit in the report pipe). A look after every batch
 mostly found nothing -- 21,000 of the 60,000 reads of two simulated days with
 readers failed, each raising BlockingIOError -- while ``ready`` and ``sync``
 read the reports they wait for anyway."""
+_NEVER = float("inf")
 _GONE = "the writer process ended unexpectedly; run again"
 """What a failure reads when the child is gone without a report."""
 def widen_pipe(pipe) -> None:
@@ -153,6 +162,9 @@ class FileWriter:
         """Key -> the batch of its last operation (``touch``)."""
         self._eager = False
         """Send a batch as soon as it touches a key (``expect_readers``)."""
+        self._send_at = _NEVER
+        """Simulated time from which ``tick`` sends the batch: the earliest
+        *due* of its ``touch`` calls less ``READ_MARGIN_S``."""
         self._process = spawn_child(_CHILD)
         self._pipe = self._process.stdin
         self._fd = self._pipe.fileno()
@@ -294,13 +306,28 @@ class FileWriter:
         seen[target] = index
         return True
 
-    def touch(self, key: str) -> None:
-        """The operations asked for so far touch *key* (a user's mailbox)."""
+    def touch(self, key: str, due: float | None = None) -> None:
+        """The operations asked for so far touch *key* (a user's mailbox).
+
+        After ``expect_readers`` their batch goes at once; or, given *due*
+        (the simulated time before which no reader asks for *key*), at the
+        first ``tick`` within ``READ_MARGIN_S`` of the earliest such time:
+        a batch then gathers the deliveries of users who will not read for a
+        while, instead of one batch for each delivery."""
         if not self._batch:  # all of them are on their way already
             self._touched[key] = self._sent
             return
         self._touched[key] = self._sent + 1
         if self._eager:
+            if due is None:
+                self._send(hold=True)
+            elif due - READ_MARGIN_S < self._send_at:
+                self._send_at = due - READ_MARGIN_S
+
+    def tick(self, now: float) -> None:
+        """Simulated time is *now*: send the batch if a reader may soon ask
+        for a key it touched (see ``touch``)."""
+        if now >= self._send_at:
             self._send(hold=True)
 
     def expect_readers(self) -> None:
@@ -423,6 +450,7 @@ class FileWriter:
         self._seen = {}
         self._dropped = 0
         self._transient = []
+        self._send_at = _NEVER
         for operation, (path, numbers, fsync), replaced in held:
             # the next batch starts with them, as if just asked for (no size
             # check: they fitted in this one)

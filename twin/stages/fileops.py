@@ -116,8 +116,12 @@ class Files:
     def set_mtime(self, path: str, stamp: float) -> None:
         set_mtime(path, stamp)
 
-    def touch(self, key: str) -> None:
-        """The operations so far touched *key* (nothing to remember here)."""
+    def touch(self, key: str, due: float | None = None) -> None:
+        """The operations so far touched *key*, which a reader may ask for
+        from simulated time *due* on (nothing to remember here)."""
+
+    def tick(self, now: float) -> None:
+        """Simulated time is *now* (nothing waits for it here)."""
 
     def ready(self, key: str) -> None:
         """The operations that touched *key* are done (always true here)."""
