@@ -21,8 +21,11 @@ from twin.sim.front import (
     IN,
     OUT,
     ROW,
+    Dialogues,
     FrontStream,
+    dialogues_ahead,
     front_apart,
+    rebuilt,
     run_apart,
 )
 from twin.sim.run import run_scenario
@@ -183,7 +186,7 @@ def streams(monkeypatch) -> list:
 def test_a_front_child_is_ended_when_the_run_fails(tmp_path, monkeypatch, streams):
     from twin.sim import mail
 
-    def fail(self, record, content, *, inbound):
+    def fail(self, record, content, *, inbound, ahead=None):
         raise RuntimeError("smtpd broke")
         yield  # a generator, as _receive is
 
@@ -230,3 +233,88 @@ def test_where_no_child_can_start_the_front_shares_the_model(
     done = run_scenario(scenario, tmp_path / "run", quiet=True)
     assert done.summary == runs["shared"].summary  # sim.events too: shared
     assert files(done.path) == files(runs["shared"].path)
+
+
+READING = [
+    "duration=8h",
+    "warmup=1h",
+    "traffic.users.inboxes=120",
+    "access={mailbox_scale: 0.01}",
+    "output.sample_interval=10m",
+    "output.batches=5",
+    "pipeline.spf=null",
+    "pipeline.antivirus=null",
+    "pipeline.spamfilter=null",
+    "pipeline.ocr=null",
+]
+
+
+def test_the_front_plays_smtpds_side_only_where_users_read_and_nothing_delays_it():
+    reading = load_scenario(ROOT / "ece-2007-dell.yaml", READING).model
+    assert dialogues_ahead(reading)
+    assert not dialogues_ahead(model("ece-2007-dell"))  # no readers: its core is full
+    spf = [o for o in READING if o != "pipeline.spf=null"]
+    with_spf = load_scenario(ROOT / "ece-2007-dell.yaml", spf).model
+    assert with_spf.pipeline.spf is not None
+    assert not dialogues_ahead(with_spf)
+
+
+def test_dialogues_played_by_the_front_give_the_same_results(tmp_path, monkeypatch):
+    """smtpd's side of each dialogue, played by the front at the hand-over
+    (``Dialogues``), gives the run the results of playing it in the model."""
+    import twin.sim.mail as mail
+
+    taken = []
+
+    def counting(ahead, message):
+        taken.append(ahead[2].decision)
+        return rebuilt(ahead, message)
+
+    monkeypatch.setattr(mail, "rebuilt", counting)
+    monkeypatch.setenv("MAILTWIN_FRONT", "inline")
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", READING)
+    ahead = run_scenario(scenario, tmp_path / "ahead", quiet=True)
+    assert len(taken) > 200
+    assert len(set(taken)) > 1  # accepted ones, and some refused
+    used = len(taken)
+    monkeypatch.setenv("MAILTWIN_FRONT_SMTP", "0")
+    here = run_scenario(scenario, tmp_path / "here", quiet=True)
+    assert len(taken) == used  # none the second time
+    assert ahead.summary == here.summary
+    assert here.summary["access.sessions"] > 100
+    assert here.summary["messages.delivered"] > 200
+    for table in ("jobs.parquet", "resources.parquet"):
+        assert (ahead.path / table).read_bytes() == (here.path / table).read_bytes()
+    assert files(ahead.path) == files(here.path)
+
+
+def test_a_dialogue_is_played_again_where_the_front_could_not_know_it():
+    """Another second, or another TLS choice, than the front's: the entry
+    is not taken (``MailModel._receive`` compares both)."""
+    from twin.sim.mailsetup import population_settings
+    from twin.sim.streams import Streams
+    from twin.traffic.population import Population
+
+    scenario = load_scenario(ROOT / "ece-2007-dell.yaml", READING).model
+    population = Population(population_settings(scenario), Streams(3)("population"))
+    dialogues = Dialogues(scenario, population, Streams(3))
+    user = population.usernames[0]
+    spec = type("Spec", (), {
+        "client_ip": "192.0.2.7", "helo": "mx.example.org",
+        "sender": "a@example.org", "recipients": (f"{user}@{scenario.domain}",),
+        "auth": None, "msg_id": 42, "offsite": False})()
+    message = b"Subject: hi\r\nFrom: a@example.org\r\n\r\nhello\r\n"
+    entry = dialogues.inbound(spec, (message, False, False, True), 100.5)
+    second, tls, result, header, body_lf = entry
+    assert second == 100 and result.message is None
+    whole = rebuilt(entry, message)
+    again = dialogues.mx.transact(
+        spec.client_ip, spec.helo, spec.sender, spec.recipients, message,
+        auth=None, tls=tls, now=100.9, queue_id="M0000002A", as_is=True)
+    assert whole == again  # the same second: the same result
+    later = dialogues.mx.transact(
+        spec.client_ip, spec.helo, spec.sender, spec.recipients, message,
+        auth=None, tls=tls, now=101.0, queue_id="M0000002A", as_is=True)
+    assert later.message != whole.message  # the Received: header's date
+    # a message that does not go as it is is left to the model
+    assert dialogues.inbound(spec, (message, False, False, False), 100.5) is None

@@ -960,3 +960,23 @@ def test_transact_gives_the_lf_form_of_what_it_queued(tmp_path_factory, lines, e
             assert result.message_lf is None
     first = dataclasses.replace(runs[0][1], message_lf=None)
     assert all(dataclasses.replace(r, message_lf=None) == first for _, r in runs)
+
+
+def test_a_result_and_its_work_cross_a_pipe_whole(server):
+    """The front plays dialogues in another process (``twin.sim.front``): a
+    result, its recipients' outcomes and its Work pickle and come back equal
+    -- the empty CPU of a Work (a shared mapping proxy) included."""
+    import pickle
+
+    from twin.stages.work import _NO_CPU, Work
+
+    user = USERS[0][0]
+    result = server.transact("192.0.2.9", "mx.example.org", "x@example.org",
+                             [f"{user}@ece.example.edu", "nosuchuser@ece.example.edu"],
+                             b"Subject: t\r\n\r\nhi\r\n", now=5.0, queue_id="Q1")
+    again = pickle.loads(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    assert again == result
+    assert [o.status for o in again.recipients] == [RcptStatus.ACCEPTED,
+                                                    RcptStatus.UNKNOWN_USER]
+    empty = pickle.loads(pickle.dumps(Work(locks=1)))
+    assert empty == Work(locks=1) and empty.cpu is _NO_CPU

@@ -45,8 +45,9 @@ import tempfile
 import threading
 import zlib
 from collections import deque
-from dataclasses import fields
+from dataclasses import fields, replace
 from operator import attrgetter
+from pathlib import Path
 
 import numpy as np
 import simpy
@@ -67,13 +68,15 @@ from twin.sim.mailsetup import (
     DIALOGUE_COMMANDS,
     greylist_settings,
     population_settings,
+    smtp_servers,
     traffic_settings,
 )
 from twin.sim.mailstats import MailCounters
 from twin.sim.streams import Streams
 from twin.sim.writer import widen_pipe
 from twin.stages.greylist import Greylist, GreylistDecision
-from twin.stages.smtp import goes_as_is
+from twin.stages.maildir import lf_message
+from twin.stages.smtp import SmtpResult, goes_as_is
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
 from twin.traffic.message import render_sent
@@ -364,16 +367,110 @@ class Contents:
         return zlib.crc32(key) / 2**32 < share
 
 
+# -- smtpd's side of the dialogues, ahead ------------------------------------
+
+
+def dialogues_ahead(scenario: MailScenario) -> bool:
+    """Whether an apart front of *scenario* also plays smtpd's side of each
+    message's SMTP dialogue (``Dialogues``): where users read mail, whose
+    sessions keep the simulation's core full while the front's has room, and
+    where nothing may delay a dialogue past its hand-over (SPF checks do).
+    ``MAILTWIN_FRONT_SMTP=0`` turns it off (the results are the same)."""
+    if os.environ.get("MAILTWIN_FRONT_SMTP", "1") == "0":
+        return False
+    access = scenario.access
+    return (access is not None and access.enabled
+            and scenario.pipeline.spf is None)
+
+
+class Dialogues:
+    """smtpd's side of each message's SMTP dialogue, played by the front at
+    the hand-over (a simulator shortcut: the same ``SmtpServer.transact``).
+
+    ``SmtpServer.transact`` depends on its arguments, the user directory and
+    the second of *now* (the Received: header's date) alone, so the front,
+    with its own servers over the same directory, can play it when it hands
+    a message over, and the simulation take its result
+    (``MailModel._receive``, through ``rebuilt``) when its smtpd starts the
+    dialogue within that second with the same TLS choice -- which it draws
+    from its own ``smtp.tls`` stream in the order of the hand-overs, as this
+    does -- and play it itself otherwise. Only messages that go as they are
+    (``goes_as_is``) are played here: their queued bytes are the Received:
+    header and the message, so only the header goes down the pipe."""
+
+    def __init__(self, scenario: MailScenario, population: Population,
+                 streams: Streams) -> None:
+        with tempfile.TemporaryDirectory(prefix="twin-front-") as folder:
+            # the directory is read into memory as it is opened
+            self.mx, self.submission = smtp_servers(scenario, population,
+                                                    Path(folder))
+        side = scenario.pipeline.smtp
+        self.tls_share = side.tls_share if side.tls else None
+        self.tls_rng = streams("smtp.tls")
+        self.submission_tls = scenario.submission.tls
+
+    def inbound(self, spec: MessageSpec, content: Content, now: float):
+        # drawn for every inbound message, as MailModel._receive does
+        tls = self.tls_share is not None and self.tls_rng.random() < self.tls_share
+        return self._dialogue(self.mx, spec, content, now, tls)
+
+    def outbound(self, spec: MessageSpec, content: Content, now: float):
+        tls = bool(self.submission_tls and spec.offsite)
+        return self._dialogue(self.submission, spec, content, now, tls)
+
+    @staticmethod
+    def _dialogue(server, spec: MessageSpec, content: Content, now: float,
+                  tls: bool):
+        """(second of *now*, TLS, the result without its bytes, the Received:
+        header, the message's LF form where the result had one), or None."""
+        message = content[0]
+        if not content[3] or not message:
+            return None
+        result = server.transact(
+            spec.client_ip, spec.helo, spec.sender, spec.recipients, message,
+            auth=spec.auth, tls=tls, now=now, queue_id=f"M{spec.msg_id:08X}",
+            as_is=True,
+        )
+        header = None
+        queued = result.message
+        if queued is not None:
+            cut = len(queued) - len(message)
+            if cut < 0 or queued[cut:] != message:
+                return None  # not the header and the message: played there
+            header = queued[:cut]
+        # the LF form's pass over the bytes is made here too: a copy
+        # through the pipe costs the simulation less than the pass
+        body_lf = (message.translate(None, b"\r")
+                   if result.message_lf is not None else None)
+        return (int(now), tls, replace(result, message=None, message_lf=None),
+                header, body_lf)
+
+
+def rebuilt(ahead: tuple, message: bytes) -> SmtpResult:
+    """The ``SmtpResult`` a ``Dialogues`` entry stands for, of *message*:
+    what ``SmtpServer.transact`` answers (the queued bytes, their LF form)."""
+    _, _, result, header, body_lf = ahead
+    if header is None:
+        return result
+    return replace(
+        result,
+        message=header + message,
+        message_lf=None if body_lf is None else lf_message(header) + body_lf,
+    )
+
+
 # -- the front on its own ----------------------------------------------------
 
 
 class _Sink:
     """Collects what an apart front hands over, as items in batches."""
 
-    def __init__(self, env: simpy.Environment, live: dict, emit) -> None:
+    def __init__(self, env: simpy.Environment, live: dict, emit,
+                 dialogues: Dialogues | None = None) -> None:
         self.env = env
         self.live = live
         self.emit = emit
+        self.dialogues = dialogues
         self.batch: list[tuple] = []
         self.bytes = 0
         self.items = FIRST_ITEMS
@@ -395,14 +492,22 @@ class _Sink:
         del self.live[record.spec.msg_id]
         # what the front filled in: the attempts and the greylist station
         times = record.times[4 * GREYLIST : 4 * GREYLIST + 4]
-        sent = (pack_spec(record.spec), record.attempts, times, content)
+        now = self.env.now
+        dialogues = self.dialogues
+        ahead = (None if dialogues is None
+                 else dialogues.inbound(record.spec, content, now))
+        sent = (pack_spec(record.spec), record.attempts, times, content, ahead)
         self.bytes += len(content[0])
-        self._put((self.env.now, IN, sent))
+        self._put((now, IN, sent))
 
     def submit(self, record: MessageRecord, content: Content) -> None:
         del self.live[record.spec.msg_id]
         self.bytes += len(content[0])
-        self._put((self.env.now, OUT, (pack_spec(record.spec), content)))
+        now = self.env.now
+        dialogues = self.dialogues
+        ahead = (None if dialogues is None
+                 else dialogues.outbound(record.spec, content, now))
+        self._put((now, OUT, (pack_spec(record.spec), content, ahead)))
 
     def finished(self, record: MessageRecord) -> None:
         self._put((self.env.now, ROW, record.row()))
@@ -419,7 +524,9 @@ def run_apart(scenario: MailScenario, seed: int, emit) -> None:
     hosts = {name: Host(env, name, load_profile(scenario.hosts[name].hardware))}
     live: dict[int, MessageRecord] = {}
     counters = MailCounters()
-    sink = _Sink(env, live, emit)
+    dialogues = (Dialogues(scenario, population, streams)
+                 if dialogues_ahead(scenario) else None)
+    sink = _Sink(env, live, emit, dialogues)
     front = Front(
         env, scenario, streams, population, greylist, hosts, {}, counters, live, sink
     )

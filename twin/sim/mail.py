@@ -53,6 +53,7 @@ from twin.sim.front import (
     FrontMonitor,
     FrontStream,
     book,
+    rebuilt,
     unpack_spec,
 )
 from twin.sim.gateway import Gateway
@@ -190,6 +191,8 @@ class MailModel:
         self.front_monitors: list[tuple[str, FrontMonitor]] = []
         """Stand-ins for the resources of an apart front."""
         self.front_events = 0
+        self.dialogues_ahead = 0
+        """SMTP dialogues whose smtpd side the front played (``_receive``)."""
         if self.front_stream is None:
             self.front = Front(
                 env,
@@ -286,19 +289,19 @@ class MailModel:
             if when > env.now:
                 yield env.timeout(when - env.now)
             if kind == IN:
-                values, attempts, times, content = payload
+                values, attempts, times, content, ahead = payload
                 spec = unpack_spec(values)
                 record = MessageRecord(spec)
                 record.attempts = attempts
                 record.times[4 * GREYLIST : 4 * GREYLIST + 4] = times
                 live[spec.msg_id] = record
-                env.process(self._after_greylist(record, content))
+                env.process(self._after_greylist(record, content, ahead))
             elif kind == OUT:
-                values, content = payload
+                values, content, ahead = payload
                 spec = unpack_spec(values)
                 record = MessageRecord(spec)
                 live[spec.msg_id] = record
-                env.process(self._outbound(record, content))
+                env.process(self._outbound(record, content, ahead))
             else:
                 self.jobs.append(payload)
 
@@ -321,11 +324,14 @@ class MailModel:
         del self.live[record.spec.msg_id]
         self.jobs.append(record.row())
 
-    def _after_greylist(self, record: MessageRecord, content: Content):
+    def _after_greylist(self, record: MessageRecord, content: Content,
+                        ahead: tuple | None = None):
         """An inbound message spamd let through (or no greylist): smtpd, the
-        content filters, delivery."""
+        content filters, delivery. *ahead*: smtpd's side of the dialogue as
+        the front played it (``twin.sim.front.Dialogues``), or None."""
         counters = self.counters
-        result = yield from self._receive(record, content, inbound=True)
+        result = yield from self._receive(record, content, inbound=True,
+                                          ahead=ahead)
         if result is None:
             counters.rejected += 1
             self._finish(record, "rejected")
@@ -342,10 +348,12 @@ class MailModel:
                 return
         yield from self.delivery.after_acceptance(record, result, self.mx_host, data)
 
-    def _outbound(self, record: MessageRecord, content: Content):
+    def _outbound(self, record: MessageRecord, content: Content,
+                  ahead: tuple | None = None):
         record.attempts = 1
         self.counters.attempts += 1
-        result = yield from self._receive(record, content, inbound=False)
+        result = yield from self._receive(record, content, inbound=False,
+                                          ahead=ahead)
         if result is None:
             self.counters.rejected += 1
             self._finish(record, "rejected")
@@ -353,8 +361,11 @@ class MailModel:
         self.counters.outbound_accepted += 1
         yield from self.delivery.after_acceptance(record, result, self.submit_host)
 
-    def _receive(self, record: MessageRecord, content: Content, *, inbound: bool):
-        """An SMTP dialogue with the client; the accepted result, or None."""
+    def _receive(self, record: MessageRecord, content: Content, *, inbound: bool,
+                 ahead: tuple | None = None):
+        """An SMTP dialogue with the client; the accepted result, or None.
+        *ahead*: the front's play of smtpd's side (``Dialogues``), taken
+        where it stands for this one (same second, same TLS choice)."""
         env = self.env
         spec = record.spec
         scenario = self.scenario
@@ -383,19 +394,22 @@ class MailModel:
         message, image, virus, as_is = content
         record.image = image
         record.virus = virus
-        queue_id = f"M{spec.msg_id:08X}"
-        result: SmtpResult = server.transact(
-            spec.client_ip,
-            spec.helo,
-            spec.sender,
-            spec.recipients,
-            message,
-            auth=spec.auth,
-            tls=tls,
-            now=env.now,
-            queue_id=queue_id,
-            as_is=as_is,
-        )
+        if ahead is not None and ahead[1] == tls and ahead[0] == int(env.now):
+            result: SmtpResult = rebuilt(ahead, message)
+            self.dialogues_ahead += 1
+        else:
+            result = server.transact(
+                spec.client_ip,
+                spec.helo,
+                spec.sender,
+                spec.recipients,
+                message,
+                auth=spec.auth,
+                tls=tls,
+                now=env.now,
+                queue_id=f"M{spec.msg_id:08X}",
+                as_is=as_is,
+            )
         self._count_dialogue(result)
         round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)
         talk = side.client_rtt * round_trips + result.error_sleep_s

@@ -232,16 +232,10 @@ def build_stages(
     population = Population(population_settings(model), streams("population"))
     users = list(zip(population.usernames, population.passwords, strict=True))
     write_credentials_csv(folder / "credentials.csv", users)
-    (folder / "directory").mkdir()
-    kind = model.directory.kind
-    path = folder / "directory" / ("passwd" if kind == "passwd" else "users.ldif")
-    write_users(path, users, kind)
-    directory = open_directory(path, kind)
     greylist = None
     if model.pipeline.greylist is not None and model.pipeline.greylist.enabled:
         greylist = Greylist(greylist_settings(model, population))
-    mx = SmtpServer(smtp_settings(model, submission=False), directory)
-    submission = SmtpServer(smtp_settings(model, submission=True), directory)
+    mx, submission = smtp_servers(model, population, folder)
     queue_hosts = {
         model.pipeline.smtp.on,
         model.pipeline.deliver.on,
@@ -284,6 +278,22 @@ def build_stages(
         ocr,
         spf_checker(model, population, streams.seed),
     )
+
+
+def smtp_servers(model: MailScenario, population: Population,
+                 folder: Path) -> tuple[SmtpServer, SmtpServer]:
+    """The MX's smtpd and the submission service of *model*, over the user
+    directory they share, written into ``folder/directory`` (a passwd file
+    and its shadow, or LDIF: the same bytes for the same population)."""
+    users = list(zip(population.usernames, population.passwords, strict=True))
+    (folder / "directory").mkdir()
+    kind = model.directory.kind
+    path = folder / "directory" / ("passwd" if kind == "passwd" else "users.ldif")
+    write_users(path, users, kind)
+    directory = open_directory(path, kind)
+    mx = SmtpServer(smtp_settings(model, submission=False), directory)
+    submission = SmtpServer(smtp_settings(model, submission=True), directory)
+    return mx, submission
 
 
 def submission_host(model: MailScenario) -> str:

@@ -127,6 +127,13 @@ class Work(NamedTuple):
             counts[name] = left
         return Work(cpu=cpu, reads=tuple(reads), writes=tuple(writes), **counts)
 
+    def __reduce__(self):
+        # pickled (a child process's result): the empty CPU of most records
+        # is a shared mapping proxy, which does not pickle
+        cpu = self[0]
+        return _unpickled, (
+            None if cpu is _NO_CPU else dict(cpu), *self[1:])
+
     @property
     def bytes_read(self) -> int:
         return sum(n for _, n in self.reads)
@@ -158,3 +165,8 @@ def cpu_work(**units: int) -> Work:
     ``cpu_work(smtp__command=3)`` is ``Work(cpu={"smtp.command": 3})``.
     """
     return Work(cpu={kind.replace("__", "."): n for kind, n in units.items() if n})
+
+
+def _unpickled(cpu, *counts) -> Work:
+    """A pickled ``Work`` again (``Work.__reduce__``)."""
+    return _tuple_new(Work, (_NO_CPU if cpu is None else cpu, *counts))
