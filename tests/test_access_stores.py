@@ -94,6 +94,34 @@ def test_cyrus_delivery_keeps_the_index_current(tmp_path):
         b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 7')
 
 
+def test_a_delivery_parsed_elsewhere_is_indexed_the_same(tmp_path):
+    """``index_delivery`` given the parse made ahead (``delivery_parse``, as
+    the front makes it) writes the same index and cache and reports the same
+    Work as parsing the message itself."""
+    from twin.access.cyrusstore import delivery_parse
+
+    message = (b"Subject: fresh\nFrom: A <a@example.org>\nMIME-Version: 1.0\n"
+               b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nhi\n"
+               b"--b\nContent-Type: image/gif\n\nGIF89a\n--b--\n")
+    done = []
+    for name, parsed in (("here", None), ("ahead", delivery_parse(message))):
+        root = tmp_path / name
+        (root / "bob").mkdir(parents=True)
+        box = mailbox.Maildir(root / "bob" / "Maildir")
+        box.add(b"Subject: old\n\nbody\n")
+        CyrusBackend(root).open("bob", "INBOX", True, NOW)
+        os.makedirs(root / "bob" / "Maildir" / "new", exist_ok=True)
+        (root / "bob" / "Maildir" / "new" / "1.M1.host").write_bytes(message)
+        work = index_delivery(root, "bob", "new/1.M1.host", message, NOW + 60,
+                              parsed=parsed)
+        maildir = root / "bob" / "Maildir"
+        done.append((work, (maildir / "cyrus.cache").read_bytes(),
+                     # the delivery's record (the first names a random file)
+                     (maildir / "cyrus.index").read_bytes()[-RECORD_BYTES:]))
+    assert done[0] == done[1]
+    assert done[0][0].cpu["cyrus.parse_byte"] > len(message)
+
+
 def test_cyrus_index_is_rebuilt_or_resynced(tmp_path):
     (tmp_path / "bob").mkdir()
     box = mailbox.Maildir(tmp_path / "bob" / "Maildir")

@@ -206,6 +206,12 @@ def _parse_delivered(message: bytes) -> tuple[int, bytes, int]:
     return known
 
 
+def delivery_parse(message: bytes) -> tuple[int, bytes, int]:
+    """What ``index_delivery`` parses of the delivered bytes *message* (its
+    *parsed*): for a caller that parses them elsewhere, ahead of time."""
+    return _parse_stored(message)
+
+
 def _parse_stored(raw: bytes) -> tuple[int, bytes, int]:
     """(CRLF size, cache entry, header size) of a message as stored or
     delivered, *raw*: the same as ``_cache_entry(to_crlf(raw))``, but measured
@@ -1549,7 +1555,8 @@ def _unindexed(index: _Index) -> None:
 
 
 def index_delivery(store_root: str | Path, user: str, filename: str, message: bytes,
-                   now: float, host_fsync: bool | None = None) -> Work:
+                   now: float, host_fsync: bool | None = None,
+                   parsed: tuple[int, bytes, int] | None = None) -> Work:
     """Add a just-delivered maildir file to its mailbox's index and cache.
 
     *filename* is the file's path relative to the user's ``Maildir`` (for
@@ -1558,7 +1565,9 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
     is read back) and *now* its internal date. When the mailbox has no index
     yet nothing is done: the next open rebuilds it. *host_fsync* says whether
     to really call ``os.fsync`` (the Work counts two either way); None follows
-    the last ``CyrusBackend`` made for this store root (default: yes). Raises
+    the last ``CyrusBackend`` made for this store root (default: yes).
+    *parsed*: ``delivery_parse(message)``, where the caller has it (made
+    elsewhere: the Work still counts the parse, as lmtpd makes it). Raises
     ValueError for a *filename* that is not a file in a maildir's ``new/`` or
     ``cur/``.
     """
@@ -1582,7 +1591,7 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
             return NO_WORK
         try:
             work = _index_append(index, fd, subdir, base, message, now, host_fsync,
-                                 sole)
+                                 sole, parsed)
         finally:
             os.close(fd)
     if work is None or not index.records:
@@ -1600,7 +1609,8 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
 
 
 def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes,
-                  now: float, host_fsync: bool, sole: bool = False) -> Work | None:
+                  now: float, host_fsync: bool, sole: bool = False,
+                  parsed: tuple[int, bytes, int] | None = None) -> Work | None:
     """``index_delivery``'s work under the folder lock, on the index file's
     descriptor *fd*: None (after marking the folder unindexed) when the index
     is damaged; else the Work of indexing the message (the record is then
@@ -1651,7 +1661,7 @@ def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes
         else:
             cache_size = os.fstat(cache_fd).st_size
         work = index.add_file(subdir, base, entry, int(now), None, cache_size,
-                              _parse_delivered(message))
+                              _parse_delivered(message) if parsed is None else parsed)
         if not index.records:
             _unindexed(index)
             return work  # name too long to index

@@ -81,14 +81,16 @@ class Delivery:
             holder = self.model.box_host
         # every store writes LF line ends: convert once, not per recipient
         # (the Cyrus index measures LF or CRLF bytes alike)
+        parsed = None
         if not local_users:
             local_data = data
         elif data is result.message and result.message_lf is not None:
             local_data = result.message_lf  # (the dialogue had it)
+            parsed = record.parsed  # (and the front its parse, if it played it)
         else:
             local_data = lf_message(data)
         for user in local_users:
-            yield from self.deliver_local(record, user, local_data)
+            yield from self.deliver_local(record, user, local_data, parsed)
         bounced = False
         if remote:
             bounced = yield from self.deliver_remote(
@@ -143,7 +145,10 @@ class Delivery:
         self.relay.release()
         record.visit(RELAY, queued, start, env.now)
 
-    def deliver_local(self, record: MessageRecord, user: str, data: bytes):
+    def deliver_local(self, record: MessageRecord, user: str, data: bytes,
+                      parsed: tuple | None = None):
+        """Write *data* into *user*'s mailbox (and Cyrus's index, given the
+        readers: *parsed*, the parse of *data* where the front made it)."""
         env = self.model.env
         queued = env.now
         grant = self.local.acquire()
@@ -163,7 +168,8 @@ class Delivery:
                 # cache as it delivers, so readers never rescan the folder
                 name = done.key.split("/Maildir/", 1)[1]
                 work = done.work + index_delivery(
-                    self.model.stages.store_root, user, name, data, EPOCH_S + env.now
+                    self.model.stages.store_root, user, name, data, EPOCH_S + env.now,
+                    parsed=parsed,
                 )
         else:
             done = store.deliver(user, data, env.now, record.spec.sender)

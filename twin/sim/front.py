@@ -404,6 +404,13 @@ class Dialogues:
             # the directory is read into memory as it is opened
             self.mx, self.submission = smtp_servers(scenario, population,
                                                     Path(folder))
+        # lmtpd indexes what it delivers into Cyrus's cache: its parse of
+        # the message is made here too (index_delivery takes it)
+        self.parse = None
+        if scenario.pipeline.deliver.format == "maildir":
+            from twin.access.cyrusstore import delivery_parse
+
+            self.parse = delivery_parse
         side = scenario.pipeline.smtp
         self.tls_share = side.tls_share if side.tls else None
         self.tls_rng = streams("smtp.tls")
@@ -412,17 +419,18 @@ class Dialogues:
     def inbound(self, spec: MessageSpec, content: Content, now: float):
         # drawn for every inbound message, as MailModel._receive does
         tls = self.tls_share is not None and self.tls_rng.random() < self.tls_share
-        return self._dialogue(self.mx, spec, content, now, tls)
+        return self._dialogue(self.mx, spec, content, now, tls, self.parse)
 
     def outbound(self, spec: MessageSpec, content: Content, now: float):
         tls = bool(self.submission_tls and spec.offsite)
-        return self._dialogue(self.submission, spec, content, now, tls)
+        return self._dialogue(self.submission, spec, content, now, tls, self.parse)
 
     @staticmethod
     def _dialogue(server, spec: MessageSpec, content: Content, now: float,
-                  tls: bool):
+                  tls: bool, parse=None):
         """(second of *now*, TLS, the result without its bytes, the Received:
-        header, the message's LF form where the result had one), or None."""
+        header, the message's LF form where the result had one, *parse* of
+        the queued bytes' LF form where there is one), or None."""
         message = content[0]
         if not content[3] or not message:
             return None
@@ -440,16 +448,19 @@ class Dialogues:
             header = queued[:cut]
         # the LF form's pass over the bytes is made here too: a copy
         # through the pipe costs the simulation less than the pass
-        body_lf = (message.translate(None, b"\r")
-                   if result.message_lf is not None else None)
+        body_lf = parsed = None
+        if result.message_lf is not None:
+            body_lf = message.translate(None, b"\r")
+            if parse is not None:
+                parsed = parse(result.message_lf)
         return (int(now), tls, replace(result, message=None, message_lf=None),
-                header, body_lf)
+                header, body_lf, parsed)
 
 
 def rebuilt(ahead: tuple, message: bytes) -> SmtpResult:
     """The ``SmtpResult`` a ``Dialogues`` entry stands for, of *message*:
     what ``SmtpServer.transact`` answers (the queued bytes, their LF form)."""
-    _, _, result, header, body_lf = ahead
+    _, _, result, header, body_lf, _ = ahead
     if header is None:
         return result
     return replace(

@@ -396,6 +396,7 @@ class MailModel:
         record.virus = virus
         if ahead is not None and ahead[1] == tls and ahead[0] == int(env.now):
             result: SmtpResult = rebuilt(ahead, message)
+            record.parsed = ahead[5]
             self.dialogues_ahead += 1
         else:
             result = server.transact(

@@ -51,6 +51,7 @@ class MessageRecord:
         "latency",
         "times",
         "departure",
+        "parsed",
     )
 
     def __init__(self, spec: MessageSpec) -> None:
@@ -65,6 +66,9 @@ class MessageRecord:
         self.latency = math.nan
         self.departure = math.nan
         self.times = [math.nan, math.nan, 0.0, 0] * len(STATIONS)
+        self.parsed = None
+        """The Cyrus parse of the LF form of the message as queued, where the
+        front made it (``twin.sim.front.Dialogues``), for its deliveries."""
 
     def visit(self, station: int, queued: float, start: float, end: float) -> None:
         base = 4 * station
