@@ -67,6 +67,7 @@ from twin.sim.mailrecord import GREYLIST, MessageRecord
 from twin.sim.mailsetup import (
     DIALOGUE_COMMANDS,
     greylist_settings,
+    play_dialogue,
     population_settings,
     smtp_servers,
     traffic_settings,
@@ -434,11 +435,8 @@ class Dialogues:
         message = content[0]
         if not content[3] or not message:
             return None
-        result = server.transact(
-            spec.client_ip, spec.helo, spec.sender, spec.recipients, message,
-            auth=spec.auth, tls=tls, now=now, queue_id=f"M{spec.msg_id:08X}",
-            as_is=True,
-        )
+        result = play_dialogue(server, spec, message, now,
+                               queue_id=f"M{spec.msg_id:08X}", tls=tls, as_is=True)
         header = None
         queued = result.message
         if queued is not None:

@@ -68,6 +68,7 @@ from twin.sim.mailsetup import (
     DIALOGUE_COMMANDS,
     EPOCH_S,
     build_stages,
+    play_dialogue,
     submission_host,
 )
 from twin.sim.mailstats import Latencies, MailCounters, utilisation
@@ -399,18 +400,9 @@ class MailModel:
             record.parsed = ahead[5]
             self.dialogues_ahead += 1
         else:
-            result = server.transact(
-                spec.client_ip,
-                spec.helo,
-                spec.sender,
-                spec.recipients,
-                message,
-                auth=spec.auth,
-                tls=tls,
-                now=env.now,
-                queue_id=f"M{spec.msg_id:08X}",
-                as_is=as_is,
-            )
+            result = play_dialogue(server, spec, message, env.now,
+                                   queue_id=f"M{spec.msg_id:08X}", tls=tls,
+                                   as_is=as_is)
         self._count_dialogue(result)
         round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)
         talk = side.client_rtt * round_trips + result.error_sleep_s

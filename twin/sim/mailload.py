@@ -34,6 +34,7 @@ from twin.schema.mail import MailScenario
 from twin.sim.mailsetup import (
     DIALOGUE_COMMANDS,
     build_stages,
+    play_dialogue,
     submission_host,
     traffic_settings,
 )
@@ -128,16 +129,8 @@ def estimate_mail(model: MailScenario) -> Estimate:
             at = mx if inbound else submit
             side = pipeline.smtp if inbound else model.submission
             message = render(spec, stages.population, rng)
-            result = server.transact(
-                spec.client_ip,
-                spec.helo,
-                spec.sender,
-                spec.recipients,
-                message,
-                auth=spec.auth,
-                now=spec.arrival_s,
-                queue_id=f"E{spec.msg_id:08X}",
-            )
+            result = play_dialogue(server, spec, message, spec.arrival_s,
+                                   queue_id=f"E{spec.msg_id:08X}")
             talk = side.client_rtt * (DIALOGUE_COMMANDS + len(spec.recipients))
             accepted = bool(result.data_reply and result.data_reply.startswith("250"))
             if accepted:

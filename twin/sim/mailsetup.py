@@ -296,6 +296,25 @@ def smtp_servers(model: MailScenario, population: Population,
     return mx, submission
 
 
+def play_dialogue(server: SmtpServer, spec, message: bytes, now: float, *,
+                  queue_id: str, tls: bool = False, as_is: bool = False):
+    """*server*'s side of the SMTP dialogue of the workload's message *spec*
+    (a ``MessageSpec``: its client, HELO, envelope and credentials) carrying
+    *message*, at *now* (``SmtpServer.transact``)."""
+    return server.transact(
+        spec.client_ip,
+        spec.helo,
+        spec.sender,
+        spec.recipients,
+        message,
+        auth=spec.auth,
+        tls=tls,
+        now=now,
+        queue_id=queue_id,
+        as_is=as_is,
+    )
+
+
 def submission_host(model: MailScenario) -> str:
     """The host taking the users' outbound mail (default: the delivering host)."""
     return model.submission_host()
