@@ -311,6 +311,8 @@ class _Exchanges(simpy.Event):
         self._value = None
         self.load = load
         self.protocol = protocol
+        self.key = (load.host, protocol)
+        """Where the commands' CPU seconds are counted (direct booking)."""
         self.commands = commands
         self.prices = prices
         self.samples = load._samples[protocol] if record else None
@@ -337,7 +339,7 @@ class _Exchanges(simpy.Event):
         else:
             host, cpu, target, link, totals = direct
             cpu_s, work, nbytes, trips = self.prices[number]
-            key = (load.host, self.protocol)
+            key = self.key
             totals[key] = totals.get(key, 0.0) + cpu_s
             done = now
             if cpu_s > 0:

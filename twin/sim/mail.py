@@ -192,8 +192,6 @@ class MailModel:
         self.front_monitors: list[tuple[str, FrontMonitor]] = []
         """Stand-ins for the resources of an apart front."""
         self.front_events = 0
-        self.dialogues_ahead = 0
-        """SMTP dialogues whose smtpd side the front played (``_receive``)."""
         if self.front_stream is None:
             self.front = Front(
                 env,
@@ -398,7 +396,6 @@ class MailModel:
         if ahead is not None and ahead[1] == tls and ahead[0] == int(env.now):
             result: SmtpResult = rebuilt(ahead, message)
             record.parsed = ahead[5]
-            self.dialogues_ahead += 1
         else:
             result = play_dialogue(server, spec, message, env.now,
                                    queue_id=f"M{spec.msg_id:08X}", tls=tls,
