@@ -13,7 +13,7 @@ issue's target: the week with access under 60 s wall and 2 GB. As
 the CPU of the simulation and of its child processes after the run.
 
     python benchmarks/access_week.py [--scenario ece-2007-dell]
-        [--duration 7d] [--whole] [--set KEY=VALUE ...]
+        [--duration 7d] [--whole] [--set KEY=VALUE ...] [--dir /dev/shm]
 
 The target is the reading load on top of the mail path, so by default the
 scenario's content filters are turned off (benchmarks/filter_accuracy.py
@@ -33,6 +33,7 @@ import simpy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mail_week import (  # noqa: E402
+    DIR_HELP,
     PIPELINE_ONLY,
     ROOT,
     after_removal,
@@ -43,6 +44,7 @@ from mail_week import (  # noqa: E402
     report_cpu,
     settle_disk,
     twin_run,
+    work_folder,
 )
 
 COMMANDS = {"open": 8, "poll": 4, "idle": 3}
@@ -114,6 +116,7 @@ def main() -> int:
         action="store_true",
         help="keep the scenario's content filters (SPF, antivirus, spam, OCR)",
     )
+    parser.add_argument("--dir", help=DIR_HELP)
     args = parser.parse_args()
     from twin.scenario import load_scenario
     from twin.units import parse_duration
@@ -128,9 +131,8 @@ def main() -> int:
     model = load_scenario(ROOT / "scenarios" / f"{args.scenario}.yaml", base).model
     if model.access is None:
         base.append("access={}")
-    with tempfile.TemporaryDirectory(
-        dir=ROOT / "reports" if (ROOT / "reports").is_dir() else None
-    ) as tmp:
+    where = work_folder(args.dir)
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
         state = machine_state(Path(tmp))
         if state:
             print(state)
@@ -159,7 +161,7 @@ def main() -> int:
     print(bare_line((before, after), wall, "sessions"))
     report_cpu(result)
     print("  targets: week with access < 60 s wall, < 2 GB peak")
-    after_removal()
+    after_removal(where)
     return 0
 
 

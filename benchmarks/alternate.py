@@ -15,6 +15,7 @@ out: its header notes the directories' mtimes).
 
     python benchmarks/alternate.py OTHER [--pairs 3] [--scenario ece-2007-dell]
         [--duration 7d] [--access] [--set KEY=VALUE ...] [--keep]
+        [--dir /dev/shm]
 
 By default the mail path alone (``PIPELINE_ONLY`` of ``mail_week.py``);
 ``--access`` keeps the users reading mail (the access week's settings).
@@ -33,11 +34,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mail_week import (  # noqa: E402
+    DIR_HELP,
     PIPELINE_ONLY,
     ROOT,
     settle_disk,
     settle_files,
     twin_run,
+    work_folder,
 )
 
 
@@ -99,6 +102,7 @@ def main() -> int:
                         metavar="KEY=VALUE")
     parser.add_argument("--keep", action="store_true",
                         help="keep the run folders (printed)")
+    parser.add_argument("--dir", help=DIR_HELP)
     args = parser.parse_args()
     other = args.other.resolve()
     if not (other / "twin" / "__init__.py").is_file():
@@ -112,9 +116,7 @@ def main() -> int:
     overrides = [f"duration={seconds}s", f"warmup={seconds / 7}s", *filters,
                  *args.overrides]
     trees = {"this": ROOT, "other": other}
-    work = Path(tempfile.mkdtemp(prefix="alternate-",
-                                 dir=ROOT / "reports" if (ROOT / "reports").is_dir()
-                                 else None))
+    work = Path(tempfile.mkdtemp(prefix="alternate-", dir=work_folder(args.dir)))
     times: dict[str, list[dict]] = {"this": [], "other": []}
     first: dict[str, Path] = {}
     print(f"{args.scenario}, {args.duration}{' with access' if args.access else ''}:"

@@ -36,3 +36,35 @@ def test_timed_calls_says_how_to_name_a_function():
     with pytest.raises(SystemExit):
         timed.main(["twin.units:parse_duration"])  # no command after --
     assert "benchmarks" not in sys.modules
+
+
+def test_the_benchmarks_know_a_file_system_in_memory(tmp_path, monkeypatch):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        week = load("mail_week")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /dev/shm tmpfs rw 0 0\n"
+        "tmpfs /dev/shmother tmpfs rw 0 0\n"
+    )
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(mounts if path == "/proc/mounts" else path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert week.in_memory(Path("/dev/shm/run"))
+    assert week.in_memory(Path("/dev/shm"))
+    assert not week.in_memory(Path("/dev/sh"))
+    assert not week.in_memory(Path("/work/run"))
+    monkeypatch.undo()
+    # an in-memory folder: after_removal returns at once, without a wait
+    monkeypatch.setattr(week, "in_memory", lambda folder: True)
+    monkeypatch.setattr(week.time, "sleep", lambda s: pytest.fail("waited"))
+    week.after_removal(tmp_path)
+    assert week.work_folder(str(tmp_path)) == tmp_path
+    with pytest.raises(SystemExit, match="--dir .*no such folder"):
+        week.work_folder(str(tmp_path / "missing"))

@@ -483,6 +483,44 @@ def test_a_transient_file_removed_after_a_touch_is_never_written(
     assert sent_operations.count("create") == 1
 
 
+def test_a_queue_file_made_moved_and_removed_in_a_batch_sends_nothing(
+    tmp_path, files, batches
+):
+    queue = QueueManager(tmp_path / "queue", QueueSettings(), files)
+    for n in range(5):
+        queue.enqueue(f"Q{n}", b"Subject: brief\r\n\r\nx\r\n", float(n))
+        queue.delivered(f"Q{n}", float(n))
+    files.sync()
+    sent_paths = [args[0] for batch in batches for _, args in batch]
+    # the move to active/ names a new file, so no removal of a file that might
+    # have been there is left behind (each such unlink failed: ENOENT)
+    assert not [path for path in sent_paths if "/Q" in path]
+    assert not list((tmp_path / "queue" / "active").iterdir())
+
+
+def test_a_rename_onto_a_new_name_that_exists_fails_loudly(tmp_path, files):
+    files.create(f"{tmp_path}/target", (b"old",), False)
+    files.sync()
+    files.create(f"{tmp_path}/source", (b"new",), False)
+    files.rename(f"{tmp_path}/source", f"{tmp_path}/target", new=True)
+    with pytest.raises(TwinError, match="target"):
+        files.sync()
+
+
+def test_the_child_reuses_its_buffers_for_batches_of_any_size(tmp_path, files):
+    sizes = [10, writer.BUFFER_BYTES + 5, 3, writer.BATCH_BYTES - 1, 1, 0, 77]
+    expected = {}
+    for round_ in range(3):
+        for n, size in enumerate(sizes):
+            data = bytes([65 + (n + round_) % 26]) * size
+            name = f"r{round_}-{n}"
+            files.create(f"{tmp_path}/{name}", (data,), False)
+            expected[name] = data
+            files.flush()  # each file a batch of its own
+    files.sync()
+    assert tree(tmp_path) == expected
+
+
 def test_a_held_transient_file_is_written_at_sync(tmp_path, files):
     os.makedirs(tmp_path / "queue")
     os.makedirs(tmp_path / "mail")

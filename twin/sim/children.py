@@ -33,6 +33,14 @@ processes made Linux share the simulation's core with a child now and then:
 at +10 the week's run waited ~0.7 s less (``wall - CPU`` of the simulation,
 3.1 s against 3.8 s, alternated; no gain from ranking the two children)."""
 
+RUN_GC_THRESHOLDS = (50_000, 20, 20)
+"""The cyclic collector's thresholds while the clock runs (Python's are 700,
+10, 10). A run makes almost no garbage cycles -- the collector freed ~1,100
+objects over the mail path's week and as many over a day of the whole
+system -- yet its passes took 0.61 s of that week and 2.56 s of that day;
+with these, 0.29 s and 0.46 s, peak memory unchanged (``gc.callbacks``
+timing, ``reports/s11/gct.py``). Cycles are still collected, only later."""
+
 WRITER_CODE = "from twin.sim.writer import main; sys.exit(main())"
 """What the file writer child runs."""
 FRONT_CODE = "from twin.sim.front import child_main; child_main()"

@@ -601,7 +601,7 @@ def _run_child(scenario: MailScenario, seed: int, out) -> None:
         out.write(data)
         out.flush()
 
-    from twin.sim.run import RUN_GC_THRESHOLDS
+    from twin.sim.children import RUN_GC_THRESHOLDS
 
     gc.freeze()
     gc.set_threshold(*RUN_GC_THRESHOLDS)

@@ -40,6 +40,7 @@ import simpy
 import twin
 from twin.errors import TwinError
 from twin.scenario import Scenario
+from twin.sim.children import RUN_GC_THRESHOLDS
 from twin.sim.recorder import (
     RESOURCE_SCHEMA,
     NullWriter,
@@ -53,13 +54,6 @@ DEFAULT_RUNS = Path("reports") / "runs"
 PROGRESS_STEPS = 200
 LINE_STEPS = 10
 """Progress lines of a run whose output is not a terminal."""
-RUN_GC_THRESHOLDS = (50_000, 20, 20)
-"""The cyclic collector's thresholds while the clock runs (Python's are 700,
-10, 10). A run makes almost no garbage cycles -- the collector freed ~1,100
-objects over the mail path's week and as many over a day of the whole
-system -- yet its passes took 0.61 s of that week and 2.56 s of that day;
-with these, 0.29 s and 0.46 s, peak memory unchanged (``gc.callbacks``
-timing, ``reports/s11/gct.py``). Cycles are still collected, only later."""
 
 
 @dataclass(frozen=True)

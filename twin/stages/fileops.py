@@ -104,7 +104,10 @@ class Files:
         """Make the directory *path* (mode 0700); it must not exist."""
         make_directory(path)
 
-    def rename(self, source: str, target: str) -> None:
+    def rename(self, source: str, target: str, new: bool = False) -> None:
+        """Rename *source* to *target*; *new* says nothing is at *target* (a
+        writer that batches may then fold a file made and moved in one batch
+        into a create that a later removal cancels wholly)."""
         os.rename(source, target)
 
     def link_new(self, source: str, target: str) -> None:

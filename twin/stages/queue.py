@@ -260,7 +260,8 @@ class QueueManager:
         files.create(
             incoming, (head, message), self.settings.host_fsync, transient=True
         )
-        files.rename(incoming, f"{self._dirs[ACTIVE]}/{queue_id}")
+        # (new: a queue id names one file at a time, in one queue folder)
+        files.rename(incoming, f"{self._dirs[ACTIVE]}/{queue_id}", new=True)
         size = len(head) + len(message)
         self._entries[queue_id] = _Entry(now, sender, tuple(recipients), size)
         self.accepted_count += 1
@@ -303,7 +304,7 @@ class QueueManager:
         delay = self.backoff_s(queue_id, now, attempts)
         next_attempt_at = self.next_queue_run(now + delay)
         deferred = f"{self._dirs[DEFERRED]}/{queue_id}"
-        self.files.rename(f"{self._dirs[ACTIVE]}/{queue_id}", deferred)
+        self.files.rename(f"{self._dirs[ACTIVE]}/{queue_id}", deferred, new=True)
         # qmgr_active_defer sets the file's time stamp to the next attempt.
         self.files.set_mtime(deferred, self.settings.epoch_offset_s + next_attempt_at)
         entry.directory = DEFERRED
@@ -395,7 +396,9 @@ class QueueManager:
         if entry.directory == ACTIVE:
             return 0
         self.files.rename(
-            f"{self._dirs[DEFERRED]}/{queue_id}", f"{self._dirs[ACTIVE]}/{queue_id}"
+            f"{self._dirs[DEFERRED]}/{queue_id}",
+            f"{self._dirs[ACTIVE]}/{queue_id}",
+            new=True,
         )
         entry.directory = ACTIVE
         return 1
