@@ -485,6 +485,13 @@ def main() -> int:
                 f"  cost x{ratio:.1f} for traffic x{growth:.1f} "
                 f"(target: cost no more than traffic; peak < 2 GB)"
             )
+            # the simulation's own CPU: what the file system's phases, which
+            # set the children's pace, move least (README, Speed)
+            both = [run["cpu_s"] + run["children_s"] for run in (one, many)]
+            print(
+                f"  simulation CPU x{many['cpu_s'] / one['cpu_s']:.2f}, "
+                f"all CPU x{both[1] / both[0]:.2f}"
+            )
     after_removal(where)
     return 0
 
