@@ -435,8 +435,7 @@ class Dialogues:
         message = content[0]
         if not content[3] or not message:
             return None
-        result = play_dialogue(server, spec, message, now,
-                               queue_id=f"M{spec.msg_id:08X}", tls=tls, as_is=True)
+        result = play_dialogue(server, spec, message, now, tls=tls, as_is=True)
         header = None
         queued = result.message
         if queued is not None:

@@ -397,8 +397,7 @@ class MailModel:
             result: SmtpResult = rebuilt(ahead, message)
             record.parsed = ahead[5]
         else:
-            result = play_dialogue(server, spec, message, env.now,
-                                   queue_id=f"M{spec.msg_id:08X}", tls=tls,
+            result = play_dialogue(server, spec, message, env.now, tls=tls,
                                    as_is=as_is)
         self._count_dialogue(result)
         round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)

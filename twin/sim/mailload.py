@@ -130,7 +130,7 @@ def estimate_mail(model: MailScenario) -> Estimate:
             side = pipeline.smtp if inbound else model.submission
             message = render(spec, stages.population, rng)
             result = play_dialogue(server, spec, message, spec.arrival_s,
-                                   queue_id=f"E{spec.msg_id:08X}")
+                                   queue_prefix="E")
             talk = side.client_rtt * (DIALOGUE_COMMANDS + len(spec.recipients))
             accepted = bool(result.data_reply and result.data_reply.startswith("250"))
             if accepted:

@@ -297,10 +297,12 @@ def smtp_servers(model: MailScenario, population: Population,
 
 
 def play_dialogue(server: SmtpServer, spec, message: bytes, now: float, *,
-                  queue_id: str, tls: bool = False, as_is: bool = False):
+                  tls: bool = False, as_is: bool = False, queue_prefix: str = "M"):
     """*server*'s side of the SMTP dialogue of the workload's message *spec*
     (a ``MessageSpec``: its client, HELO, envelope and credentials) carrying
-    *message*, at *now* (``SmtpServer.transact``)."""
+    *message*, at *now* (``SmtpServer.transact``). The queue id is
+    *queue_prefix* and the message's number: the model's and the front's
+    plays of one message must name the same queue file."""
     return server.transact(
         spec.client_ip,
         spec.helo,
@@ -310,7 +312,7 @@ def play_dialogue(server: SmtpServer, spec, message: bytes, now: float, *,
         auth=spec.auth,
         tls=tls,
         now=now,
-        queue_id=queue_id,
+        queue_id=f"{queue_prefix}{spec.msg_id:08X}",
         as_is=as_is,
     )
 
