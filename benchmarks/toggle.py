@@ -1,7 +1,7 @@
 """This tree's run with an environment switch off and on, in turns.
 
     python benchmarks/toggle.py VARIABLE [--pairs 2] [--duration 7d]
-        [--scenario ece-2007-dell] [--access] [--set KEY=VALUE ...]
+        [--scenario ece-2007-dell] [--access] [--set KEY=VALUE ...] [--dir DIR]
 
 Where ``alternate.py`` compares two trees, this compares one tree with
 itself, a switch (``MAILTWIN_FRONT_SMTP``, ``MAILTWIN_WRITER``, ...) set to
@@ -24,12 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mail_week import (  # noqa: E402
+    DIR_HELP,
     PIPELINE_ONLY,
     ROOT,
     after_removal,
     settle_disk,
     settle_files,
     twin_run,
+    work_folder,
 )
 
 
@@ -43,6 +45,7 @@ def main() -> int:
                         help="keep the users reading mail")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE")
+    parser.add_argument("--dir", help=DIR_HELP)
     args = parser.parse_args()
     from twin.units import parse_duration
 
@@ -51,7 +54,8 @@ def main() -> int:
                if not (args.access and item.startswith("access"))]
     overrides = [f"duration={seconds}s", f"warmup={seconds / 7}s", *filters,
                  *args.overrides]
-    work = Path(tempfile.mkdtemp(prefix="toggle-"))
+    where = work_folder(args.dir)
+    work = Path(tempfile.mkdtemp(prefix="toggle-", dir=where))
     runs: dict[str, list[dict]] = {"0": [], "1": []}
     before = os.environ.get(args.variable)
     print(f"{args.scenario}, {args.duration}: {args.variable}=0 and =1, "
@@ -81,7 +85,7 @@ def main() -> int:
         else:
             os.environ[args.variable] = before
         shutil.rmtree(work, ignore_errors=True)
-        after_removal()
+        after_removal(where)
     return 0
 
 

@@ -66,13 +66,14 @@ def _reference(env, load, protocol, commands, record):
         load._session_sample(protocol, env.now - started)
 
 
-def _sessions(seed: int, count: int):
+def _sessions(seed: int, count: int, gap: float = 0.02):
+    """*count* sessions, *gap* seconds apart on average."""
     rng = np.random.default_rng(seed)
     names = ["login", "select", "fetch_flags", "fetch_body", "logout"]
     out = []
     start = 0.0
     for number in range(count):
-        start += float(rng.exponential(0.02))
+        start += float(rng.exponential(gap))
         commands = [
             (names[int(k)], Work(cpu={"units": float(rng.exponential(0.01))}))
             for k in rng.integers(0, len(names), int(rng.integers(1, 9)))
@@ -119,6 +120,40 @@ def test_exchanges_book_and_time_as_the_process_did(seed):
     sessions_recorded = sum(1 for *_, record in sessions if record)
     assert sum(len(v) for k, v in new.latencies.items()
                if k.endswith(".session")) == sessions_recorded
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_replies_with_nothing_before_them_are_not_queued(seed, monkeypatch):
+    """``FAST_FORWARD``: a reply that is the environment's next event is
+    handled at once, not queued -- the same bookings, times and latencies
+    as queued replies and as the process, with fewer events."""
+    from twin.sim import access
+    from twin.sim.run import events_processed
+
+    sessions = _sessions(seed, 300, gap=0.1)
+    runs = {}
+    for fast in (True, False):
+        monkeypatch.setattr(access, "FAST_FORWARD", fast)
+        env = simpy.Environment()
+        load = _Load(env, 0.005)
+
+        def source(env=env, load=load):
+            for start, protocol, commands, record in sessions:
+                yield env.timeout(start - env.now)
+                _Exchanges(load, protocol, commands, [None] * len(commands),
+                           record)
+
+        env.process(source())
+        env.run()
+        runs[fast] = (load, env.now, events_processed(env))
+    (fast, fast_end, fast_events), (slow, slow_end, slow_events) = (
+        runs[True], runs[False])
+    assert fast.booked == slow.booked and fast_end == slow_end
+    for name, values in slow.latencies.items():
+        assert list(fast.latencies[name]) == list(values), name
+    # some replies came first, some found another session's event before them
+    commands = sum(len(commands) for _, _, commands, _ in sessions)
+    assert commands // 4 < slow_events - fast_events < commands * 3 // 4
 
 
 def test_a_command_takes_its_service_and_a_round_trip():

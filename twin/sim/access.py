@@ -20,6 +20,7 @@ and ``latency.imap.session...`` (whole sessions), all after the warm-up;
 
 from __future__ import annotations
 
+import os
 from array import array
 from collections import deque
 
@@ -41,6 +42,10 @@ from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
 LOOKAHEAD_S = 600.0
 """Simulated seconds of sessions drawn ahead of the clock (``_source``)."""
 _NEVER = float("inf")
+FAST_FORWARD = os.environ.get("MAILTWIN_FAST_FORWARD", "1") != "0"
+"""Whether a reply that is the environment's next event is handled at once
+instead of queued (``_Exchanges._reply``): the same times, fewer events
+(``MAILTWIN_FAST_FORWARD=0``: every reply queued)."""
 
 
 def reading_settings(scenario: MailScenario) -> ReadingSettings:
@@ -325,7 +330,14 @@ class _Exchanges(simpy.Event):
         self._send(env.now)
 
     def _send(self, now: float) -> None:
-        """Book command ``number`` now; its reply is back at the event.
+        """Book command ``number`` now; its reply is back at the event."""
+        delay = self._book(now)
+        self.sent = now
+        self.callbacks = self._resume
+        self.env.schedule(self, NORMAL, delay)
+
+    def _book(self, now: float) -> float:
+        """Book command ``number`` now; the delay until its reply is back.
 
         With the load's ``direct`` booking, what ``book`` and
         ``Host.complete_at`` do, inlined (the same calls in the same order:
@@ -350,24 +362,44 @@ class _Exchanges(simpy.Event):
                 done = link.reserve(nbytes, trips, done, now)
             if done < now:
                 done = now
-        self.sent = now
-        self.callbacks = self._resume
-        self.env.schedule(self, NORMAL, done - now + load.rtt)
+        return done - now + load.rtt
 
     def _reply(self) -> None:
-        # (called by the environment with the event, which is self)
-        now = self.env.now
+        """The reply to command ``number`` is back: note its latency, send the
+        next command.
+
+        (Called by the environment with the event, which is self.) When the
+        next reply would be the environment's next event anyway -- every
+        event queued comes later -- it is not queued: the clock is set to it
+        and it is handled here (``FAST_FORWARD``), as ``Environment.step``
+        would have, in the same order: a week's commands mostly find the
+        environment idle until their reply."""
+        env = self.env
+        now = env._now
+        queue = env._queue
         samples = self.samples
+        commands = self.commands
+        count = len(commands)
         number = self.number
-        if samples is not None:
-            name = self.commands[number][0]
-            values = samples.get(name)
-            if values is None:
-                values = self.load._samples_of(self.protocol, name)
-            values.append(now - self.sent)
-        number += 1
-        if number < len(self.commands):
+        while True:
+            if samples is not None:
+                name = commands[number][0]
+                values = samples.get(name)
+                if values is None:
+                    values = self.load._samples_of(self.protocol, name)
+                values.append(now - self.sent)
+            number += 1
+            if number >= count:
+                if samples is not None:
+                    self.load._session_sample(self.protocol, now - self.started)
+                return
             self.number = number
-            self._send(now)
-        elif samples is not None:
-            self.load._session_sample(self.protocol, now - self.started)
+            delay = self._book(now)
+            self.sent = now
+            at = now + delay  # what Environment.schedule would queue it at
+            if not FAST_FORWARD or (queue and queue[0][0] <= at):
+                # something else comes first (or at the same instant)
+                self.callbacks = self._resume
+                env.schedule(self, NORMAL, delay)
+                return
+            env._now = now = at
