@@ -26,7 +26,7 @@ from collections import deque
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL
+from simpy.events import NORMAL, URGENT
 
 from twin.access.auth import CredentialsFile
 from twin.access.cyrusstore import CyrusBackend
@@ -152,7 +152,12 @@ class AccessLoad:
         self._starts: dict[str, deque] = {}
         """By user: the start times of the user's sessions drawn, not begun."""
         self._drawn_until = 0.0
-        """Every session starting before this has been drawn (``_source``)."""
+        """Every session starting before this has been drawn (``_draw``)."""
+        self._pending: deque = deque()
+        """The sessions drawn, not begun, in start order."""
+        self._specs = iter(())
+        self._following = None
+        """The next session not drawn yet (None: no more)."""
         self.failures = 0
         self.messages_read = 0
         self.bytes_fetched = 0
@@ -164,11 +169,16 @@ class AccessLoad:
             target = model.hosts[self.host]
             self.direct = (target, target.cpu, target.array(self.array),
                            target.link, model.cpu_seconds)
-        self.env.process(self._source())
+        self._source()
 
-    def _source(self):
-        env = self.env
-        files = self.files
+    def _source(self) -> None:
+        """Begin each session of the reading model at its start time.
+
+        The sessions of the next ``LOOKAHEAD_S`` are drawn ahead (their own
+        stream: the same draws), so that a delivery knows when its user
+        reads next (``delivered``). Not a SimPy process but one event, set
+        again for each start (``_Starts``): the same events in the same order
+        as a process yielding a timeout per session, without its frames."""
         specs = session_arrivals(
             self.settings,
             self.population,
@@ -176,14 +186,18 @@ class AccessLoad:
             self.streams("access.sessions"),
             profiles=self.profiles,
         )
-        # the sessions of the next LOOKAHEAD_S are drawn ahead (their own
-        # stream: the same draws), so that a delivery knows when its user
-        # reads next (``delivered``)
-        pending: deque = deque()
-        starts = self._starts
-        following = next(specs, None)
-        while pending or following is not None:
-            limit = env.now + LOOKAHEAD_S
+        _Starts(self, specs)
+
+    def _draw(self, now: float) -> float | None:
+        """Draw the sessions starting before *now* + ``LOOKAHEAD_S`` (at least
+        one, while any is left); the delay until the next one begins (None:
+        no session is left)."""
+        pending = self._pending
+        following = self._following
+        limit = now + LOOKAHEAD_S
+        if following is not None and (following.start_s < limit or not pending):
+            starts = self._starts
+            specs = self._specs
             while following is not None and (
                     following.start_s < limit or not pending):
                 pending.append(following)
@@ -193,19 +207,23 @@ class AccessLoad:
                 else:
                     user_starts.append(following.start_s)
                 following = next(specs, None)
+            self._following = following
             # every session starting before this is in pending
-            self._drawn_until = _NEVER if following is None else following.start_s
-            spec = pending[0]
-            delay = spec.start_s - env.now
-            if delay > 0:
-                yield env.timeout(delay)
-            pending.popleft()
-            user_starts = starts[spec.user]
-            user_starts.popleft()
-            if not user_starts:
-                del starts[spec.user]
-            files.tick(env.now)
-            self._session(spec)
+            self._drawn_until = (_NEVER if following is None
+                                 else following.start_s)
+        if not pending:
+            return None
+        return pending[0].start_s - now
+
+    def _begin(self, now: float) -> None:
+        """Begin the first session drawn (it starts *now*)."""
+        spec = self._pending.popleft()
+        user_starts = self._starts[spec.user]
+        user_starts.popleft()
+        if not user_starts:
+            del self._starts[spec.user]
+        self.files.tick(now)
+        self._session(spec)
 
     def delivered(self, user: str) -> None:
         """Mail was just written into *user*'s mailbox: the writer is told
@@ -285,6 +303,52 @@ class AccessLoad:
                 out[f"{name}.{label}"] = float(np.percentile(data, q))
             out[f"{name}.count"] = float(len(data))
         return out
+
+
+class _Starts(simpy.Event):
+    """The reading load's session starts: one event, scheduled again for
+    each start (see ``AccessLoad._source``).
+
+    Like the process it replaced, it is first triggered at once with urgent
+    priority (a process's start), draws ahead and waits for the first start;
+    at each start it begins the session (and any other starting then), draws
+    ahead and waits again: the same schedule calls in the same order."""
+
+    def __init__(self, load: AccessLoad, specs) -> None:
+        env = load.env
+        self.env = env
+        self.load = load
+        load._specs = specs
+        load._following = next(specs, None)
+        self._ok = True
+        self._value = None
+        # functions, not bound methods: no reference cycle (_Exchanges)
+        self._resume = [_Starts._fire]
+        self.callbacks = [_Starts._first]
+        env.schedule(self, URGENT)
+
+    def _first(self) -> None:
+        delay = self.load._draw(self.env._now)
+        if delay is not None and delay <= 0:
+            self._fire()  # a session starts at once
+        else:
+            self._wait(delay)
+
+    def _fire(self) -> None:
+        load = self.load
+        now = self.env._now
+        while True:
+            load._begin(now)
+            delay = load._draw(now)
+            if delay is None or delay > 0:
+                self._wait(delay)
+                return
+
+    def _wait(self, delay: float | None) -> None:
+        if delay is None:
+            return  # every session has begun
+        self.callbacks = self._resume
+        self.env.schedule(self, NORMAL, delay)
 
 
 def _booking(work, cpu_s: float) -> tuple:
