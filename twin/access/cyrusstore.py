@@ -46,7 +46,11 @@ index held by an open mailbox is never shared. ``index_delivery`` appends
 its record to such a kept index too when the kept copy was in step with the
 file, so the next open after a delivery reuses it as well. A backend made
 with ``sole_writer=True`` tells changes by the generation alone (see
-``CyrusBackend``).
+``CyrusBackend``) and does not stat the directories to note their mtimes in
+the index header: it notes ``_SOLE_DIRS`` while a run goes on, and
+``settle_store`` gives the directories the simulated end as their mtime and
+notes it at the run's end, so index files repeat run to run (no host clock
+in them) and ``twin serve`` finds them in step.
 
 ``CyrusBackend(root, host_fsync=False)`` (the simulator's store, as the
 delivery stages' ``host_fsync`` setting) skips the real ``os.fsync`` calls,
@@ -364,6 +368,9 @@ class _Shared:
 
 
 _STALE = (-1, -1)
+_SOLE_DIRS = (0, 0)
+"""What a sole writer's index notes as its directories' mtimes while a run
+goes on (see ``_Index.dirs_synced``, ``settle_store``)."""
 _NO_STAMP = (-2, -2)  # a sole writer's copy that did not stat the file
 _LOCKED = Work(locks=1)
 _SOLE_ROOTS: set[str] = set()
@@ -538,9 +545,14 @@ class _Index:
     def dirs_synced(self, mtimes: tuple[int, int] | None = None) -> None:
         """Note that index and directories are in step now (*mtimes*: the
         directories' mtimes as their writer will leave them, instead of a
-        stat of them as they are)."""
-        self.mtimes = _dir_mtimes(self.folder) if mtimes is None else mtimes
-        self.shared.dirs = self.mtimes
+        stat of them as they are). A sole writer notes ``_SOLE_DIRS``
+        instead of the stat: it tells changes by the generation alone, and
+        the directories' mtimes are the host's clock (``settle_store`` notes
+        them at the end of a run)."""
+        if mtimes is None:
+            mtimes = _SOLE_DIRS if self.sole_writer else _dir_mtimes(self.folder)
+        self.mtimes = mtimes
+        self.shared.dirs = mtimes
 
     def header_bytes(self, count: int | None = None) -> bytes:
         count = len(self.records) if count is None else count
@@ -991,7 +1003,8 @@ class CyrusMailbox:
         else:  # records written where the other writer keeps them
             index.bump()
             if index.shared.dirs != _STALE:
-                index.shared.dirs = _dir_mtimes(index.folder)
+                index.shared.dirs = (_SOLE_DIRS if index.sole_writer
+                                     else _dir_mtimes(index.folder))
         if work is _LOCKED:  # no file looked for: one record, as the sum
             # Work(cpu=..., writes=writes, files_renamed=renamed, locks=1)
             return _tuple_new(Work, ({"cyrus.record": records} if records else _NO_CPU,
@@ -1552,6 +1565,53 @@ def _unindexed(index: _Index) -> None:
     whoever looks next rescans (or rebuilds), whatever the clock did."""
     index.bump()
     index.shared.dirs = _STALE
+
+
+def settle_store(store_root: str | Path, mtime_s: int) -> int:
+    """At the end of a simulator's run over a sole-writer store: give ``new/``
+    and ``cur/`` of every indexed maildir folder under *store_root* the mtime
+    *mtime_s* (the simulated end, as populate gives them the simulated start)
+    and note it in the folder's index header, then forget what this process
+    knew of them. The index files are then the same from run to run (no host
+    clock in them), and a backend opened on the store afterwards (``twin
+    serve``) finds every index in step with its directories instead of
+    rescanning them. Call it once every writer is done; the number of
+    indexes settled."""
+    root = os.path.realpath(store_root)
+    note = mtime_s * 1_000_000_000
+    stamp = struct.pack("<qq", note, note)
+    offset = HEADER.size - len(stamp)  # the header ends with the two mtimes
+    settled = 0
+    with os.scandir(root) as users:
+        homes = sorted(entry.path for entry in users
+                       if entry.is_dir(follow_symlinks=False))
+    for home in homes:
+        inbox = os.path.join(home, "Maildir")
+        try:
+            with os.scandir(inbox) as entries:
+                folders = [inbox] + sorted(
+                    entry.path for entry in entries
+                    if entry.name.startswith(".") and entry.is_dir(
+                        follow_symlinks=False))
+        except FileNotFoundError:
+            continue
+        for folder in folders:
+            try:
+                fd = os.open(os.path.join(folder, INDEX), os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                head = os.pread(fd, HEADER_BYTES, 0)
+                if len(head) < HEADER_BYTES or head[:len(MAGIC)] != MAGIC:
+                    continue  # not ours: the next open rebuilds it
+                for sub in ("new", "cur"):
+                    os.utime(os.path.join(folder, sub), ns=(note, note))
+                os.pwrite(fd, stamp, offset)
+                settled += 1
+            finally:
+                os.close(fd)
+            _forget(folder)
+    return settled
 
 
 def index_delivery(store_root: str | Path, user: str, filename: str, message: bytes,

@@ -29,7 +29,7 @@ import simpy
 from simpy.events import NORMAL, URGENT
 
 from twin.access.auth import CredentialsFile
-from twin.access.cyrusstore import CyrusBackend
+from twin.access.cyrusstore import CyrusBackend, settle_store
 from twin.access.imap import ImapSession
 from twin.access.mboxstore import MboxBackend
 from twin.access.pop3 import Pop3Session
@@ -284,6 +284,14 @@ class AccessLoad:
         if values is None:
             values = self._samples_of(protocol, "session")
         values.append(seconds)
+
+    def settle(self) -> None:
+        """The run is over and every file written: note the store's state in
+        its indexes (``settle_store``: the simulated end as the maildirs'
+        mtime), so that they are the same from run to run and in step for
+        ``twin serve``."""
+        if isinstance(self.backend, CyrusBackend) and self.epoch is not None:
+            settle_store(self.backend.root, int(self.epoch + self.env.now))
 
     def metrics(self) -> dict[str, float]:
         out = {

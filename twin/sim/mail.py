@@ -519,7 +519,9 @@ class MailModel:
         for msg_id in sorted(rows):
             self.jobs.append(rows[msg_id])
         summary = counters.metrics()
-        queued = self.queued_on_disk()
+        queued = self.queued_on_disk()  # (every file written by then)
+        if self.access is not None:
+            self.access.settle()
         lost = (
             counters.accepted
             - counters.delivered

@@ -13,7 +13,8 @@ and the access servers use:
   simulation epoch, increasing with ``n``. With ``index=True`` (the default)
   the Cyrus index and cache of each INBOX are built eagerly as it is written
   (``CyrusBackend.index_written``: a reconstruct that takes the bytes just
-  written instead of reading them back; the same files), so no session of
+  written instead of reading them back; the same files, noting the epoch as
+  the mtime of ``new/`` and ``cur/``, which they are given), so no session of
   the simulated week pays for it; with ``index=False`` the backend rebuilds
   it lazily at the first open.
 - ``"mbox"``: the spool file ``<user>`` (``twin.stages.mbox``), messages in
@@ -295,7 +296,12 @@ def populate(store_root: str | Path, fmt: str, population: Population,
                 texts: dict[str, bytes] = {}
                 written = _write_maildir(*args, host, texts)
                 if backend is not None:
-                    backend.index_written(user, texts, float(epoch))
+                    # the index notes the epoch as the directories' mtime,
+                    # and they get it: the same store as through a writer
+                    backend.index_written(user, texts, float(epoch), dirs_ns)
+                    inbox = str(maildir_path(root, user))
+                    for sub in ("/new", "/cur"):
+                        os.utime(inbox + sub, ns=(dirs_ns, dirs_ns))
             else:
                 written = _write_mbox(*args)
         else:
