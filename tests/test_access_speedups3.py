@@ -270,3 +270,27 @@ def test_quoted_strings_unescape_as_the_substitution():
         reader = Reader(b'"' + inner + b'" rest')
         assert reader.quoted() == _UNQUOTE.sub(rb"\1", inner)
         assert reader.pos == len(inner) + 2
+
+
+def test_settling_a_store_notes_its_folders_and_skips_what_is_not_a_maildir(tmp_path):
+    """``settle_store``: every index notes the given time as its folder's
+    ``new/`` and ``cur/`` mtime, which they get; a folder without its
+    directories or with someone else's index is left as it is."""
+    root = tmp_path / "store"
+    _store(root, 3)
+    backend = CyrusBackend(root, host_fsync=False, sole_writer=True)
+    backend.create("u0", "Archive", NOW)
+    for user in ("u0", "u1", "u2"):
+        backend.open(user, "INBOX", False, NOW)[0].close()
+    os.rmdir(root / "u1" / "Maildir" / "new")  # no longer a whole maildir
+    (root / "u2" / "Maildir" / "cyrus.index").write_bytes(b"x" * HEADER_BYTES)
+    before = (root / "u1" / "Maildir" / "cyrus.index").read_bytes()
+    assert settle_store(root, 1_200_000_000) == 2  # u0's INBOX and Archive
+    note = 1_200_000_000 * 10**9
+    for folder in (root / "u0" / "Maildir", root / "u0" / "Maildir" / ".Archive"):
+        data = (folder / "cyrus.index").read_bytes()
+        assert data[32:48] == note.to_bytes(8, "little") * 2
+        assert os.stat(folder / "new").st_mtime_ns == note
+        assert os.stat(folder / "cur").st_mtime_ns == note
+    assert (root / "u1" / "Maildir" / "cyrus.index").read_bytes() == before
+    assert (root / "u2" / "Maildir" / "cyrus.index").read_bytes() == b"x" * HEADER_BYTES

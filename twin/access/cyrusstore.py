@@ -1604,8 +1604,11 @@ def settle_store(store_root: str | Path, mtime_s: int) -> int:
                 head = os.pread(fd, HEADER_BYTES, 0)
                 if len(head) < HEADER_BYTES or head[:len(MAGIC)] != MAGIC:
                     continue  # not ours: the next open rebuilds it
-                for sub in ("new", "cur"):
-                    os.utime(os.path.join(folder, sub), ns=(note, note))
+                try:
+                    for sub in ("new", "cur"):
+                        os.utime(os.path.join(folder, sub), ns=(note, note))
+                except FileNotFoundError:
+                    continue  # not a whole maildir: the next open sees to it
                 os.pwrite(fd, stamp, offset)
                 settled += 1
             finally:
