@@ -126,6 +126,17 @@ def test_reading_load_is_deterministic(runs, tmp_path, monkeypatch):
     for name in ("summary.json", "jobs.parquet", "resources.parquet"):
         assert (first / name).read_bytes() == (again.path / name).read_bytes(), name
     assert len(memos) == 1 and memos[0].hits > 20
+    # every file of the run folder, the store's indexes included, but the
+    # manifest (wall times)
+    files = sorted(path.relative_to(first) for path in first.rglob("*")
+                   if path.is_file())
+    assert sorted(path.relative_to(again.path) for path in again.path.rglob("*")
+                  if path.is_file()) == files
+    assert sum(path.name == "cyrus.index" for path in files) >= 30
+    for relative in files:
+        if relative.name != "manifest.json":
+            assert (first / relative).read_bytes() == (
+                again.path / relative).read_bytes(), relative
 
 
 def test_a_delivery_tells_the_writer_when_its_user_reads_next(tmp_path, monkeypatch):
