@@ -179,38 +179,35 @@ class AccessLoad:
         reads next (``delivered``). Not a SimPy process but one event, set
         again for each start (``_Starts``): the same events in the same order
         as a process yielding a timeout per session, without its frames."""
-        specs = session_arrivals(
+        self._specs = session_arrivals(
             self.settings,
             self.population,
             self.scenario.duration,
             self.streams("access.sessions"),
             profiles=self.profiles,
         )
-        _Starts(self, specs)
+        self._following = next(self._specs, None)
+        _Starts(self)
 
     def _draw(self, now: float) -> float | None:
         """Draw the sessions starting before *now* + ``LOOKAHEAD_S`` (at least
         one, while any is left); the delay until the next one begins (None:
         no session is left)."""
         pending = self._pending
+        starts = self._starts
         following = self._following
         limit = now + LOOKAHEAD_S
-        if following is not None and (following.start_s < limit or not pending):
-            starts = self._starts
-            specs = self._specs
-            while following is not None and (
-                    following.start_s < limit or not pending):
-                pending.append(following)
-                user_starts = starts.get(following.user)
-                if user_starts is None:
-                    starts[following.user] = deque((following.start_s,))
-                else:
-                    user_starts.append(following.start_s)
-                following = next(specs, None)
-            self._following = following
-            # every session starting before this is in pending
-            self._drawn_until = (_NEVER if following is None
-                                 else following.start_s)
+        while following is not None and (following.start_s < limit or not pending):
+            pending.append(following)
+            user_starts = starts.get(following.user)
+            if user_starts is None:
+                starts[following.user] = deque((following.start_s,))
+            else:
+                user_starts.append(following.start_s)
+            following = next(self._specs, None)
+        self._following = following
+        # every session starting before this is in pending
+        self._drawn_until = _NEVER if following is None else following.start_s
         if not pending:
             return None
         return pending[0].start_s - now
@@ -322,12 +319,10 @@ class _Starts(simpy.Event):
     at each start it begins the session (and any other starting then), draws
     ahead and waits again: the same schedule calls in the same order."""
 
-    def __init__(self, load: AccessLoad, specs) -> None:
+    def __init__(self, load: AccessLoad) -> None:
         env = load.env
         self.env = env
         self.load = load
-        load._specs = specs
-        load._following = next(specs, None)
         self._ok = True
         self._value = None
         # functions, not bound methods: no reference cycle (_Exchanges)
