@@ -245,7 +245,7 @@ def test_rules_cache_dir_keeps_the_compiled_set(tmp_path: Path):
     compiled = load_rules(rules_dir, cache_dir=cache)
     stored = sorted(cache.glob("sa-rules-*.pickle"))
     assert len(stored) == 1
-    loaded = commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
+    loaded = commands._compiled(str(rules_dir.resolve()), str(cache.resolve()))
     assert loaded is not compiled
     assert [r.name for r in loaded.body_rules] == ["BODY_MONEY"]
     for rules in (compiled, loaded):
@@ -253,12 +253,31 @@ def test_rules_cache_dir_keeps_the_compiled_set(tmp_path: Path):
         assert result.tests == (("SUBJ_FREE", 2.5), ("BODY_MONEY", 1.5), ("BOTH", 1.2))
     # A damaged cache file is rebuilt; a changed rule file gets a new key.
     stored[0].write_bytes(b"not a pickle")
-    rebuilt = commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
+    rebuilt = commands._compiled(str(rules_dir.resolve()), str(cache.resolve()))
     assert [r.name for r in rebuilt.body_rules] == ["BODY_MONEY"]
     (rules_dir / "local.cf").write_text(SMALL_RULES + "score BOTH 2.0\n")
-    commands._load.__wrapped__(str(rules_dir.resolve()), str(cache.resolve()))
+    commands._compiled(str(rules_dir.resolve()), str(cache.resolve()))
     assert len(list(cache.glob("sa-rules-*.pickle"))) == 2
 
+
+
+def test_rules_are_compiled_once_a_process_whatever_the_cache(tmp_path: Path):
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "local.cf").write_text(SMALL_RULES)
+    uncached = load_rules(rules_dir)
+    cache = tmp_path / "cache"
+    assert load_rules(rules_dir, cache_dir=cache) is uncached
+    # the set asked for with a cache folder is kept there for the next process
+    stored = list(cache.glob("sa-rules-*.pickle"))
+    assert len(stored) == 1
+    loaded = commands._compiled(str(rules_dir.resolve()), str(cache.resolve()))
+    assert loaded is not uncached
+    assert [r.name for r in loaded.body_rules] == ["BODY_MONEY"]
+    # and not written again while it is there
+    stamp = stored[0].stat().st_mtime_ns
+    assert load_rules(rules_dir, cache_dir=cache) is uncached
+    assert stored[0].stat().st_mtime_ns == stamp
 
 class _ImageReader:
     """A plugin that sees the score so far and adds one hit, like FuzzyOCR."""

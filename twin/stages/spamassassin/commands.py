@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
 
@@ -47,12 +46,37 @@ def _digest(files: list[Path]) -> str:
     return digest.hexdigest()[:32]
 
 
-@lru_cache(maxsize=4)
+_LOADED: dict[str, tuple[RuleSet, set[str]]] = {}
+"""By rules folder: its compiled set in this process, and the cache folders
+known to hold it (``_load``)."""
+
+
 def _load(rules_dir: str, cache_dir: str) -> RuleSet:
-    files = rule_files(Path(rules_dir))
-    cached = None
-    if cache_dir:
-        cached = Path(cache_dir) / f"sa-rules-{_digest(files)}.pickle"
+    """The compiled set of *rules_dir*, once per process whatever the cache
+    folder (a test suite asks for the shipped rules with and without one: it
+    compiled them twice); kept in *cache_dir* too, if it is not there yet."""
+    kept = _LOADED.get(rules_dir)
+    if kept is None:
+        rules = _compiled(rules_dir, cache_dir)
+        _LOADED[rules_dir] = (rules, {cache_dir} if cache_dir else set())
+        return rules
+    rules, caches = kept
+    if cache_dir and cache_dir not in caches:
+        cached = _cache_file(rules_dir, cache_dir)
+        if not cached.is_file():
+            _store(rules, cached)
+        caches.add(cache_dir)
+    return rules
+
+
+def _cache_file(rules_dir: str, cache_dir: str) -> Path:
+    return Path(cache_dir) / f"sa-rules-{_digest(rule_files(Path(rules_dir)))}.pickle"
+
+
+def _compiled(rules_dir: str, cache_dir: str) -> RuleSet:
+    """Load *rules_dir*'s set from *cache_dir* ("": none), or compile it (and
+    keep it there)."""
+    cached = _cache_file(rules_dir, cache_dir) if cache_dir else None
     if cached is not None and cached.is_file():
         try:
             # Streamed from the file: no copy of the whole pickle in memory.
@@ -62,17 +86,21 @@ def _load(rules_dir: str, cache_dir: str) -> RuleSet:
             rules = None
         if isinstance(rules, RuleSet):
             return rules
-    rules = compile_rules(parse_files(files))
+    rules = compile_rules(parse_files(rule_files(Path(rules_dir))))
     if cached is not None:
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-            with partial.open("wb") as stream:  # streamed, as it is read
-                pickle.dump(rules, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(partial, cached)
-        except OSError:  # an unwritable cache only costs the next compile
-            pass
+        _store(rules, cached)
     return rules
+
+
+def _store(rules: RuleSet, cached: Path) -> None:
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as stream:  # streamed, as it is read
+            pickle.dump(rules, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, cached)
+    except OSError:  # an unwritable cache only costs the next compile
+        pass
 
 
 def load_rules(rules_dir: Path | None = None, cache_dir: Path | None = None) -> RuleSet:
