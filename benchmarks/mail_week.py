@@ -11,7 +11,10 @@ With ``--scale K``
 it also runs K times the traffic (rates and users x K; ``--keep-users``: the
 rates alone, each user getting K times the mail) and checks that the cost
 grows no faster than the traffic (targets: the week under 20 s and 1 GB; at
-10 x the traffic at most 10 x the time and under 2 GB). It also prints the
+10 x the traffic at most 10 x the time and under 2 GB), and prints the twin's
+cost a unit of the bare model's at each scale (twin/bare): its growth is the
+twin's own, as the bare model's cost grows with the traffic on the same
+machine. It also prints the
 machine's free memory and page cache first, and after each run the CPU
 seconds of the simulation and of its child processes (the file writer, the
 front): with the page cache full of earlier runs' files the writer, not the
@@ -497,6 +500,16 @@ def main() -> int:
             print(
                 f"  simulation CPU x{many['cpu_s'] / one['cpu_s']:.2f}, "
                 f"all CPU x{both[1] / both[0]:.2f}"
+            )
+            # the twin's cost a unit of the bare model's, at x1 and at xK: the
+            # growth that is the twin's own, whatever the machine's speed
+            per_bare = [
+                run["manifest"]["wall_seconds"] / (sum(bare) / 2)
+                for run, bare in ((one, (before, after)), (many, (before_k, after_k)))
+            ]
+            print(
+                f"  twin/bare {per_bare[0]:.2f} at x1, {per_bare[1]:.2f} at x{k:g} "
+                f"({per_bare[1] / per_bare[0] - 1:+.1%})"
             )
     after_removal(where)
     return 0
