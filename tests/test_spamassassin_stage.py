@@ -260,7 +260,6 @@ def test_rules_cache_dir_keeps_the_compiled_set(tmp_path: Path):
     assert len(list(cache.glob("sa-rules-*.pickle"))) == 2
 
 
-
 def test_rules_are_compiled_once_a_process_whatever_the_cache(tmp_path: Path):
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
@@ -278,6 +277,18 @@ def test_rules_are_compiled_once_a_process_whatever_the_cache(tmp_path: Path):
     stamp = stored[0].stat().st_mtime_ns
     assert load_rules(rules_dir, cache_dir=cache) is uncached
     assert stored[0].stat().st_mtime_ns == stamp
+    # rule files edited since this process compiled them: its set goes into a
+    # new cache folder under the digest of the files it was made from, so the
+    # next process compiles the edited files, not this stale set
+    (rules_dir / "local.cf").write_text(SMALL_RULES + "score BOTH 2.0\n")
+    other = tmp_path / "other-cache"
+    assert load_rules(rules_dir, cache_dir=other) is uncached
+    assert [p.name for p in other.glob("sa-rules-*.pickle")] == [stored[0].name]
+    edited = commands._compiled(str(rules_dir.resolve()), str(other.resolve()))
+    result = _filter(edited).check(SMALL_MESSAGE, now=0.0)
+    assert ("BOTH", 2.0) in result.tests
+    assert len(list(other.glob("sa-rules-*.pickle"))) == 2
+
 
 class _ImageReader:
     """A plugin that sees the score so far and adds one hit, like FuzzyOCR."""

@@ -46,37 +46,42 @@ def _digest(files: list[Path]) -> str:
     return digest.hexdigest()[:32]
 
 
-_LOADED: dict[str, tuple[RuleSet, set[str]]] = {}
-"""By rules folder: its compiled set in this process, and the cache folders
-known to hold it (``_load``)."""
+_LOADED: dict[str, tuple[RuleSet, str, set[str]]] = {}
+"""By rules folder: its compiled set in this process, the digest of the files
+it was made from, and the cache folders known to hold it (``_load``)."""
 
 
 def _load(rules_dir: str, cache_dir: str) -> RuleSet:
     """The compiled set of *rules_dir*, once per process whatever the cache
     folder (a test suite asks for the shipped rules with and without one: it
-    compiled them twice); kept in *cache_dir* too, if it is not there yet."""
+    compiled them twice); kept in *cache_dir* too, if it is not there yet,
+    under the digest of the files it was made from (not of the files now:
+    edited since, they would name a stale set)."""
     kept = _LOADED.get(rules_dir)
     if kept is None:
-        rules = _compiled(rules_dir, cache_dir)
-        _LOADED[rules_dir] = (rules, {cache_dir} if cache_dir else set())
-        return rules
-    rules, caches = kept
+        digest = _digest(rule_files(Path(rules_dir)))
+        kept = (_compiled(rules_dir, cache_dir, digest), digest, set())
+        _LOADED[rules_dir] = kept
+    rules, digest, caches = kept
     if cache_dir and cache_dir not in caches:
-        cached = _cache_file(rules_dir, cache_dir)
+        cached = _cache_file(cache_dir, digest)
         if not cached.is_file():
             _store(rules, cached)
         caches.add(cache_dir)
     return rules
 
 
-def _cache_file(rules_dir: str, cache_dir: str) -> Path:
-    return Path(cache_dir) / f"sa-rules-{_digest(rule_files(Path(rules_dir)))}.pickle"
+def _cache_file(cache_dir: str, digest: str) -> Path:
+    return Path(cache_dir) / f"sa-rules-{digest}.pickle"
 
 
-def _compiled(rules_dir: str, cache_dir: str) -> RuleSet:
+def _compiled(rules_dir: str, cache_dir: str, digest: str | None = None) -> RuleSet:
     """Load *rules_dir*'s set from *cache_dir* ("": none), or compile it (and
-    keep it there)."""
-    cached = _cache_file(rules_dir, cache_dir) if cache_dir else None
+    keep it there); *digest*: of its files, when known."""
+    files = rule_files(Path(rules_dir))
+    cached = None
+    if cache_dir:
+        cached = _cache_file(cache_dir, digest or _digest(files))
     if cached is not None and cached.is_file():
         try:
             # Streamed from the file: no copy of the whole pickle in memory.
@@ -86,7 +91,7 @@ def _compiled(rules_dir: str, cache_dir: str) -> RuleSet:
             rules = None
         if isinstance(rules, RuleSet):
             return rules
-    rules = compile_rules(parse_files(rule_files(Path(rules_dir))))
+    rules = compile_rules(parse_files(files))
     if cached is not None:
         _store(rules, cached)
     return rules
