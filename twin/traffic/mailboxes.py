@@ -276,7 +276,6 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     # what the writer gives new/ and cur/ after a user's files, and what the
     # index notes of them: a whole second (exact as a float), the epoch
     dirs_s = int(epoch)
-    dirs_ns = dirs_s * 1_000_000_000
     unread_total = message_total = file_total = 0
     bytes_here = bytes_all = 0
     for user_index, user in enumerate(population.usernames):
@@ -296,12 +295,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
                 texts: dict[str, bytes] = {}
                 written = _write_maildir(*args, host, texts)
                 if backend is not None:
-                    # the index notes the epoch as the directories' mtime,
-                    # and they get it: the same store as through a writer
-                    backend.index_written(user, texts, float(epoch), dirs_ns)
-                    inbox = str(maildir_path(root, user))
-                    for sub in ("/new", "/cur"):
-                        os.utime(inbox + sub, ns=(dirs_ns, dirs_ns))
+                    _index_inbox(backend, root, user, texts, epoch, dirs_s, DIRECT)
             else:
                 written = _write_mbox(*args)
         else:
@@ -318,12 +312,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
                 texts = {}
                 written = _write_maildir(*args, host, texts, sink)
                 if backend is not None:
-                    # the index from the bytes alone; the directories get the
-                    # mtime it notes once the writer has written the files
-                    backend.index_written(user, texts, float(epoch), dirs_ns)
-                    inbox = str(maildir_path(root, user))
-                    sink.set_mtime(inbox + "/new", dirs_s)
-                    sink.set_mtime(inbox + "/cur", dirs_s)
+                    _index_inbox(backend, root, user, texts, epoch, dirs_s, sink)
             else:
                 written = _write_mbox(*args, sink)
             if not here:
@@ -340,6 +329,18 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     return MailboxStats(fmt, n_users, int(counts.sum()), unread_total, message_total,
                         file_total, max(per_bytes, default=0), tuple(per_messages),
                         tuple(per_bytes), tuple(known), indexed)
+
+
+def _index_inbox(backend: CyrusBackend, root: Path, user: str,
+                 texts: dict[str, bytes], epoch: float, dirs_s: int,
+                 sink: Files) -> None:
+    """Build *user*'s INBOX index from the bytes alone (*texts*, as written),
+    noting *dirs_s* as the mtime of ``new/`` and ``cur/``, which *sink* gives
+    them once it has written their files: the same store whoever writes it."""
+    backend.index_written(user, texts, float(epoch), dirs_s * 1_000_000_000)
+    inbox = str(maildir_path(root, user))
+    sink.set_mtime(inbox + "/new", dirs_s)
+    sink.set_mtime(inbox + "/cur", dirs_s)
 
 
 def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
