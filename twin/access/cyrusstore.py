@@ -31,7 +31,7 @@ the process (``twin serve`` over a maildir someone else edits).
 Flag changes rewrite one record in place and rename the file to its
 ``cur/NAME:2,FLAGS`` name; EXPUNGE unlinks the files and rewrites index and
 cache. APPEND names its files ``<time>.M<serial>.twin`` from the simulated
-time and a per-backend serial (skipping names in use), never the host's
+time and a serial of the folder's (skipping names in use), never the host's
 process id, so file names (and the disk blocks they map to) repeat run to run.
 
 Layout under the store root: ``<user>/Maildir`` is INBOX, ``<user>/Maildir/.A.B``
@@ -435,6 +435,18 @@ def _forget(folder: str) -> None:
             _SHARED.pop(known, None)
             _HEADERS_MADE.discard(known)
             siblings.discard(known)
+
+
+def forget_store(store_root: str | Path) -> None:
+    """Drop what this process knows of every folder under *store_root* (the
+    store goes on in another process: ``twin.sim.sessions``)."""
+    prefix = os.path.join(os.path.realpath(store_root), "")
+    with _SHARED_GUARD:
+        for folder in [k for k in _SHARED if k.startswith(prefix)]:
+            del _SHARED[folder]
+            _HEADERS_MADE.discard(folder)
+        for parent in [k for k in _BY_PARENT if k.startswith(prefix)]:
+            del _BY_PARENT[parent]
 
 
 _DIR_PATHS: dict[str, tuple[str, str]] = {}
@@ -1196,7 +1208,11 @@ class CyrusBackend:
             _SOLE_ROOTS.discard(self.root)
         self._pop_guard = threading.Lock()
         self._pop_users: set[str] = set()
-        self._serial = 0
+        self._serials: dict[str, int] = {}
+        """Folder -> the last serial APPEND named a file with there: one per
+        folder, so a mailbox's names do not depend on what was appended to
+        other users' mailboxes before (a session worker plays the users'
+        sessions in another order than the clock's)."""
         # folder -> the index of a mailbox closed there, reused by the next
         # open while no writer changed the file (the simulator's shortcut: a
         # poll of an unchanged mailbox re-reads nothing; the Work is the same)
@@ -1497,8 +1513,8 @@ class CyrusBackend:
                 final = ":2," + maildir_info(flags)
                 while True:
                     with self._pop_guard:
-                        self._serial += 1
-                        serial = self._serial
+                        serial = self._serials.get(index.folder, 0) + 1
+                        self._serials[index.folder] = serial
                     base = f"{int(now)}.M{serial}.twin"
                     temporary = os.path.join(index.folder, "tmp", base)
                     if not (os.path.lexists(temporary) or os.path.lexists(
@@ -1659,8 +1675,12 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
             os.close(fd)
     if work is None or not index.records:
         return work or NO_WORK
-    entry_bytes = index.records[-1].cache_length
-    key = index.key
+    return _delivered(work, index.key, index.records[-1].cache_length)
+
+
+def _delivered(work: Work, key: str, entry_bytes: int) -> Work:
+    """``index_delivery``'s Work: *work* (the record's) and the index and
+    cache updates of folder *key*, an entry of *entry_bytes* appended."""
     # work + Work(reads=..., writes=..., fsyncs=2, locks=1), in one step
     return _tuple_new(Work, (
         work[0],
@@ -1669,6 +1689,27 @@ def index_delivery(store_root: str | Path, user: str, filename: str, message: by
                    (key + INDEX, HEADER_BYTES)),
         work[3] + 2, work[4], work[5], work[6], work[7], work[8] + 1, work[9],
         work[10]))
+
+
+def delivery_work(store_root: str | Path, user: str, filename: str,
+                  parsed: tuple[int, bytes, int]) -> Work:
+    """The Work ``index_delivery`` reports for *filename* delivered to *user*
+    with *parsed* (``delivery_parse`` of the bytes) into a folder that has an
+    index in step, as a run's mailboxes do once populated: it depends on the
+    message and the folder, not on what the mailbox holds, so a simulation
+    can book it without the mailbox (``twin.sim.sessions``, whose worker
+    checks it against the Work of the real update). ValueError as
+    ``index_delivery``."""
+    _, key, _, subdir, base = _delivery_target(store_root, user, filename)
+    if subdir != "new":
+        base = _split_name(base)[0]
+    if len(base.encode()) > NAME_BYTES:
+        return NO_WORK  # not indexed (add_file)
+    size, entry, _ = parsed
+    # _Index.add_file's Work(cpu={...}) for a parsed message
+    work = _tuple_new(Work, ({"cyrus.parse_byte": size, "cyrus.record": 1}, (),
+                             (), 0, 0, 0, 0, 0, 0, 0, 0))
+    return _delivered(work, key, len(entry))
 
 
 def _index_append(index: _Index, fd: int, subdir: str, base: str, message: bytes,

@@ -21,26 +21,48 @@ and ``latency.imap.session...`` (whole sessions), all after the warm-up;
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections import deque
+from dataclasses import fields
 
 import numpy as np
 import simpy
 from simpy.events import NORMAL, URGENT
 
 from twin.access.auth import CredentialsFile
-from twin.access.cyrusstore import CyrusBackend, settle_store
+from twin.access.cyrusstore import (
+    CyrusBackend,
+    delivery_parse,
+    delivery_work,
+    forget_store,
+    index_delivery,
+    settle_store,
+)
 from twin.access.imap import ImapSession
 from twin.access.mboxstore import MboxBackend
 from twin.access.pop3 import Pop3Session
 from twin.schema.mail import MailScenario
+from twin.sim.sessions import SessionWorker, sessions_apart
 from twin.stages.fileops import DIRECT, Files
 from twin.traffic.client import ClientState, PollMemo
 from twin.traffic.mailboxes import populate
 from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
+from twin.traffic.workload import MessageSpec
 
 LOOKAHEAD_S = 600.0
 """Simulated seconds of sessions drawn ahead of the clock (``_source``)."""
+AHEAD_S = 60.0
+"""Simulated seconds ahead of the clock that a session worker is sent a
+session to play, where nothing can change its user's mailbox before it
+starts (``twin.sim.sessions``): a simulated minute is ~8 ms of the access
+week's wall time, and a session the memo does not replay ~0.4 ms of play
+(``benchmarks/session_lookahead.py``: 98.8 % of the sessions could go a
+minute ahead)."""
+DISPATCH_EVERY_S = 15.0
+"""Simulated seconds between two sendings of sessions to the worker: each
+sends those starting up to ``AHEAD_S`` ahead, in one frame (a frame per
+session start cost the simulation ~40 µs each)."""
 _NEVER = float("inf")
 FAST_FORWARD = os.environ.get("MAILTWIN_FAST_FORWARD", "1") != "0"
 """Whether a reply that is the environment's next event is handled at once
@@ -114,31 +136,27 @@ class AccessLoad:
         # the store is the run's scratch copy: real fsyncs only when the
         # delivery stages make them too (the Work counts them either way)
         host_fsync = scenario.pipeline.deliver.host_fsync
-        stats = populate(
-            stages.store_root,
-            fmt,
-            population,
-            self.settings,
-            streams("access.mailboxes"),
-            profiles=self.profiles,
-            host_fsync=host_fsync,
-            # the message files go through the model's writer: a session
-            # waits for its user's (ready), as for deliveries
-            files=files,
-        )
-        self.stats = stats
-        self.states = [ClientState(known) for known in stats.known_messages]
-        self.backend = (
-            # the run's store changes only through the model's writers, all
-            # of which tell the backend (sessions, index_delivery)
-            CyrusBackend(stages.store_root, host_fsync=host_fsync,
-                         sole_writer=True)
-            if fmt == "maildir"
-            else MboxBackend(stages.store_root, host_fsync=host_fsync)
-        )
-        self.directory = CredentialsFile(folder / "credentials.csv")
+        self.store_root = stages.store_root
+        self.worker: SessionWorker | None = None
+        """Where the sessions are played, ahead of the clock, when not here
+        (``twin.sim.sessions``): it owns the Cyrus store once populated."""
+        front = getattr(model, "front_stream", None)
+        if front is not None and sessions_apart(scenario):
+            try:  # (its imports while this populates the store)
+                self.worker = SessionWorker()
+            except OSError:
+                pass  # none can start: the sessions are played here
+        self._init_tracking(front)
         self.population = population
         self.streams = streams
+        self._populate(stages, fmt, population, host_fsync, folder)
+        if self.worker is not None:
+            self.worker.begin(scenario, stages.store_root, folder,
+                              self.stats.known_messages)
+            self.states = []  # (the worker's)
+            self.backend = None
+            # what populate left in this process's memory is the worker's now
+            forget_store(stages.store_root)
         self.warmup = scenario.warmup
         self.rtt = scenario.access.client_rtt
         """Seconds from a reply's last byte to the client's next command."""
@@ -162,8 +180,102 @@ class AccessLoad:
         self.messages_read = 0
         self.bytes_fetched = 0
 
+    def _populate(self, stages, fmt: str, population, host_fsync: bool,
+                  folder) -> None:
+        """Fill the store with the users' mailboxes, here (no worker)."""
+        files = self.files
+        stats = populate(
+            stages.store_root,
+            fmt,
+            population,
+            self.settings,
+            self.streams("access.mailboxes"),
+            profiles=self.profiles,
+            host_fsync=host_fsync,
+            # the message files go through the model's writer: a session
+            # waits for its user's (ready), as for deliveries
+            files=files,
+        )
+        self.stats = stats
+        self.states = [ClientState(known) for known in stats.known_messages]
+        self.backend = (
+            # the run's store changes only through the model's writers, all
+            # of which tell the backend (sessions, index_delivery)
+            CyrusBackend(stages.store_root, host_fsync=host_fsync,
+                         sole_writer=True)
+            if fmt == "maildir"
+            else MboxBackend(stages.store_root, host_fsync=host_fsync)
+        )
+        self.directory = CredentialsFile(folder / "credentials.csv")
+
+    def _init_tracking(self, front) -> None:
+        """What deciding when a session may go to the worker takes (see
+        ``_may_go``): the users named by messages in the simulation and by
+        the front's hand-overs read and not yet made."""
+        self._undispatched: deque = deque()
+        """(spec, exact start) of the sessions drawn and not sent, in start
+        order (worker only)."""
+        self._blocked: list = []
+        """Those the worker could not be sent yet, in start order."""
+        self._sent: set[int] = set()
+        """Session ids sent to the worker, not begun."""
+        self._chain = 0.0
+        """The exact instant the last session drawn will begin at."""
+        self._next_dispatch = 0.0
+        """When ``_dispatch`` sends sessions next."""
+        self._covered = 0.0
+        """Sessions starting before this may go (``_dispatch``)."""
+        self._busy: dict[str, int] = {}
+        """User -> messages naming the user in the simulation."""
+        self._names: dict[int, tuple[str, ...]] = {}
+        """Message id -> the users its addresses may name (in the simulation)."""
+        self._coming: dict[str, deque] = {}
+        """User -> the hand-over times of the front's items read, not made,
+        naming the user."""
+        self._front = front if self.worker is not None else None
+        if self._front is not None:
+            self._front.watch = self.coming
+
+    def coming(self, when: float, values: tuple) -> None:
+        """The front's stream read a hand-over at *when* of the message with
+        packed spec *values* (``FrontStream.watch``)."""
+        coming = self._coming
+        for name in _names_of(values[_SENDER], values[_RECIPIENTS]):
+            times = coming.get(name)
+            if times is None:
+                coming[name] = deque((when,))
+            else:
+                times.append(when)
+
+    def entering(self, spec) -> None:
+        """The front's hand-over of message *spec* is made now."""
+        names = _names_of(spec.sender, spec.recipients)
+        self._names[spec.msg_id] = names
+        busy, coming = self._busy, self._coming
+        for name in names:
+            busy[name] = busy.get(name, 0) + 1
+            times = coming[name]
+            times.popleft()
+            if not times:
+                del coming[name]
+
+    def leaving(self, msg_id: int) -> None:
+        """Message *msg_id* ended in the simulation."""
+        names = self._names.pop(msg_id, None)
+        if names is None:
+            return
+        busy = self._busy
+        for name in names:
+            left = busy[name] - 1
+            if left:
+                busy[name] = left
+            else:
+                del busy[name]
+
     def start(self, epoch_s: float) -> None:
         self.epoch = epoch_s
+        if self.worker is not None:
+            self._chain = self.env.now
         model = self.model
         if model is not None and self.price is not None:
             target = model.hosts[self.host]
@@ -197,8 +309,17 @@ class AccessLoad:
         starts = self._starts
         following = self._following
         limit = now + LOOKAHEAD_S
+        undispatched = self._undispatched if self.worker is not None else None
         while following is not None and (following.start_s < limit or not pending):
             pending.append(following)
+            if undispatched is not None:
+                # the instant _Starts will begin it at: the previous start
+                # plus the delay to this one, as Environment.schedule adds
+                chain = self._chain
+                delay = following.start_s - chain
+                if delay > 0:
+                    chain = self._chain = chain + delay
+                undispatched.append((following, chain))
             user_starts = starts.get(following.user)
             if user_starts is None:
                 starts[following.user] = deque((following.start_s,))
@@ -220,7 +341,110 @@ class AccessLoad:
         if not user_starts:
             del self._starts[spec.user]
         self.files.tick(now)
-        self._session(spec)
+        if self.worker is None:
+            self._session(spec)
+            return
+        self._session_apart(spec, now)
+        if now >= self._next_dispatch:
+            self._next_dispatch = now + DISPATCH_EVERY_S
+            self._covered = now + AHEAD_S
+            self._dispatch(now)
+        elif self._blocked or (self._undispatched
+                               and self._undispatched[0][1] <= self._covered):
+            # (drawn since the last sending, within its reach)
+            self._dispatch(now)
+
+    def _dispatch(self, now: float) -> None:
+        """Send the worker the sessions held back that may go now
+        (``_may_go``) and those starting before ``_covered`` (``AHEAD_S``
+        ahead of the last sending), in start order; a user's waits behind
+        the user's earlier one that may not."""
+        worker = self.worker
+        held: set[str] = set()
+        sent = False
+        if self._blocked:
+            still = []
+            for item in self._blocked:
+                if item[0].user not in held and self._may_go(*item):
+                    self._send(*item)
+                    sent = True
+                else:
+                    held.add(item[0].user)
+                    still.append(item)
+            self._blocked = still
+        undispatched = self._undispatched
+        limit = self._covered
+        while undispatched and undispatched[0][1] <= limit:
+            item = undispatched.popleft()
+            if item[0].user not in held and self._may_go(*item):
+                self._send(*item)
+                sent = True
+            else:
+                held.add(item[0].user)
+                self._blocked.append(item)
+        if sent:
+            worker.flush()
+
+    def idle(self, now: float) -> None:
+        """No session starts until the next drawn: where that one is beyond
+        the last sending's reach (sessions far apart), it goes now, if it
+        may, rather than at its start."""
+        undispatched = self._undispatched
+        if undispatched and undispatched[0][1] > self._covered:
+            self._covered = undispatched[0][1]
+            self._dispatch(now)
+
+    def _may_go(self, spec, start: float) -> bool:
+        """Whether nothing can change *spec*'s user's mailbox before its
+        *start*: no message naming the user in the simulation, none of the
+        front's hand-overs before it naming the user (read that far)."""
+        user = spec.user
+        if start >= self.scenario.duration or user in self._busy:
+            return False
+        front = self._front
+        items = front.items
+        while front.ended is None and (not items or items[-1][0] < start):
+            front._read()
+        times = self._coming.get(user)
+        return times is None or times[0] > start
+
+    def _send(self, spec, start: float) -> None:
+        # the writer has written the user's mail before the worker reads it
+        self.files.ready(spec.user)
+        self.worker.play(spec.session_id, spec, self.epoch + start)
+        self._sent.add(spec.session_id)
+
+    def _session_apart(self, spec, now: float) -> None:
+        """Begin *spec* with the worker's outcome (played ahead, or now)."""
+        sid = spec.session_id
+        waited = sid not in self._sent
+        if waited:
+            # not sent ahead: it is the first drawn, blocked or not reached
+            if self._blocked and self._blocked[0][0] is spec:
+                self._blocked.pop(0)
+            else:
+                item = self._undispatched.popleft()
+                if item[0] is not spec:
+                    raise AssertionError("session order lost")
+            self._send(spec, now)
+        else:
+            self._sent.discard(sid)
+        commands, failure, read, fetched = self.worker.outcome(sid, spec.user,
+                                                               waited)
+        self._count(spec, commands, failure, read, fetched)
+
+    def index(self, user: str, name: str, data: bytes, now: float,
+              parsed: tuple | None):
+        """Cyrus's lmtpd appends a delivery to the mailbox's index and cache:
+        its Work (see ``index_delivery``), here or in the worker."""
+        worker = self.worker
+        if worker is None:
+            return index_delivery(self.store_root, user, name, data, now,
+                                  parsed=parsed)
+        if parsed is None:
+            parsed = delivery_parse(data)
+        worker.deliver(user, name, now, parsed)
+        return delivery_work(self.store_root, user, name, parsed)
 
     def delivered(self, user: str) -> None:
         """Mail was just written into *user*'s mailbox: the writer is told
@@ -254,11 +478,17 @@ class AccessLoad:
         self.files.ready(spec.user)
         outcome = self.memo.play(spec, make_session, self.states[spec.user_index],
                                  lambda: backend.signature(spec.user))
+        self._count(spec, outcome.commands, outcome.failure,
+                    outcome.messages_read, outcome.bytes_fetched)
+
+    def _count(self, spec, commands: list, failure, read: int,
+               fetched: int) -> None:
+        """Count *spec*'s outcome and send its first command."""
+        env = self.env
         self.sessions[spec.protocol] += 1
-        self.failures += bool(outcome.failure)
-        self.messages_read += outcome.messages_read
-        self.bytes_fetched += outcome.bytes_fetched
-        commands = outcome.commands
+        self.failures += bool(failure)
+        self.messages_read += read
+        self.bytes_fetched += fetched
         if commands:
             priced = self._priced.get(spec.user_index)
             if priced is not None and priced[0] is commands:
@@ -287,8 +517,19 @@ class AccessLoad:
         its indexes (``settle_store``: the simulated end as the maildirs'
         mtime), so that they are the same from run to run and in step for
         ``twin serve``."""
-        if isinstance(self.backend, CyrusBackend) and self.epoch is not None:
-            settle_store(self.backend.root, int(self.epoch + self.env.now))
+        worker = self.worker
+        if worker is not None:
+            # its last deliveries indexed, every file of its written
+            self.memo.hits, self.memo.misses = worker.finish()
+        if self.epoch is None:
+            return
+        if worker is not None or isinstance(self.backend, CyrusBackend):
+            settle_store(self.store_root, int(self.epoch + self.env.now))
+
+    def close(self) -> None:
+        """End the session worker (after a failure too)."""
+        if self.worker is not None:
+            self.worker.close()
 
     def metrics(self) -> dict[str, float]:
         out = {
@@ -308,6 +549,27 @@ class AccessLoad:
                 out[f"{name}.{label}"] = float(np.percentile(data, q))
             out[f"{name}.count"] = float(len(data))
         return out
+
+
+_FIELDS = [field.name for field in fields(MessageSpec)]
+_SENDER = _FIELDS.index("sender")
+_RECIPIENTS = _FIELDS.index("recipients")
+"""Where ``pack_spec``'s values hold them (before the retry schedule)."""
+_WORDS = re.compile(r"[a-z0-9._+\-]+")
+
+
+def _names_of(sender: str, recipients) -> tuple[str, ...]:
+    """The users a message's addresses may name, lower-case: each address's
+    local part, or, for one with routing or quoting (``%``, ``!``, ``"``,
+    several ``@``), every word in it (more names only hold sessions back)."""
+    names = []
+    for address in (sender, *recipients):
+        if "%" in address or "!" in address or '"' in address or (
+                address.count("@") > 1):
+            names.extend(_WORDS.findall(address.lower()))
+        else:
+            names.append(address.partition("@")[0].lower())
+    return tuple(set(names))
 
 
 class _Starts(simpy.Event):
@@ -350,6 +612,9 @@ class _Starts(simpy.Event):
     def _wait(self, delay: float | None) -> None:
         if delay is None:
             return  # every session has begun
+        load = self.load
+        if load.worker is not None:
+            load.idle(self.env._now)
         self.callbacks = self._resume
         self.env.schedule(self, NORMAL, delay)
 

@@ -55,13 +55,13 @@ first, every hand-over held: for tests) or ``shared`` decides instead; the
 results are the same."""
 
 
-def spawn_child(code: str, stderr=None) -> subprocess.Popen:
+def spawn_child(code: str, stderr=None, nice: int = CHILD_NICE) -> subprocess.Popen:
     """A Python child running *code* with pipes on its stdin and stdout, at
-    ``CHILD_NICE``; it imports this very package, wherever it was imported
+    niceness *nice*; it imports this very package, wherever it was imported
     from."""
     root = str(Path(__file__).resolve().parents[2])
     start = (
-        f"import os, sys\nif hasattr(os, 'nice'): os.nice({CHILD_NICE})\n"
+        f"import os, sys\nif hasattr(os, 'nice'): os.nice({nice})\n"
         f"sys.path.insert(0, {root!r})\n"
     )
     return subprocess.Popen(

@@ -16,7 +16,6 @@ It works on the ``MailModel`` it belongs to.
 
 from __future__ import annotations
 
-from twin.access.cyrusstore import index_delivery
 from twin.resources import Servers
 from twin.sim.mailrecord import DELIVER, RELAY, REMOTE, MessageRecord
 from twin.sim.mailsetup import DIALOGUE_COMMANDS, EPOCH_S
@@ -167,10 +166,8 @@ class Delivery:
                 # Cyrus's lmtpd appends the message to the mailbox's index and
                 # cache as it delivers, so readers never rescan the folder
                 name = done.key.split("/Maildir/", 1)[1]
-                work = done.work + index_delivery(
-                    self.model.stages.store_root, user, name, data, EPOCH_S + env.now,
-                    parsed=parsed,
-                )
+                work = done.work + access.index(user, name, data,
+                                                EPOCH_S + env.now, parsed)
         else:
             done = store.deliver(user, data, env.now, record.spec.sender)
         yield from self.model._run(

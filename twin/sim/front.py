@@ -637,6 +637,9 @@ class FrontStream:
 
     def __init__(self, scenario: MailScenario, seed: int, child: bool = True) -> None:
         self.items: deque = deque()
+        self.watch = None
+        """Called with (time, packed spec) of each hand-over as it is read
+        (the session worker's bookkeeping, ``AccessLoad.coming``)."""
         self.snapshots: dict[float, list] = {}
         self.ended: dict | None = None
         self._process = None
@@ -727,6 +730,7 @@ class FrontStream:
         if batch is None:
             raise TwinError("the front of the run ended without its last frame")
         items = self.items
+        watch = self.watch
         for item in batch:
             kind = item[1]
             if kind == SNAP:
@@ -735,6 +739,8 @@ class FrontStream:
                 self.ended = item[2]
             else:
                 items.append(item)
+                if watch is not None and kind != ROW:
+                    watch(item[0], item[2][0])
         return True
 
     def __iter__(self):

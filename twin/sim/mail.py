@@ -284,12 +284,17 @@ class MailModel:
         instant it does; append the rows of those that ended in the front."""
         env = self.env
         live = self.live
+        access = self.access
+        entering = (access.entering if access is not None
+                    and access.worker is not None else None)
         for when, kind, payload in self.front_stream:
             if when > env.now:
                 yield env.timeout(when - env.now)
             if kind == IN:
                 values, attempts, times, content, ahead = payload
                 spec = unpack_spec(values)
+                if entering is not None:
+                    entering(spec)
                 record = MessageRecord(spec)
                 record.attempts = attempts
                 record.times[4 * GREYLIST : 4 * GREYLIST + 4] = times
@@ -298,6 +303,8 @@ class MailModel:
             elif kind == OUT:
                 values, content, ahead = payload
                 spec = unpack_spec(values)
+                if entering is not None:
+                    entering(spec)
                 record = MessageRecord(spec)
                 live[spec.msg_id] = record
                 env.process(self._outbound(record, content, ahead))
@@ -322,6 +329,8 @@ class MailModel:
         record.departure = self.env.now
         del self.live[record.spec.msg_id]
         self.jobs.append(record.row())
+        if self.access is not None and self.access.worker is not None:
+            self.access.leaving(record.spec.msg_id)
 
     def _after_greylist(self, record: MessageRecord, content: Content,
                         ahead: tuple | None = None):
@@ -470,6 +479,9 @@ class MailModel:
         """Finish the file operations still queued (after a failure too)."""
         if self.front_stream is not None:
             self.front_stream.close()
+        access = getattr(self, "access", None)
+        if access is not None:
+            access.close()
         if self.files is not DIRECT:
             try:
                 self._close_tables()  # what they hold stays a readable table

@@ -1,0 +1,323 @@
+"""The users' sessions played in a worker process, ahead of the clock.
+
+Playing the reading load's sessions -- the scripted client against the real
+Cyrus servers over the run's maildir store -- is the largest share of the
+access week's CPU, and a session depends on nothing but its user's mailbox,
+client state and spec: on the deliveries to that user and the user's earlier
+sessions. So a worker process on the host's other core can own the Cyrus
+side of the store (the populated mailboxes, every index and cache file, the
+in-memory indexes, the clients' states and the poll memo) and play each
+session before the simulation's clock reaches it, as soon as nothing can
+change that user's mailbox before it starts: the simulation books the
+session's commands at its start with the worker's outcome, read from a pipe.
+
+The parent (``SessionWorker``) sends, in the order of its clock, each
+delivery's index update (``index_delivery``'s arguments; the simulation
+books its Work without the mailbox, ``delivery_work``, and the worker checks
+that the real update reported the same) and each session to play, with the
+exact instant its start will have. It sends a session ahead when no message
+naming its user (as a recipient or as the sender, to whom a bounce comes
+back) is in the simulation, none of the front's hand-overs read so far names
+the user before the session starts, the front's hand-overs are read past
+that instant, and the user's earlier sessions have gone; else at the start
+itself, waiting for the answer (``AccessLoad``, ``twin.sim.access``). The
+worker does the items in order, so each user's deliveries and sessions reach
+its mailbox in simulated-time order, as in process; the result files are
+the same (``tests/test_session_worker.py``).
+
+Frames both ways: a little-endian 8-byte size, then a pickled list of
+items. To the worker, first the run (scenario, store root, run folder, each
+user's messages known to the client), then ``("d", user, filename, now,
+parsed)`` (a delivery to index, *now* its internal date), ``("p", number,
+spec, now)`` (a session to play at epoch second *now*), ``("e",)`` (the
+end). From it: ``("o", number, commands, failure, messages_read,
+bytes_fetched)`` per session (*commands* None: the same list as that
+user's last), ``("done", hits, misses)`` at the end. A failure in the
+worker ends it; its last line of stderr becomes the run's ``TwinError``.
+``MAILTWIN_SESSIONS=inline`` plays the sessions in the simulation's process.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import struct
+import sys
+import tempfile
+from operator import attrgetter
+
+from twin.errors import TwinError
+
+SESSIONS_CODE = "from twin.sim.sessions import child_main; child_main()"
+"""What the session worker child runs."""
+
+SESSIONS_NICE = 5
+"""The worker's niceness: below the simulation's, above the writer's and
+the front's (``CHILD_NICE``), which have more slack: the simulation waits
+for a session's outcome at its start."""
+_HEAD = struct.Struct("<Q")
+
+
+def _spec_fields():
+    from dataclasses import fields
+
+    from twin.traffic.users import SessionSpec
+
+    return attrgetter(*[field.name for field in fields(SessionSpec)])
+
+
+_spec_values = _spec_fields()
+"""A ``SessionSpec``'s fields in order (``SessionSpec(*values)`` again)."""
+
+
+def sessions_apart(scenario) -> bool:
+    """Whether the reading load of mail *scenario* plays its sessions in a
+    worker process: a maildir store (Cyrus), unless ``MAILTWIN_SESSIONS=inline``.
+    The caller also needs the front's hand-overs ahead (an apart front)."""
+    if os.environ.get("MAILTWIN_SESSIONS", "worker") == "inline":
+        return False
+    return scenario.pipeline.deliver.format == "maildir"
+
+
+# -- the parent's side -------------------------------------------------------
+
+
+class SessionWorker:
+    """The parent's end of a session worker over the maildir store at
+    *store_root* of the run in *folder*. Raises ``OSError`` where no child
+    can start."""
+
+    def __init__(self) -> None:
+        from twin.sim.children import spawn_child
+        from twin.sim.writer import widen_pipe
+
+        self._errors = tempfile.TemporaryFile()
+        self._process = spawn_child(SESSIONS_CODE, stderr=self._errors,
+                                    nice=SESSIONS_NICE)
+        self._in = self._process.stdin
+        self._out = self._process.stdout
+        widen_pipe(self._in)
+        widen_pipe(self._out)
+        self._items: list = []
+        self._outcomes: dict[int, tuple] = {}
+        self._last: dict[str, list] = {}
+        """By user: the commands of the user's last outcome."""
+        self._ended = None
+        self.sent = 0
+        """Sessions sent to play."""
+        self.waited = 0
+        """Sessions whose answer the simulation waited for at their start."""
+
+    def begin(self, scenario, store_root, folder, known: list[int]) -> None:
+        """Take over the store at *store_root* of the run in *folder*, as
+        ``populate`` left it (its index files written; the message files
+        through the run's writer), *known* each user's messages their client
+        has seen."""
+        self._send_now([(scenario, str(store_root), str(folder), list(known))])
+
+    # sending
+
+    def deliver(self, user: str, filename: str, now: float, parsed: tuple) -> None:
+        """Index a delivery of *user*'s (in order with the sessions)."""
+        self._items.append(("d", user, filename, now, parsed))
+
+    def play(self, number: int, spec, now: float) -> None:
+        """Play session *spec* (its start at epoch second *now*); its outcome
+        is ``outcome(number)``. Sent at the next ``flush``."""
+        # its fields: a tuple pickles in a fraction of a frozen dataclass's time
+        self._items.append(("p", number, _spec_values(spec), now))
+        self.sent += 1
+
+    def flush(self) -> None:
+        if self._items:
+            items, self._items = self._items, []
+            self._send_now(items)
+
+    def _send_now(self, items: list) -> None:
+        data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._in.write(_HEAD.pack(len(data)))
+            self._in.write(data)
+            self._in.flush()
+        except OSError:
+            self._fail()
+
+    # receiving
+
+    def _receive(self) -> None:
+        """Read one frame of answers (waiting for it)."""
+        try:
+            head = self._out.read(_HEAD.size)
+            data = None
+            if len(head) == _HEAD.size:
+                (size,) = _HEAD.unpack(head)
+                data = self._out.read(size)
+                if len(data) < size:
+                    data = None
+        except OSError:
+            data = None
+        if data is None:
+            self._fail()
+        outcomes = self._outcomes
+        for item in pickle.loads(data):
+            kind = item[0]
+            if kind == "o":
+                outcomes[item[1]] = item
+            else:
+                self._ended = item[1:]
+
+    def outcome(self, number: int, user: str, waited: bool = False) -> tuple:
+        """(commands, failure, messages read, bytes fetched) of session
+        *number* of *user* (waiting for it)."""
+        outcomes = self._outcomes
+        found = outcomes.pop(number, None)
+        if found is None:
+            self.waited += waited
+            self.flush()
+            while number not in outcomes:
+                self._receive()
+            found = outcomes.pop(number)
+        commands = found[2]
+        if commands is None:
+            commands = self._last[user]
+        else:
+            self._last[user] = commands
+        return commands, found[3], found[4], found[5]
+
+    def finish(self) -> tuple[int, int]:
+        """Send the end, wait for the worker to finish every item; the poll
+        memo's (hits, misses)."""
+        self._items.append(("e",))
+        self.flush()
+        while self._ended is None:
+            self._receive()
+        self._process.stdin.close()
+        self._process.wait()
+        self._errors.close()
+        return self._ended
+
+    def close(self) -> None:
+        """End the worker (after a failure too)."""
+        process = self._process
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (self._in, self._out):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        if not self._errors.closed:
+            self._errors.close()
+
+    def _fail(self):
+        process = self._process
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        process.wait()
+        self._errors.seek(0)
+        lines = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+        last = lines[-1] if lines else f"exit status {process.returncode}"
+        raise TwinError(f"the session worker of the run (users reading mail) "
+                        f"failed: {last}")
+
+
+# -- the worker --------------------------------------------------------------
+
+
+def child_main() -> None:
+    """A spawned child: the run on stdin, then frames of items; answers on
+    stdout."""
+    source, out = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        first = _read(source)
+        if first is None:  # started for a run that did not need it
+            os._exit(0)
+        _serve(*first[0], source, out)
+    except BrokenPipeError:  # the parent stopped reading: it failed or ended
+        os._exit(0)
+
+
+def _read(source) -> list | None:
+    head = source.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        return None
+    (size,) = _HEAD.unpack(head)
+    data = source.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)
+
+
+def _write(out, items: list) -> None:
+    data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_HEAD.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _serve(scenario, store_root: str, folder: str, known: list[int], source,
+           out) -> None:
+    from pathlib import Path
+
+    from twin.access.auth import CredentialsFile
+    from twin.access.cyrusstore import CyrusBackend, delivery_work, index_delivery
+    from twin.access.imap import ImapSession
+    from twin.access.pop3 import Pop3Session
+    from twin.sim.children import RUN_GC_THRESHOLDS
+    from twin.traffic.client import ClientState, PollMemo
+    from twin.traffic.users import SessionSpec
+
+    states = [ClientState(seen) for seen in known]
+    # the mailboxes' indexes are read from their files as each is first
+    # opened (the same Work as the populating process's copy in memory)
+    backend = CyrusBackend(store_root, host_fsync=scenario.pipeline.deliver.host_fsync,
+                           sole_writer=True)
+    directory = CredentialsFile(Path(folder) / "credentials.csv")
+    memo = PollMemo()
+    last: dict[str, list] = {}
+    gc.freeze()
+    gc.set_threshold(*RUN_GC_THRESHOLDS)
+    while True:
+        items = _read(source)
+        if items is None:
+            return  # the parent ended without the end (it failed)
+        answers = []
+        for item in items:
+            kind = item[0]
+            if kind == "p":
+                _, number, values, now = item
+                spec = SessionSpec(*values)
+                kind_of = ImapSession if spec.protocol == "imap" else Pop3Session
+                user = spec.user
+
+                def make_session(kind_of=kind_of, now=now):
+                    return kind_of(backend, directory, now_fn=lambda: now)
+
+                outcome = memo.play(spec, make_session, states[spec.user_index],
+                                    lambda user=user: backend.signature(user))
+                commands = outcome.commands
+                if last.get(user) is commands:
+                    commands = None
+                else:
+                    last[user] = commands
+                answers.append(("o", number, commands, outcome.failure,
+                                outcome.messages_read, outcome.bytes_fetched))
+            elif kind == "d":
+                _, user, filename, now, parsed = item
+                work = index_delivery(store_root, user, filename, b"", now,
+                                      parsed=parsed)
+                booked = delivery_work(store_root, user, filename, parsed)
+                if work != booked:
+                    raise RuntimeError(
+                        f"the delivery of {filename} to {user} did work {work}, "
+                        f"the simulation booked {booked}")
+            else:
+                answers.append(("done", memo.hits, memo.misses))
+                _write(out, answers)
+                return
+        if answers:
+            _write(out, answers)
