@@ -192,21 +192,24 @@ def report_cpu(result: dict) -> None:
     """The CPU seconds of the simulation and of its child processes.
 
     The children run beside it on the other core: the file writer
-    (``twin/sim/writer.py``) and, where spamd has a host of its own, the
-    front of the run (arrivals and greylisting, ``twin/sim/front.py``). When
-    their CPU nears the wall time, the run waited on them -- most often on
-    the kernel writing the store -- not on the simulation."""
+    (``twin/sim/writer.py``), where spamd has a host of its own the front of
+    the run (arrivals and greylisting, ``twin/sim/front.py``), and where
+    users read a Cyrus store the session worker (``twin/sim/sessions.py``).
+    When their CPU nears the wall time, the run waited on them -- on the
+    kernel writing the store, or on the worker's sessions -- not on the
+    simulation."""
     print(
         f"  CPU           : simulation {result['cpu_s']:.1f} s, children (file "
-        f"writer, front) {result['children_s']:.1f} s "
+        f"writer, front, session worker) {result['children_s']:.1f} s "
         f"({result['children_kernel_s']:.1f} s of it in the kernel)"
     )
     print(floor_line(result))
     if result["children_s"] > 0.8 * result["wall"]:
-        print(
-            "  note          : the children, not the simulation, set the pace: "
-            "the kernel was slow to take the store's files (a full page cache?)"
-        )
+        why = ("the kernel was slow to take the store's files (a full page "
+               "cache?)") if result["children_kernel_s"] > 0.4 * result[
+                   "children_s"] else "their own CPU (the other core is full)"
+        print("  note          : the children, not the simulation, set the "
+              f"pace: {why}")
 
 
 def floor_line(result: dict, cores: int | None = None) -> str:

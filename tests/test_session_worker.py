@@ -43,7 +43,8 @@ READING = [
 def files(folder: Path) -> dict[str, str]:
     """Relative path -> digest of every file of a run but its manifest."""
     return {
-        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        path.relative_to(folder).as_posix():
+            hashlib.sha256(path.read_bytes()).hexdigest()
         for path in folder.rglob("*")
         if path.is_file() and path.name != "manifest.json"
     }
