@@ -182,7 +182,8 @@ class AccessLoad:
 
     def _populate(self, stages, fmt: str, population, host_fsync: bool,
                   folder) -> None:
-        """Fill the store with the users' mailboxes, here (no worker)."""
+        """Fill the store with the users' mailboxes (the message files
+        through the writer) and make the backend that serves them here."""
         files = self.files
         stats = populate(
             stages.store_root,
