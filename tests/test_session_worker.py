@@ -119,3 +119,35 @@ def test_a_failed_worker_ends_the_run_with_its_last_words(tmp_path, monkeypatch)
     scenario = load_scenario(ROOT / "ece-2007-dell.yaml", READING)
     with pytest.raises(TwinError, match="session worker broke"):
         run_scenario(scenario, tmp_path / "run", quiet=True)
+
+
+def test_the_worker_reads_whole_frames_as_they_come():
+    import os
+    import pickle
+
+    read, write = os.pipe()
+    frames = sessions._Frames(read)
+
+    def frame(items):
+        data = pickle.dumps(items)
+        return sessions._HEAD.pack(len(data)) + data
+
+    assert frames.poll() == []  # nothing came: no wait
+    first, second = frame([("p", 1), ("p", 2)]), frame([("u", 2)])
+    os.write(write, first + second[:5])  # a frame and a piece of the next
+    assert frames.poll() == [("p", 1), ("p", 2)]
+    assert frames.poll() == []  # the piece waits for the rest
+    os.write(write, second[5:])
+    assert frames.wait() == [("u", 2)]
+    os.write(write, frame([("e",)]) + frame([("d", "ann")]))
+    assert frames.wait() == [("e",), ("d", "ann")]  # both at once
+    os.close(write)
+    assert frames.wait() is None  # the parent ended
+    os.close(read)
+
+
+def test_each_item_names_its_user():
+    spec_values = ("x",) * sessions._USER + ("bob",)
+    assert sessions._user_of(("p", 7, spec_values, 0.0)) == "bob"
+    assert sessions._user_of(("d", "cy", "name", 0.0, ())) == "cy"
+    assert sessions._user_of(("e",)) is None

@@ -284,6 +284,27 @@ def test_a_touch_with_a_due_time_goes_at_the_tick_before_it(tmp_path, files):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hal", "ida", "joe", "kim"]
 
 
+def test_written_says_whether_a_key_is_done_without_waiting(tmp_path, files):
+    assert files.written("nobody")  # never touched
+    files.create(f"{tmp_path}/liz", (b"mail for liz",), False)
+    files.touch("liz", due=9000.0)  # gathered, not sent
+    assert files._sent == 0
+    seen = files.written("liz")  # sends the batch, does not wait for it
+    assert files._sent == 1
+    while not seen:
+        seen = files.written("liz")
+    assert (tmp_path / "liz").read_bytes() == b"mail for liz"
+    assert DIRECT.written("liz")  # the at-once files: always done
+
+
+def test_written_is_false_after_a_failure_that_ready_reports(tmp_path, files):
+    files.create(f"{tmp_path}/no/such/dir/x", (b"x",), False)
+    files.touch("max")
+    with pytest.raises(TwinError, match="No such file"):
+        files.ready("max")
+    assert not files.written("max")
+
+
 def test_the_at_once_files_take_due_times_and_ticks():
     DIRECT.touch("lee", due=3.0)
     DIRECT.tick(2.0)  # nothing gathered here: the calls just return

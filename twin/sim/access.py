@@ -218,6 +218,12 @@ class AccessLoad:
         order (worker only)."""
         self._blocked: list = []
         """Those the worker could not be sent yet, in start order."""
+        self._unwritten: list = []
+        """Those that may go but wait for the writer to write their user's
+        mail (``FileWriter.written``), in the order they were let go."""
+        self.writer_waits = 0
+        """Sessions that could go ahead but were held until their start for
+        the writer (their user's mail not yet written)."""
         self._sent: set[int] = set()
         """Session ids sent to the worker, not begun."""
         self._chain = 0.0
@@ -350,8 +356,8 @@ class AccessLoad:
             self._next_dispatch = now + DISPATCH_EVERY_S
             self._covered = now + AHEAD_S
             self._dispatch(now)
-        elif self._blocked or (self._undispatched
-                               and self._undispatched[0][1] <= self._covered):
+        elif self._blocked or self._unwritten or (
+                self._undispatched and self._undispatched[0][1] <= self._covered):
             # (drawn since the last sending, within its reach)
             self._dispatch(now)
 
@@ -363,6 +369,18 @@ class AccessLoad:
         worker = self.worker
         held: set[str] = set()
         sent = False
+        if self._unwritten:
+            still = []
+            written = self.files.written
+            for item in self._unwritten:
+                user = item[0].user
+                if user not in held and written(user):
+                    self._play(*item)
+                    sent = True
+                else:
+                    held.add(user)
+                    still.append(item)
+            self._unwritten = still
         if self._blocked:
             still = []
             for item in self._blocked:
@@ -402,16 +420,25 @@ class AccessLoad:
         user = spec.user
         if start >= self.scenario.duration or user in self._busy:
             return False
-        front = self._front
-        items = front.items
-        while front.ended is None and (not items or items[-1][0] < start):
-            front._read()
+        self._front.read_until(start)
         times = self._coming.get(user)
         return times is None or times[0] > start
 
     def _send(self, spec, start: float) -> None:
-        # the writer has written the user's mail before the worker reads it
-        self.files.ready(spec.user)
+        """Send *spec* to the worker, or where the writer has not yet written
+        its user's mail (the worker reads it), hold it until it has (the
+        next ``_dispatch`` that finds it written, or its start): waiting for
+        the writer here stopped the simulation ~1.5 ms ~900 times a
+        simulated day."""
+        user = spec.user
+        unwritten = self._unwritten
+        if (unwritten and any(item[0].user == user for item in unwritten)) or (
+                not self.files.written(user)):
+            unwritten.append((spec, start))
+        else:
+            self._play(spec, start)
+
+    def _play(self, spec, start: float) -> None:
         self.worker.play(spec.session_id, spec, self.epoch + start)
         self._sent.add(spec.session_id)
 
@@ -420,14 +447,25 @@ class AccessLoad:
         sid = spec.session_id
         waited = sid not in self._sent
         if waited:
-            # not sent ahead: it is the first drawn, blocked or not reached
-            if self._blocked and self._blocked[0][0] is spec:
+            # not sent ahead: it is the first drawn, blocked, held for the
+            # writer or not reached
+            unwritten = self._unwritten
+            held = next((k for k, item in enumerate(unwritten)
+                         if item[0] is spec), None)
+            if held is not None:
+                # it could go ahead, but its user's mail was not yet written
+                del unwritten[held]
+                self.writer_waits += 1
+                waited = False
+            elif self._blocked and self._blocked[0][0] is spec:
                 self._blocked.pop(0)
             else:
                 item = self._undispatched.popleft()
                 if item[0] is not spec:
                     raise AssertionError("session order lost")
-            self._send(spec, now)
+            # the writer has written the user's mail before the worker reads it
+            self.files.ready(spec.user)
+            self._play(spec, now)
         else:
             self._sent.discard(sid)
         commands, failure, read, fetched = self.worker.outcome(sid, spec.user,

@@ -743,6 +743,14 @@ class FrontStream:
                     watch(item[0], item[2][0])
         return True
 
+    def read_until(self, when: float) -> None:
+        """Read hand-overs until one at or after simulated time *when* is in
+        ``items`` (or the end was read): whoever reads ahead then knows every
+        hand-over before *when*."""
+        items = self.items
+        while self.ended is None and (not items or items[-1][0] < when):
+            self._read()
+
     def __iter__(self):
         items = self.items
         while True:

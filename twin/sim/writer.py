@@ -348,6 +348,23 @@ class FileWriter:
         if needed > self._done:
             self._wait_for(needed)
 
+    def written(self, key: str) -> bool:
+        """Whether the operations that touched *key* are done, without
+        waiting: if not, they are on their way to the child (sent now if
+        they were still gathered). False after a failure, which ``ready``
+        then reports."""
+        if self._failure:
+            return False
+        needed = self._touched.get(key, 0)
+        if needed <= self._done:
+            return True
+        if self._closed:
+            return False
+        if needed > self._sent:
+            self._send()
+        self._hear(block=False)
+        return needed <= self._done and not self._failure
+
     def sync(self) -> None:
         """Wait for every operation so far; TwinError naming the first failure."""
         self._wait_for(self._sent + 1 if self._batch else self._sent)

@@ -129,6 +129,11 @@ class Files:
     def ready(self, key: str) -> None:
         """The operations that touched *key* are done (always true here)."""
 
+    def written(self, key: str) -> bool:
+        """Whether the operations that touched *key* are done, without
+        waiting (always here)."""
+        return True
+
     def expect_readers(self) -> None:
         """Readers will call ``ready`` (nothing to prepare here)."""
 
