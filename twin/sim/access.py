@@ -362,10 +362,11 @@ class AccessLoad:
             self._dispatch(now)
 
     def _dispatch(self, now: float) -> None:
-        """Send the worker the sessions held back that may go now
-        (``_may_go``) and those starting before ``_covered`` (``AHEAD_S``
-        ahead of the last sending), in start order; a user's waits behind
-        the user's earlier one that may not."""
+        """Send the worker the sessions held for the writer whose users'
+        mail is now written, those held back that may go now (``_may_go``)
+        and those starting before ``_covered`` (``AHEAD_S`` ahead of the
+        last sending), in start order; a user's waits behind the user's
+        earlier one that may not."""
         worker = self.worker
         held: set[str] = set()
         sent = False

@@ -354,6 +354,7 @@ def _serve(scenario, store_root: str, folder: str, known: list[int],
     last: dict[str, list] = {}
     gc.freeze()
     gc.set_threshold(*RUN_GC_THRESHOLDS)
+
     def play(item) -> tuple:
         _, number, values, now = item
         spec = SessionSpec(*values)
