@@ -289,10 +289,10 @@ def test_written_says_whether_a_key_is_done_without_waiting(tmp_path, files):
     files.create(f"{tmp_path}/liz", (b"mail for liz",), False)
     files.touch("liz", due=9000.0)  # gathered, not sent
     assert files._sent == 0
-    seen = files.written("liz")  # sends the batch, does not wait for it
+    files.written("liz")  # sends the batch, does not wait for it
     assert files._sent == 1
-    while not seen:
-        seen = files.written("liz")
+    files.ready("liz")  # now waited for
+    assert files.written("liz")
     assert (tmp_path / "liz").read_bytes() == b"mail for liz"
     assert DIRECT.written("liz")  # the at-once files: always done
 
