@@ -15,6 +15,7 @@ from twin.stages.maildir import (
     CPU_UNITS,
     SIMULATION_EPOCH_S,
     DeliveryDecision,
+    LfMessage,
     MaildirSettings,
     MaildirStore,
     lf_message,
@@ -246,3 +247,22 @@ def test_every_cpu_unit_has_a_reference_cost():
     costs = yaml.safe_load(costs_file.read_text())
     assert set(CPU_UNITS) <= set(costs)
     assert all(costs[kind] > 0 for kind in CPU_UNITS)
+
+
+def test_an_lf_message_is_delivered_as_its_bytes_would_be(tmp_path):
+    # the form a dialogue leaves to the writer (twin.stages.smtp's crs): the
+    # same file, name and Work as the LF bytes it stands for
+    head = b"Received: from c\n\tby mx; Mon, 5 Mar 2007\n"
+    crlf = b"From: bob@example.org\r\nSubject: hi\r\n\r\nline one\r\n\r\n"
+    form = LfMessage(head, crlf, len(head) + len(crlf) - crlf.count(b"\r"))
+    assert bytes(form) == lf_message(head + crlf) and len(form) == len(bytes(form))
+    done = {}
+    for kind, message in (("bytes", bytes(form)), ("form", form)):
+        store = MaildirStore(tmp_path / kind, MaildirSettings())
+        done[kind] = store.deliver("alice", message, 60.0, "P1Q1")
+    assert done["form"].work == done["bytes"].work
+    assert done["form"].size_bytes == done["bytes"].size_bytes == len(form)
+    box = mailbox.Maildir(maildir_path(tmp_path / "form", "alice"), create=False)
+    assert [message.as_bytes() for message in box] == [bytes(form)]
+    assert ((tmp_path / "form").rglob("new/*").__next__().read_bytes()
+            == (tmp_path / "bytes").rglob("new/*").__next__().read_bytes())

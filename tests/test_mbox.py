@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from twin.stages.maildir import DeliveryDecision, lf_message
+from twin.stages.maildir import DeliveryDecision, LfMessage, lf_message
 from twin.stages.mbox import (
     CPU_UNITS,
     MboxSettings,
@@ -239,3 +239,14 @@ def test_every_cpu_unit_has_a_reference_cost():
     costs = yaml.safe_load(costs_file.read_text())
     assert set(CPU_UNITS) <= set(costs)
     assert all(costs[kind] > 0 for kind in CPU_UNITS)
+
+
+def test_an_lf_message_is_appended_as_its_bytes(tmp_path):
+    # (the form a dialogue may leave for maildir's writer: mbox makes it)
+    crlf = b"Subject: hi\r\n\r\nFrom here\r\nline two\r\n"
+    form = LfMessage(b"X: 1\n", crlf, 5 + len(crlf) - crlf.count(b"\r"))
+    for kind, message in (("bytes", bytes(form)), ("form", form)):
+        MboxStore(tmp_path / kind, MboxSettings()).deliver(
+            "alice", message, 10.0, "bob@example.org")
+    assert ((tmp_path / "form" / "alice").read_bytes()
+            == (tmp_path / "bytes" / "alice").read_bytes())

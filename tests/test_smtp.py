@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twin.stages.directory import LdapDirectory, PasswdDirectory, write_users
-from twin.stages.maildir import lf_message
+from twin.stages.maildir import LfMessage, lf_message
 from twin.stages.smtp import (
     CPU_UNITS,
     TLS_HANDSHAKE_BYTES,
@@ -960,6 +960,20 @@ def test_transact_gives_the_lf_form_of_what_it_queued(tmp_path_factory, lines, e
             assert result.message_lf is None
     first = dataclasses.replace(runs[0][1], message_lf=None)
     assert all(dataclasses.replace(r, message_lf=None) == first for _, r in runs)
+    if goes_as_is(message):
+        # a client that counted the CRs gets the same form, not yet made: its
+        # head, then the message whose CRs its writer strips
+        counted = SmtpServer(SmtpSettings(), directory).transact(
+            INSIDE, "c", "alice@ece.example.edu", recipients, message,
+            queue_id="Q1", as_is=True, crs=message.count(b"\r"))
+        assert dataclasses.replace(counted, message_lf=None) == first
+        if runs[-1][1].message_lf is None:
+            assert counted.message_lf is None
+        else:
+            form = counted.message_lf
+            assert isinstance(form, LfMessage) and form.crlf is message
+            assert bytes(form) == runs[-1][1].message_lf
+            assert len(form) == len(bytes(form)) and b"\r" not in form.head
 
 
 def test_a_result_and_its_work_cross_a_pipe_whole(server):

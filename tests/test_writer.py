@@ -12,7 +12,7 @@ from twin.errors import TwinError
 from twin.sim import writer
 from twin.sim.writer import FileWriter, start_writer
 from twin.stages.fileops import DIRECT, Files
-from twin.stages.maildir import MaildirSettings, MaildirStore
+from twin.stages.maildir import LfMessage, MaildirSettings, MaildirStore
 from twin.stages.queue import QueueManager, QueueSettings
 
 
@@ -190,6 +190,36 @@ def test_a_maildir_written_by_the_writer_is_read_by_mailbox(tmp_path, files):
     assert not list((tmp_path / "queue" / "active").iterdir())
     assert not list((tmp_path / "queue" / "incoming").iterdir())
     assert not list((tmp_path / "store" / "alice" / "Maildir" / "tmp").iterdir())
+
+
+def test_the_child_strips_the_crs_of_an_lf_message(tmp_path, files):
+    # a delivery whose LF form the writer makes (created in tmp/ and linked
+    # into new/ in one batch: one create, its CRs stripped there), read back
+    # by mailbox, as the same delivery of the bytes at once
+    crlfs = [b"Subject: %d\r\n\r\nbody\r\n.. %d\r\n" % (n, n) for n in range(20)]
+    for where, target in (("writer", files), ("at once", DIRECT)):
+        store = MaildirStore(tmp_path / where, MaildirSettings(), target)
+        for n, crlf in enumerate(crlfs):
+            head = b"Received: %d\n" % n
+            form = LfMessage(head, crlf, len(head) + len(crlf) - crlf.count(b"\r"))
+            store.deliver("alice", form, float(n), f"P1Q{n}")
+            if n == 10:
+                target.sync()  # (a batch ends between two of them)
+    files.sync()
+    assert tree(tmp_path / "writer") == tree(tmp_path / "at once")
+    box = mailbox.Maildir(tmp_path / "writer" / "alice" / "Maildir", create=False)
+    assert sorted(message.as_bytes() for message in box) == sorted(
+        b"Received: %d\n" % n + crlf.replace(b"\r", b"")
+        for n, crlf in enumerate(crlfs))
+
+
+def test_a_folded_rename_strips_the_crs_too(tmp_path, files):
+    files.create(f"{tmp_path}/target", (b"old\r\n",), False)
+    files.sync()
+    files.create(f"{tmp_path}/source", (b"a\n", b"b\r\nc\r\n"), False, strip_cr=True)
+    files.rename(f"{tmp_path}/source", f"{tmp_path}/target")  # create_over
+    files.sync()
+    assert (tmp_path / "target").read_bytes() == b"a\nb\nc\n"
 
 
 def test_a_name_clash_in_the_maildir_is_reported_at_sync(tmp_path, files):

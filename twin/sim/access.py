@@ -45,6 +45,7 @@ from twin.access.pop3 import Pop3Session
 from twin.schema.mail import MailScenario
 from twin.sim.sessions import SessionWorker, sessions_apart
 from twin.stages.fileops import DIRECT, Files
+from twin.stages.maildir import LfMessage
 from twin.traffic.client import ClientState, PollMemo
 from twin.traffic.mailboxes import populate
 from twin.traffic.users import ReadingSettings, draw_profiles, session_arrivals
@@ -477,11 +478,13 @@ class AccessLoad:
                                                                waited)
         self._count(spec, commands, failure, read, fetched)
 
-    def index(self, user: str, name: str, data: bytes, now: float,
+    def index(self, user: str, name: str, data: bytes | LfMessage, now: float,
               parsed: tuple | None):
         """Cyrus's lmtpd appends a delivery to the mailbox's index and cache:
         its Work (see ``index_delivery``), here or in the worker."""
         worker = self.worker
+        if type(data) is LfMessage and (worker is None or parsed is None):
+            data = bytes(data)  # (the form the file holds)
         if worker is None:
             return index_delivery(self.store_root, user, name, data, now,
                                   parsed=parsed)

@@ -300,10 +300,13 @@ class Front:
         return decision
 
 
-Content = tuple[bytes, bool, bool, bool]
+Content = tuple[bytes, bool, bool, bool, "int | None"]
 """A message as its client sends it after DATA; whether it holds an image;
 whether a virus; whether it goes as it is (``twin.stages.smtp.goes_as_is``,
-looked at here, on the front's core, rather than by the SMTP stage)."""
+looked at here, on the front's core, rather than by the SMTP stage); the
+number of CRs in it where they were counted (an apart front counts those of
+the messages that go as they are into maildirs, for ``SmtpServer.transact``'s
+*crs*), else None."""
 
 
 class Contents:
@@ -342,7 +345,7 @@ class Contents:
             as_is = None
         if as_is is None:
             as_is = goes_as_is(message)
-        return message, image is not None, virus, as_is
+        return message, image is not None, virus, as_is, None
 
     def image(self, spec: MessageSpec) -> bytes | None:
         """Image spam (or a legit message with a picture) for *spec*, if drawn."""
@@ -474,11 +477,16 @@ class _Sink:
     """Collects what an apart front hands over, as items in batches."""
 
     def __init__(self, env: simpy.Environment, live: dict, emit,
-                 dialogues: Dialogues | None = None) -> None:
+                 dialogues: Dialogues | None = None,
+                 count_crs: bool = False) -> None:
         self.env = env
         self.live = live
         self.emit = emit
         self.dialogues = dialogues
+        self.count_crs = count_crs and dialogues is None
+        """Whether to count the CRs of the messages that go as they are
+        (``Content``): the simulation's smtpd then leaves their LF form to
+        the writer process (``SmtpServer.transact``'s *crs*)."""
         self.batch: list[tuple] = []
         self.bytes = 0
         self.items = FIRST_ITEMS
@@ -496,8 +504,15 @@ class _Sink:
             self.bytes = 0
             self.items = min(4 * self.items, BATCH_ITEMS)
 
+    def _counted(self, content: Content) -> Content:
+        if self.count_crs and content[3]:
+            message = content[0]
+            return (message, content[1], content[2], True, message.count(b"\r"))
+        return content
+
     def handover(self, record: MessageRecord, content: Content) -> None:
         del self.live[record.spec.msg_id]
+        content = self._counted(content)
         # what the front filled in: the attempts and the greylist station
         times = record.times[4 * GREYLIST : 4 * GREYLIST + 4]
         now = self.env.now
@@ -510,6 +525,7 @@ class _Sink:
 
     def submit(self, record: MessageRecord, content: Content) -> None:
         del self.live[record.spec.msg_id]
+        content = self._counted(content)
         self.bytes += len(content[0])
         now = self.env.now
         dialogues = self.dialogues
@@ -534,7 +550,8 @@ def run_apart(scenario: MailScenario, seed: int, emit) -> None:
     counters = MailCounters()
     dialogues = (Dialogues(scenario, population, streams)
                  if dialogues_ahead(scenario) else None)
-    sink = _Sink(env, live, emit, dialogues)
+    sink = _Sink(env, live, emit, dialogues,
+                 count_crs=scenario.pipeline.deliver.format == "maildir")
     front = Front(
         env, scenario, streams, population, greylist, hosts, {}, counters, live, sink
     )

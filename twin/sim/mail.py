@@ -151,6 +151,10 @@ class MailModel:
             env, scenario.submission.processes, f"{self.submit_host}.submission"
         )
         self.tls_rng = streams("smtp.tls")
+        self.lf_later = pipeline.deliver.format == "maildir"
+        """Whether smtpd leaves the LF form of a message that goes as it is
+        to the writer (``SmtpServer.transact``'s *crs*): maildir deliveries
+        take it so (``twin.stages.maildir.LfMessage``)."""
         self.remote_rng = streams("queue.remote")
         self.counters = MailCounters()
         self.clock = BatchClock(
@@ -399,15 +403,17 @@ class MailModel:
                 pool.release()
                 record.visit(SMTP, queued, start, env.now)
                 return None
-        message, image, virus, as_is = content
+        message, image, virus, as_is, crs = content
         record.image = image
         record.virus = virus
         if ahead is not None and ahead[1] == tls and ahead[0] == int(env.now):
             result: SmtpResult = rebuilt(ahead, message)
             record.parsed = ahead[5]
         else:
+            if as_is and crs is None and self.lf_later:
+                crs = message.count(b"\r")  # (half the time of the LF copy)
             result = play_dialogue(server, spec, message, env.now, tls=tls,
-                                   as_is=as_is)
+                                   as_is=as_is, crs=crs if self.lf_later else None)
         self._count_dialogue(result)
         round_trips = DIALOGUE_COMMANDS + len(spec.recipients) + (3 if tls else 0)
         talk = side.client_rtt * round_trips + result.error_sleep_s

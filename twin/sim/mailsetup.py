@@ -297,12 +297,14 @@ def smtp_servers(model: MailScenario, population: Population,
 
 
 def play_dialogue(server: SmtpServer, spec, message: bytes, now: float, *,
-                  tls: bool = False, as_is: bool = False, queue_prefix: str = "M"):
+                  tls: bool = False, as_is: bool = False, queue_prefix: str = "M",
+                  crs: int | None = None):
     """*server*'s side of the SMTP dialogue of the workload's message *spec*
     (a ``MessageSpec``: its client, HELO, envelope and credentials) carrying
-    *message*, at *now* (``SmtpServer.transact``). The queue id is
-    *queue_prefix* and the message's number: the model's and the front's
-    plays of one message must name the same queue file."""
+    *message*, at *now* (``SmtpServer.transact``, *as_is* and *crs* as it
+    takes them). The queue id is *queue_prefix* and the message's number:
+    the model's and the front's plays of one message must name the same
+    queue file."""
     return server.transact(
         spec.client_ip,
         spec.helo,
@@ -314,6 +316,7 @@ def play_dialogue(server: SmtpServer, spec, message: bytes, now: float, *,
         now=now,
         queue_id=f"{queue_prefix}{spec.msg_id:08X}",
         as_is=as_is,
+        crs=crs,
     )
 
 

@@ -194,6 +194,7 @@ class FileWriter:
         parts: tuple[bytes, ...],
         fsync: bool,
         transient: bool = False,
+        strip_cr: bool = False,
     ) -> None:
         numbers, added = self._numbered(parts)
         index = len(self._batch)
@@ -204,7 +205,9 @@ class FileWriter:
             if transient:
                 self._transient.append(index)
         self._seen[path] = index
-        self._add("create", (path, numbers, fsync), added)
+        # (the CRs are stripped by the child, off the simulation's core)
+        self._add("create", (path, numbers, fsync, strip_cr) if strip_cr
+                  else (path, numbers, fsync), added)
 
     def _numbered(self, parts: tuple[bytes, ...]) -> tuple[tuple[int, ...], int]:
         """The numbers of *parts* among the batch's pieces (each distinct
@@ -471,12 +474,12 @@ class FileWriter:
         self._dropped = 0
         self._transient = []
         self._send_at = _NEVER
-        for operation, (path, numbers, fsync), replaced in held:
+        for operation, (path, numbers, *rest), replaced in held:
             # the next batch starts with them, as if just asked for (no size
             # check: they fitted in this one)
             numbers, added = self._numbered(tuple(old_pieces[n] for n in numbers))
             index = len(self._batch)
-            self._batch.append((operation, (path, numbers, fsync)))
+            self._batch.append((operation, (path, numbers, *rest)))
             self._bytes += added
             self._fresh[path] = (index, replaced)
             self._seen[path] = index
@@ -703,10 +706,10 @@ def _frame(stream, spare: deque) -> tuple[list, bytearray] | None:
         start += size
     for index, (operation, arguments) in enumerate(batch):
         if operation in _CREATES:
-            path, numbers, fsync = arguments
+            path, numbers, *rest = arguments  # (fsync, and strip_cr if given)
             batch[index] = (
                 operation,
-                (path, tuple([buffers[number] for number in numbers]), fsync),
+                (path, tuple([buffers[number] for number in numbers]), *rest),
             )
     return batch, rest
 
@@ -729,11 +732,14 @@ def _frames(
             return
 
 
-def _create_over(path: str, parts: tuple, fsync: bool) -> None:
+def _create_over(path: str, parts: tuple, fsync: bool,
+                 strip_cr: bool = False) -> None:
     """``create`` in place of whatever file is at *path*: a file made and then
     renamed onto *path* within one batch (rename replaces a target). Made at
     once where nothing is there (a maildir delivery's name is new: unlinking
     first failed 31,000 times in two simulated days with readers, strace)."""
+    if strip_cr:
+        parts = fileops.stripped(parts)
     try:
         fileops.create(path, parts, fsync)
     except FileExistsError:

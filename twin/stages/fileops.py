@@ -41,8 +41,12 @@ def write_all(fd: int, parts: tuple[bytes, ...]) -> None:
             view = view[os.write(fd, view) :]
 
 
-def create(path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
-    """Create *path* (it must not exist), write *parts*, flush if *fsync*."""
+def create(path: str, parts: tuple[bytes, ...], fsync: bool,
+           strip_cr: bool = False) -> None:
+    """Create *path* (it must not exist), write *parts*, flush if *fsync*.
+    *strip_cr*: write them without their CRs (``stripped``)."""
+    if strip_cr:
+        parts = stripped(parts)
     fd = os.open(path, CREATE_FLAGS, 0o600)
     try:
         write_all(fd, parts)
@@ -50,6 +54,13 @@ def create(path: str, parts: tuple[bytes, ...], fsync: bool) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def stripped(parts: tuple) -> tuple[bytes, ...]:
+    """*parts* (bytes, or views of them) without their CRs: the LF form of
+    CRLF lines (``twin.stages.maildir.LfMessage``), made by whoever writes
+    the file -- in the simulator, the writer process on the other core."""
+    return tuple([bytes(part).translate(None, b"\r") for part in parts])
 
 
 def link_new(source: str, target: str) -> None:
@@ -92,13 +103,15 @@ class Files:
         parts: tuple[bytes, ...],
         fsync: bool,
         transient: bool = False,
+        strip_cr: bool = False,
     ) -> None:
         """Create *path* with *parts* (see ``create``). *transient* says the
         file is likely removed soon (a queue file): a writer that batches may
         write it after operations on other paths asked for later, up to the
         next ``sync`` or a size limit, so that it need not be written at all
-        (its folder must be one that nothing renames or removes)."""
-        create(path, parts, fsync)
+        (its folder must be one that nothing renames or removes).
+        *strip_cr*: the file holds *parts* without their CRs."""
+        create(path, parts, fsync, strip_cr)
 
     def mkdir(self, path: str) -> None:
         """Make the directory *path* (mode 0700); it must not exist."""

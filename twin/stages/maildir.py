@@ -90,6 +90,29 @@ def lf_message(message: bytes) -> bytes:
     return message
 
 
+class LfMessage:
+    """A message's ``lf_message`` form, not yet made: *head*, in LF form
+    already (no CR), then *crlf*, every CR of which ends a line, ending in
+    CRLF; *size* is the form's length. ``bytes()`` makes it; a delivery
+    writes it with the CRs stripped as the file is written
+    (``Files.create(strip_cr=True)``): in the simulator, by the writer
+    process, so the simulation makes no pass over the bytes (the maildir
+    deliveries of the mail week: ~3 % of the simulation's CPU)."""
+
+    __slots__ = ("head", "crlf", "size")
+
+    def __init__(self, head: bytes, crlf: bytes, size: int) -> None:
+        self.head = head
+        self.crlf = crlf
+        self.size = size
+
+    def __bytes__(self) -> bytes:
+        return self.head + self.crlf.translate(None, b"\r")
+
+    def __len__(self) -> int:
+        return self.size
+
+
 @dataclass(frozen=True, slots=True)
 class MaildirSettings:
     """Settings of maildir delivery on one host."""
@@ -144,12 +167,13 @@ class MaildirStore:
     def deliver(
         self,
         user: str,
-        message: bytes,
+        message: bytes | LfMessage,
         now: float,
         unique: str,
         folder: str = "",
     ) -> DeliveryResult:
-        """Store ``message`` in ``new/`` of ``user``'s maildir folder."""
+        """Store ``message`` in ``new/`` of ``user``'s maildir folder (in
+        ``lf_message`` form; an ``LfMessage`` is that form already)."""
         if _UNIQUE.fullmatch(unique) is None:
             raise ValueError(
                 f"unique={unique!r} must be 1-64 of letters, digits, '_#=,-'"
@@ -160,20 +184,23 @@ class MaildirStore:
         created = 0
         if ready is None:
             ready, created = self._make_folder(user, folder)
-        body = lf_message(message)
+        if type(message) is LfMessage:
+            parts, size, strip = (message.head, message.crlf), message.size, True
+        else:
+            body = lf_message(message)
+            parts, size, strip = (body,), len(body), False
         tmp_dir, new_dir, prefix = ready
         name = f"{self.settings.epoch_offset_s + int(now)}.{unique}.{self._host}"
         tmp = f"{tmp_dir}/{name}"
         files = self.files
         try:
-            files.create(tmp, (body,), self.settings.host_fsync)
+            files.create(tmp, parts, self.settings.host_fsync, strip_cr=strip)
         except FileExistsError:
             raise ValueError(f"maildir name {name!r} is already in {tmp_dir}") from None
         try:
             files.link_new(tmp, f"{new_dir}/{name}")
         except FileExistsError:
             raise ValueError(f"maildir name {name!r} is already in {new_dir}") from None
-        size = len(body)
         key = prefix + name
         work = Work(
             cpu={"deliver.message": 1, "deliver.byte": size},

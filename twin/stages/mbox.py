@@ -51,6 +51,7 @@ from twin.stages.maildir import (
     SIMULATION_EPOCH_S,
     DeliveryDecision,
     DeliveryResult,
+    LfMessage,
     lf_message,
 )
 from twin.stages.work import Work
@@ -108,7 +109,7 @@ class MboxStore:
         self._paths: dict[str, str] = {}  # user -> spool file path, once validated
 
     def deliver(
-        self, user: str, message: bytes, now: float, sender: str = ""
+        self, user: str, message: bytes | LfMessage, now: float, sender: str = ""
     ) -> DeliveryResult:
         """Append ``message`` to ``user``'s spool file under both locks."""
         if now < 0:
@@ -118,6 +119,8 @@ class MboxStore:
         path = self._paths.get(user)
         if path is None:
             path = self._path(user)
+        if type(message) is LfMessage:
+            message = bytes(message)
         body = lf_message(message)
         lines = body.count(b"\n")
         if b"From " in body:

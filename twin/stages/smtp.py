@@ -55,7 +55,7 @@ from twin.stages.address import (
     parse_path_argument,
 )
 from twin.stages.directory import Directory
-from twin.stages.maildir import lf_message
+from twin.stages.maildir import LfMessage, lf_message
 from twin.stages.work import NO_WORK, Work
 
 CPU_UNITS: dict[str, str] = {
@@ -249,10 +249,12 @@ class SmtpResult:
     error_sleep_s: float
     work: Work
     directory_work: Work
-    message_lf: bytes | None = None
+    message_lf: bytes | LfMessage | None = None
     """*message* as ``twin.stages.maildir.lf_message`` makes it (LF line
-    ends, a final LF), where the dialogue had it without a pass over the
-    bytes: the client's message had no CR. None otherwise."""
+    ends, a final LF), where the dialogue had it without a search of the
+    bytes: the client's message had no CR, or went as it is; an
+    ``LfMessage`` (that form, not yet made) where the client counted its
+    CRs (``transact``'s *crs*). None otherwise."""
 
     def __reduce__(self):
         # by the constructor (see RecipientOutcome.__reduce__): the front
@@ -380,6 +382,7 @@ class SmtpServer:
         auth_mechanism: str = "PLAIN",
         queue_id: str | None = None,
         as_is: bool = False,
+        crs: int | None = None,
     ) -> SmtpResult:
         """Run one client dialogue through a session and report what happened.
 
@@ -391,6 +394,9 @@ class SmtpServer:
         *as_is*: the caller vouches for ``goes_as_is(message)`` (a client
         that looked once, such as the simulator's front on its own core), so
         the message is not scanned here again; the result is the same.
+        *crs*: with *as_is*, the number of CRs in *message*, where the caller
+        counted them: ``message_lf`` is then an ``LfMessage`` (the same form,
+        its CRs stripped by whoever writes it), not bytes.
         """
         if auth_mechanism not in ("PLAIN", "LOGIN"):
             raise ValueError(f"auth_mechanism={auth_mechanism!r} is not PLAIN or LOGIN")
@@ -455,9 +461,12 @@ class SmtpServer:
             if lf is not None:  # the client's own bytes had no CR
                 message_lf = lf_message(queued.data[: queued.received_length]) + lf
             elif as_is:  # every CR of the message ends a line
-                message_lf = lf_message(
-                    queued.data[: queued.received_length]
-                ) + message.translate(None, b"\r")
+                head = lf_message(queued.data[: queued.received_length])
+                if crs is None:
+                    message_lf = head + message.translate(None, b"\r")
+                else:
+                    message_lf = LfMessage(head, message,
+                                           len(head) + len(message) - crs)
         return _result(session, outcomes, auth_outcome, data_reply, queued, mail_ok,
                        message_lf)
 
@@ -535,7 +544,7 @@ def _result(
     data_reply: str | None,
     queued: QueuedMessage | None,
     mail_ok: bool,
-    message_lf: bytes | None = None,
+    message_lf: bytes | LfMessage | None = None,
 ) -> SmtpResult:
     accepted = tuple(
         o.resolved or "" for o in outcomes if o.status is RcptStatus.ACCEPTED
