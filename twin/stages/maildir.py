@@ -96,8 +96,9 @@ class LfMessage:
     CRLF; *size* is the form's length. ``bytes()`` makes it; a delivery
     writes it with the CRs stripped as the file is written
     (``Files.create(strip_cr=True)``): in the simulator, by the writer
-    process, so the simulation makes no pass over the bytes (the maildir
-    deliveries of the mail week: ~3 % of the simulation's CPU)."""
+    process, so the simulation makes no pass over the bytes (for the mail
+    week's ~1 GB of maildir deliveries, about 1 s of the simulation's CPU
+    by estimate, at the ~0.9 GB/s ``bytes.translate`` ran at here)."""
 
     __slots__ = ("head", "crlf", "size")
 
