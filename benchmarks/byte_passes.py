@@ -58,6 +58,7 @@ def main() -> int:
         ("goes_as_is", goes_as_is, crlf),
         ("replace LF by CRLF", lambda m: m.replace(b"\n", b"\r\n"), lf),
         ("translate (drop CRs)", lambda m: m.translate(None, b"\r"), crlf),
+        ("replace (drop CRs)", lambda m: m.replace(b"\r", b""), crlf),
     ]
     print(f"{len(lf):,} messages, {total / 1e6:.1f} MB ({args.run})")
     print(f"  {'copy (reference)':32s} {reference:6.3f} s/GB   1.0")

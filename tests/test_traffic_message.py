@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from twin.stages.smtp import goes_as_is
-from twin.traffic.message import SIM_EPOCH_UNIX, format_date, render, render_sent
+from twin.traffic.message import (
+    SIM_EPOCH_UNIX,
+    format_date,
+    render,
+    render_sent,
+)
+from twin.traffic.message import rendered as rendered_counted
 from twin.traffic.population import Population, PopulationSettings
 from twin.traffic.profile import HOUR_S
 from twin.traffic.workload import MessageSpec, TrafficSettings, generate
@@ -184,8 +190,26 @@ def test_render_sent_knows_whether_the_message_goes_as_it_is(specs, population):
         rng.bit_generator.state = state
         assert raw == render(spec, population, rng)  # the same draws
         assert as_is == goes_as_is(raw), (spec, size)
+        rng.bit_generator.state = state
+        assert rendered_counted(spec, population, rng) == (
+            raw, as_is, raw.count(b"\r"))
         flags[as_is] += 1
     assert flags[True] > 1000 and flags[False] > 10, flags
+
+
+def test_corpus_cut_of_a_text_with_bare_line_ends_is_searched():
+    from twin.traffic.message import _NOT_AS_IS, _Corpus
+
+    corpus = _Corpus("one\rtwo\r\n.three\r\nfour\nfive\r\n\r\n.\r\nsix\r\n")
+    assert not corpus.plain
+    size = len(corpus.text)
+    for length in range(0, 3 * size + 3):
+        for u in (0.0, 0.2, 0.4, 0.6, 0.8, 0.999):
+            chunk, clean = corpus.cut(length, u)
+            assert len(chunk) == length
+            assert clean == ((chunk == "" or chunk.endswith("\r\n")) and (
+                _NOT_AS_IS.search("\r\n" + chunk) is None)), (length, u)
+            assert corpus.cut_data(length, u)[5] == chunk.count("\r")
 
 
 def test_corpus_cut_tells_what_a_search_of_the_slice_finds():
@@ -202,6 +226,12 @@ def test_corpus_cut_tells_what_a_search_of_the_slice_finds():
             for u in (0.0, 0.5, 0.999, *rng.random(8).tolist()):
                 chunk, clean = corpus.cut(int(length), float(u))
                 assert chunk == corpus.slice(int(length), float(u))
+                # the bytes, in pieces, and their CRs counted by bisection
+                source, first, last, tail, data_clean, crs = corpus.cut_data(
+                    int(length), float(u))
+                assert (source[first:last] + tail).decode("ascii") == chunk
+                assert data_clean == clean
+                assert crs == chunk.count("\r"), (name, length, u)
                 assert len(chunk) == length
                 searched = (chunk == "" or chunk.endswith("\r\n")) and (
                     _NOT_AS_IS.search("\r\n" + chunk) is None)

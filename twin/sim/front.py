@@ -80,7 +80,7 @@ from twin.stages.maildir import lf_message
 from twin.stages.smtp import SmtpResult, goes_as_is
 from twin.traffic.corpus import Corpus
 from twin.traffic.infect import infect
-from twin.traffic.message import render_sent
+from twin.traffic.message import rendered
 from twin.traffic.population import Population
 from twin.traffic.workload import MessageSpec, generate
 
@@ -304,9 +304,10 @@ Content = tuple[bytes, bool, bool, bool, "int | None"]
 """A message as its client sends it after DATA; whether it holds an image;
 whether a virus; whether it goes as it is (``twin.stages.smtp.goes_as_is``,
 looked at here, on the front's core, rather than by the SMTP stage); the
-number of CRs in it where they were counted (an apart front counts those of
-the messages that go as they are into maildirs, for ``SmtpServer.transact``'s
-*crs*), else None."""
+number of CRs in it where they were counted (for ``SmtpServer.transact``'s
+*crs*, of a message that goes as it is: a rendered message's are counted
+from its pieces, and an apart front counts those of the others that go into
+maildirs), else None."""
 
 
 class Contents:
@@ -332,20 +333,22 @@ class Contents:
 
     def make(self, spec: MessageSpec, inbound: bool) -> Content:
         image = self.image(spec) if inbound else None
-        as_is = None
+        as_is = crs = None
         if image is not None:
             message = image
         elif self.corpus is not None:
             message = self.corpus.message(spec.is_spam, spec.msg_id)
         else:
-            message, as_is = render_sent(spec, self.population, self.render_rng)
+            message, as_is, crs = rendered(spec, self.population, self.render_rng)
         virus = inbound and self.viral(spec)
         if virus:
             message = infect(message)
-            as_is = None
+            as_is = crs = None
         if as_is is None:
             as_is = goes_as_is(message)
-        return message, image is not None, virus, as_is, None
+        # the CRs of a rendered message, counted from its pieces: where it
+        # goes as it is, smtpd takes them (its LF form left to the writer)
+        return message, image is not None, virus, as_is, crs if as_is else None
 
     def image(self, spec: MessageSpec) -> bytes | None:
         """Image spam (or a legit message with a picture) for *spec*, if drawn."""
@@ -450,7 +453,7 @@ class Dialogues:
         # through the pipe costs the simulation less than the pass
         body_lf = parsed = None
         if result.message_lf is not None:
-            body_lf = message.translate(None, b"\r")
+            body_lf = message.replace(b"\r", b"")
             if parse is not None:
                 parsed = parse(result.message_lf)
         return (int(now), tls, replace(result, message=None, message_lf=None),
@@ -505,7 +508,7 @@ class _Sink:
             self.items = min(4 * self.items, BATCH_ITEMS)
 
     def _counted(self, content: Content) -> Content:
-        if self.count_crs and content[3]:
+        if self.count_crs and content[3] and content[4] is None:
             message = content[0]
             return (message, content[1], content[2], True, message.count(b"\r"))
         return content

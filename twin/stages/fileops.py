@@ -60,7 +60,8 @@ def stripped(parts: tuple) -> tuple[bytes, ...]:
     """*parts* (bytes, or views of them) without their CRs: the LF form of
     CRLF lines (``twin.stages.maildir.LfMessage``), made by whoever writes
     the file -- in the simulator, the writer process on the other core."""
-    return tuple([bytes(part).translate(None, b"\r") for part in parts])
+    # (replace deletes a byte at memchr's pace: ~2x translate(None, b"\\r"))
+    return tuple([bytes(part).replace(b"\r", b"") for part in parts])
 
 
 def link_new(source: str, target: str) -> None:

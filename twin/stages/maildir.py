@@ -80,9 +80,10 @@ def lf_message(message: bytes) -> bytes:
     A CR not before an LF is data and stays."""
     if b"\r" in message and b"\r\n" in message:  # (the first finds no CR fast)
         if _BARE_CR.search(message) is None and not message.endswith(b"\r"):
-            # every CR ends a line: dropping them all is one C loop, where
-            # replace pays a call for every line
-            message = message.translate(None, b"\r")
+            # every CR ends a line: dropping them all (deleting one byte
+            # runs at memchr's pace: twice translate(None, b"\\r"), where
+            # replacing CRLF by LF pays a search for every line)
+            message = message.replace(b"\r", b"")
         else:
             message = message.replace(b"\r\n", b"\n")
     if message and not message.endswith(b"\n"):
@@ -98,7 +99,8 @@ class LfMessage:
     (``Files.create(strip_cr=True)``): in the simulator, by the writer
     process, so the simulation makes no pass over the bytes (for the mail
     week's ~1 GB of maildir deliveries, about 1 s of the simulation's CPU
-    by estimate, at the ~0.9 GB/s ``bytes.translate`` ran at here)."""
+    by estimate, at the ~0.9 GB/s ``bytes.translate`` ran at here; half
+    that deleting the CRs with ``bytes.replace``, as this does now)."""
 
     __slots__ = ("head", "crlf", "size")
 
@@ -108,7 +110,7 @@ class LfMessage:
         self.size = size
 
     def __bytes__(self) -> bytes:
-        return self.head + self.crlf.translate(None, b"\r")
+        return self.head + self.crlf.replace(b"\r", b"")
 
     def __len__(self) -> int:
         return self.size

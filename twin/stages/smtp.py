@@ -255,6 +255,9 @@ class SmtpResult:
     bytes: the client's message had no CR, or went as it is; an
     ``LfMessage`` (that form, not yet made) where the client counted its
     CRs (``transact``'s *crs*). None otherwise."""
+    session_work: Work | None = None
+    """*work* without *directory_work*: the session's own (None where the
+    result was made without it)."""
 
     def __reduce__(self):
         # by the constructor (see RecipientOutcome.__reduce__): the front
@@ -463,7 +466,7 @@ class SmtpServer:
             elif as_is:  # every CR of the message ends a line
                 head = lf_message(queued.data[: queued.received_length])
                 if crs is None:
-                    message_lf = head + message.translate(None, b"\r")
+                    message_lf = head + message.replace(b"\r", b"")
                 else:
                     message_lf = LfMessage(head, message,
                                            len(head) + len(message) - crs)
@@ -549,6 +552,8 @@ def _result(
     accepted = tuple(
         o.resolved or "" for o in outcomes if o.status is RcptStatus.ACCEPTED
     )
+    own = session.own_work
+    directory = session.directory_work
     if queued is None:
         decision = SmtpDecision.REJECTED
         if not mail_ok:
@@ -582,9 +587,10 @@ def _result(
         message=queued.data if queued else None,
         message_size_bytes=len(queued.data) if queued else 0,
         error_sleep_s=session.error_sleep_s,
-        work=session.work,
-        directory_work=session.directory_work,
+        work=own + directory if directory is not NO_WORK else own,
+        directory_work=directory,
         message_lf=message_lf,
+        session_work=own,
     )
 
 
@@ -675,6 +681,12 @@ class SmtpSession:
     @property
     def work(self) -> Work:
         """All work of the session so far, the directory's included."""
+        own = self.own_work
+        return own + self.directory_work if self.directory_work is not NO_WORK else own
+
+    @property
+    def own_work(self) -> Work:
+        """The session's work so far, the directory's not included."""
         cpu = {"smtp.session": 1}
         for kind, n in (
             ("smtp.command", self._commands),
@@ -686,10 +698,9 @@ class SmtpSession:
         ):
             if n:
                 cpu[kind] = n
-        own = Work(
+        return Work(
             cpu=cpu, net_bytes=self._net_bytes, net_round_trips=self._round_trips
         )
-        return own + self.directory_work if self.directory_work is not NO_WORK else own
 
     # -- the dialogue
 

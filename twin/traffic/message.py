@@ -43,6 +43,8 @@ _CRLF = "\r\n"
 _NOT_AS_IS = re.compile(r"\r(?:[^\n]|\n\.)")
 """What keeps text from going in SMTP DATA as it is: a CR before anything but
 an LF, or a line after a CRLF starting with a dot (``twin.stages.smtp``'s)."""
+_NOT_AS_IS_DATA = re.compile(_NOT_AS_IS.pattern.encode("ascii"))
+"""``_NOT_AS_IS`` for bytes."""
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = (
@@ -236,10 +238,11 @@ def _base64_corpus(size: int) -> str:
 class _Corpus:
     """Precomputed text blocks and the line starts to slice them at."""
 
-    __slots__ = ("text", "starts", "dotted", "plain")
+    __slots__ = ("text", "data", "starts", "dotted", "plain", "crs")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.data = text.encode("ascii")
         starts = [0]
         find = text.find
         position = find(_CRLF)
@@ -254,6 +257,13 @@ class _Corpus:
         crlf = text.count(_CRLF)
         self.plain = (text.count("\r") == crlf == text.count("\n")
                       and text.endswith(_CRLF))
+        # where the CRs are: a slice's count of them by bisection
+        crs = []
+        position = find("\r")
+        while position >= 0:
+            crs.append(position)
+            position = find("\r", position + 1)
+        self.crs = crs
 
     def slice(self, length: int, u: float) -> str:
         """*length* characters starting at a line start picked by *u*, ending in
@@ -265,30 +275,50 @@ class _Corpus:
         as it is (``twin.stages.smtp.goes_as_is``: CRLF line ends only, no
         line starting with a dot), told from the corpus's line starts rather
         than by a search of the slice."""
+        source, first, last, tail, clean, _ = self.cut_data(length, u)
+        return (source[first:last] + tail).decode("ascii"), clean
+
+    def cut_data(self, length: int, u: float) -> tuple[bytes, int, int, bytes,
+                                                     bool, int]:
+        """``cut(length, u)`` as bytes, in pieces: its body is
+        ``source[first:last]`` (the corpus's own bytes, where it fits in
+        them, so a view of them copies nothing), then *tail*; whether it is
+        clean; the number of CRs in it (by bisection, where it needs no
+        search)."""
         if length < 2:
-            return _CRLF[:length], length == 0  # (a lone CR ends no line)
-        text = self.text
+            return b"", 0, 0, b"\r\n"[:length], length == 0, length
+        source = self.data
+        period = len(source)
         starts = self.starts
         start = starts[min(int(u * len(starts)), len(starts) - 1)]
         body_end = start + length - 2
-        if body_end > len(text):
-            copies = body_end // len(text) + 1
-            text = text * copies
-        chunk = text[start:body_end]
-        if body_end > len(self.text) or not self.plain:
-            clean = None  # (a slice past the end: searched below)
-        else:
+        if body_end > period:  # a slice past the end: the text again after it
+            source = source * (body_end // period + 1)
+        # the text ends in a CRLF, so its copies line up: a count before a
+        # place in them is the copies' before it and the rest's
+        crs = _before(self.crs, body_end, period) - _before(self.crs, start, period)
+        clean = True
+        if self.plain:
             dotted = self.dotted
-            clean = not dotted or not (
-                bisect_left(dotted, start) < bisect_left(dotted, body_end))
-        if chunk.endswith("\r"):
-            chunk = chunk[:-1] + "."
-            if len(chunk) == 1 or chunk[-2] == "\n":
+            clean = not dotted or (_before(dotted, start, period)
+                                   == _before(dotted, body_end, period))
+        tail = b"\r\n"
+        if body_end > start and source[body_end - 1] == 13:  # ends in a CR:
+            body_end -= 1  # the CR becomes a dot
+            tail = b".\r\n"
+            crs -= 1
+            if body_end == start or source[body_end - 1] == 10:
                 clean = False  # the dot starts the last line
-        chunk += _CRLF
-        if clean is None:
-            clean = _NOT_AS_IS.search(_CRLF + chunk) is None
-        return chunk, clean
+        if not self.plain:
+            clean = _NOT_AS_IS_DATA.search(
+                b"\r\n" + source[start:body_end] + tail) is None
+        return source, start, body_end, tail, clean, crs + 1
+
+
+def _before(places: list[int], place: int, period: int) -> int:
+    """How many of *places* (sorted, in a text of *period* characters) come
+    before *place* in the text repeated."""
+    return place // period * len(places) + bisect_left(places, place % period)
 
 
 @lru_cache(maxsize=1)
@@ -302,13 +332,20 @@ def _corpora() -> dict[str, _Corpus]:
     }
 
 
-def _close_cut_tag(html: str) -> str:
-    """Blank out a tag cut in half on the last line of an HTML slice."""
-    last = html.rfind(_CRLF, 0, len(html) - 2) + 2
-    lt = html.rfind("<", last)
-    if lt >= 0 and html.find(">", lt) < 0:
-        return html[:lt] + " " * (len(html) - 2 - lt) + _CRLF
-    return html
+def _close_cut_tag(html: bytes, first: int, last: int,
+                   tail: bytes) -> tuple[int, bytes]:
+    """Blank out a tag cut in half on the last line of an HTML slice
+    (``html[first:last] + tail``, as ``_Corpus.cut_data`` gives it): the
+    slice's new *last* and *tail*."""
+    size = last - first + len(tail)
+    # the last line's start in the slice (1 where no CRLF is before it)
+    found = html.rfind(b"\r\n", first, last)
+    line = (found - first if found >= 0 else -1) + 2
+    lt = html.rfind(b"<", first + line, last) if first + line <= last else -1
+    if lt >= 0 and html.find(b">", lt, last) < 0:
+        lt -= first
+        return first + lt, b" " * (size - 2 - lt) + b"\r\n"
+    return last, tail
 
 
 def format_date(sim_s: float, offset_min: int) -> str:
@@ -343,6 +380,29 @@ def render_sent(
     (``twin.stages.smtp.goes_as_is``), told from the pieces it is made of
     without a search of the message (0.64 s a GB, ~9 % of the front's time
     in the mail week)."""
+    message, clean, _ = rendered(spec, population, rng)
+    return message, clean
+
+
+def _joined(pieces: list) -> bytes:
+    """The pieces ``rendered`` makes, in one copy: str, bytes, or (source,
+    first, last) for ``source[first:last]`` (a view of a corpus: no copy)."""
+    return b"".join([
+        piece.encode("ascii") if type(piece) is str
+        else piece if type(piece) is bytes
+        else memoryview(piece[0])[piece[1]:piece[2]]
+        for piece in pieces
+    ])
+
+
+def rendered(
+    spec: MessageSpec, population: Population, rng: np.random.Generator
+) -> tuple[bytes, bool, int]:
+    """``render_sent``'s message and flag, and the number of CRs in the
+    message, counted from its pieces rather than by a pass over it (which
+    took ~1 s of the front's CPU in the mail week): a message that goes as
+    it is reaches a maildir with its CRs stripped
+    (``SmtpServer.transact``'s *crs*)."""
     if spec.size_bytes < 1:
         raise ValueError(f"size_bytes(={spec.size_bytes}) must be >= 1")
     if not spec.recipients:
@@ -448,11 +508,17 @@ def render_sent(
         room = size - len(head) - len(top) - len(middle) - len(bottom)
         if room >= 200:
             text_len = room * 2 // 5
-            html, html_clean = html_corpus.cut(room - text_len, offset_u)
-            html = _close_cut_tag(html)  # (spaces for a tag: as clean)
-            text, text_clean = text_corpus.cut(text_len, 1.0 - offset_u)
-            return (head + top + text + middle + html + bottom).encode("ascii"), (
-                clean and html_clean and text_clean)
+            html, first, last, html_tail, html_clean, html_crs = (
+                html_corpus.cut_data(room - text_len, offset_u))
+            # (spaces for a tag: as clean, as many CRs)
+            last, html_tail = _close_cut_tag(html, first, last, html_tail)
+            text, t_first, t_last, text_tail, text_clean, text_crs = (
+                text_corpus.cut_data(text_len, 1.0 - offset_u))
+            pieces = [head + top, (text, t_first, t_last), text_tail, middle,
+                      (html, first, last), html_tail, bottom]
+            return _joined(pieces), (clean and html_clean and text_clean), (
+                head.count("\r") + top.count("\r") + text_crs
+                + middle.count("\r") + html_crs + bottom.count("\r"))
         structure = "plain"
     if structure == "mixed":
         content_type, filename = _ATTACHMENTS[int(structure_u * 70) % len(_ATTACHMENTS)]
@@ -479,22 +545,35 @@ def render_sent(
             lines, rest = divmod(attachment_len, 78)
             last = (rest - 2) // 4 * 4 if rest >= 6 else 0
             base64_corpus = corpora["base64"]
-            attachment, attachment_clean = (
-                base64_corpus.cut(lines * 78, 0.0) if lines else ("", True))
+            pieces = []
+            attachment_len = attachment_crs = 0
+            attachment_clean = True
+            if lines:
+                source, first, end, a_tail, attachment_clean, attachment_crs = (
+                    base64_corpus.cut_data(lines * 78, 0.0))
+                pieces += [(source, first, end), a_tail]
+                attachment_len = lines * 78
             if last:
                 tail = base64_corpus.text[:last] + _CRLF
-                attachment += tail
+                pieces.append(tail)
+                attachment_len += len(tail)
+                attachment_crs += tail.count("\r")
                 attachment_clean = attachment_clean and (
                     _NOT_AS_IS.search(_CRLF + tail) is None)
-            text, text_clean = text_corpus.cut(
-                text_len + attachment_len - len(attachment), offset_u
-            )
-            return (head + top + text + middle + attachment + bottom).encode(
-                "ascii"), clean and attachment_clean and text_clean
+            text, t_first, t_last, text_tail, text_clean, text_crs = (
+                text_corpus.cut_data(text_len + (room - text_len) - attachment_len,
+                                     offset_u))
+            pieces = [head + top, (text, t_first, t_last), text_tail, middle,
+                      *pieces, bottom]
+            return _joined(pieces), clean and attachment_clean and text_clean, (
+                head.count("\r") + top.count("\r") + text_crs
+                + middle.count("\r") + attachment_crs + bottom.count("\r"))
     top = (
         'Content-Type: text/plain; charset="us-ascii"\r\n'
         "Content-Transfer-Encoding: 7bit\r\n\r\n"
     )
     room = max(size - len(head) - len(top), 2)
-    text, text_clean = text_corpus.cut(room, offset_u)
-    return (head + top + text).encode("ascii"), clean and text_clean
+    text, first, last, tail, text_clean, text_crs = text_corpus.cut_data(
+        room, offset_u)
+    return _joined([head + top, (text, first, last), tail]), clean and text_clean, (
+        head.count("\r") + top.count("\r") + text_crs)
