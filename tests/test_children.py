@@ -155,3 +155,56 @@ def test_twin_run_leaves_no_child_behind(tmp_path, monkeypatch, capsys):
     assert len({id(process) for process in started}) == 1
     assert started[0].returncode is not None
     assert not children._WAITING
+
+
+def test_write_frame_writes_head_and_body_whole_even_past_the_pipe_buffer():
+    import os
+    import threading
+
+    from twin.sim.children import FRAME_HEAD, write_frame
+
+    body = bytes(range(256)) * 4096  # 1 MiB: more than a default pipe holds
+    read_end, write_end = os.pipe()
+    got = bytearray()
+
+    def drain():
+        while chunk := os.read(read_end, 1 << 16):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    write_frame(write_end, body)
+    write_frame(write_end, b"")
+    os.close(write_end)
+    reader.join()
+    os.close(read_end)
+    (size,) = FRAME_HEAD.unpack_from(got, 0)
+    assert size == len(body)
+    assert bytes(got[8:8 + size]) == body
+    assert FRAME_HEAD.unpack_from(got, 8 + size) == (0,)
+    assert len(got) == 8 + size + 8
+
+
+def test_write_frame_goes_on_after_a_partial_write(monkeypatch):
+    from twin.sim import children as module
+
+    calls = []
+
+    def short_writev(fd, pieces):  # takes at most 5 bytes a call
+        data = b"".join(bytes(piece) for piece in pieces)[:5]
+        calls.append(data)
+        return len(data)
+
+    monkeypatch.setattr(module.os, "writev", short_writev)
+    module.write_frame(7, b"hello world")
+    assert b"".join(calls) == module.FRAME_HEAD.pack(11) + b"hello world"
+    assert len(calls) == 4
+
+
+def test_exit_status_names_a_signal_and_suspects_memory_for_sigkill():
+    from twin.sim.children import exit_status
+
+    assert exit_status(0) == "exit status 0"
+    assert exit_status(2) == "exit status 2"
+    assert exit_status(-15) == "killed by SIGTERM"
+    assert exit_status(-9).startswith("killed by SIGKILL: out of memory?")

@@ -146,7 +146,7 @@ def test_a_front_child_that_dies_while_read_ahead_is_a_one_line_error():
     first = next(iter(stream))  # the reader thread is reading ahead
     assert first[1] in (IN, OUT, ROW)
     stream._process.kill()
-    with pytest.raises(TwinError, match="the front of the run .* failed: exit"):
+    with pytest.raises(TwinError, match="the front of the run .* failed: killed by"):
         list(stream)
     stream.close()
     assert not stream._reader.is_alive()
@@ -163,7 +163,7 @@ def test_closing_a_stream_not_read_ends_child_and_reader():
 def test_a_front_child_that_dies_is_a_one_line_error():
     stream = FrontStream(model("ece-2007-dell"), 7, child=True)
     stream._process.kill()
-    with pytest.raises(TwinError, match="the front of the run .* failed: exit"):
+    with pytest.raises(TwinError, match="the front of the run .* failed: killed by"):
         list(stream)
     stream.close()
 

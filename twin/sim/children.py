@@ -22,6 +22,8 @@ is known, so it imports nothing heavy.
 from __future__ import annotations
 
 import os
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +55,42 @@ child's ~0.5 s of start-up (imports) is waited for and a short run does not
 win it back. ``MAILTWIN_FRONT=child``, ``inline`` (the front run in process
 first, every hand-over held: for tests) or ``shared`` decides instead; the
 results are the same."""
+
+
+FRAME_HEAD = struct.Struct("<Q")
+"""A frame's head on a child's pipe: the little-endian 8-byte size of what
+follows."""
+
+
+def write_frame(fd: int, data: bytes) -> None:
+    """Write *data* to the pipe *fd* as one frame (its size, then it) in one
+    system call where the pipe takes it: a head written apart woke a reader
+    blocked on the pipe once for the head and again for the body, and with
+    ``PYTHONUNBUFFERED`` set (the children inherit it) ``sys.stdout.buffer``
+    wrote the two apart."""
+    pieces = [FRAME_HEAD.pack(len(data)), data]
+    while pieces:
+        written = os.writev(fd, pieces)
+        while pieces and written >= len(pieces[0]):
+            written -= len(pieces[0])
+            del pieces[0]
+        if written:
+            pieces[0] = memoryview(pieces[0])[written:]
+
+
+def exit_status(code: int) -> str:
+    """A child's exit *code* in words (a signal's name where it was killed;
+    SIGKILL is what Linux's out-of-memory killer sends)."""
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if name == "SIGKILL":
+        return ("killed by SIGKILL: out of memory? a store on tmpfs such as "
+                "/dev/shm takes memory as it fills")
+    return f"killed by {name}"
 
 
 def spawn_child(code: str, stderr=None, nice: int = CHILD_NICE) -> subprocess.Popen:

@@ -39,7 +39,6 @@ import gc
 import math
 import os
 import pickle
-import struct
 import sys
 import tempfile
 import threading
@@ -58,10 +57,13 @@ from twin.hardware.profile import load_profile
 from twin.resources import Servers
 from twin.schema.mail import MailScenario
 from twin.sim.children import (  # noqa: F401  (front_apart: as before)
+    FRAME_HEAD,
     FRONT_CODE,
     adopt,
+    exit_status,
     front_apart,
     spawn_child,
+    write_frame,
 )
 from twin.sim.mailrecord import GREYLIST, MessageRecord
 from twin.sim.mailsetup import (
@@ -100,7 +102,7 @@ BATCH_BYTES = 4 << 20
 READ_AHEAD = 4
 """Frames the parent's reader thread holds ahead of the simulation."""
 
-_HEAD = struct.Struct("<Q")
+_HEAD = FRAME_HEAD
 
 _SENT_FIELDS = tuple(f.name for f in fields(MessageSpec) if f.name != "retry")
 _RETRY_AT = [f.name for f in fields(MessageSpec)].index("retry")
@@ -612,13 +614,12 @@ def _events(env: simpy.Environment) -> int:
 
 
 def _run_child(scenario: MailScenario, seed: int, out) -> None:
-    """Run the front into the binary stream *out*, a frame per batch."""
+    """Run the front into the pipe of the binary stream *out*, a frame per
+    batch (written to its file descriptor: ``write_frame``)."""
+    fd = out.fileno()
 
     def emit(batch: list) -> None:
-        data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-        out.write(_HEAD.pack(len(data)))
-        out.write(data)
-        out.flush()
+        write_frame(fd, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
 
     from twin.sim.children import RUN_GC_THRESHOLDS
 
@@ -739,7 +740,7 @@ class FrontStream:
         self._process.wait()
         self._errors.seek(0)
         lines = self._errors.read().decode("utf-8", "replace").strip().splitlines()
-        last = lines[-1] if lines else f"exit status {self._process.returncode}"
+        last = lines[-1] if lines else exit_status(self._process.returncode)
         raise TwinError(f"the front of the run (arrivals, greylisting) failed: {last}")
 
     def _read(self) -> bool:

@@ -51,13 +51,13 @@ import gc
 import os
 import pickle
 import select
-import struct
 import sys
 import tempfile
 from collections import deque
 from operator import attrgetter
 
 from twin.errors import TwinError
+from twin.sim.children import FRAME_HEAD, exit_status, write_frame
 
 SESSIONS_CODE = "from twin.sim.sessions import child_main; child_main()"
 """What the session worker child runs."""
@@ -71,7 +71,7 @@ alternated runs)."""
 ANSWERS_EVERY = 32
 """Sessions played between two frames of answers while items are queued
 (the parent asks, ``("u", number)``, for one it needs before)."""
-_HEAD = struct.Struct("<Q")
+_HEAD = FRAME_HEAD
 
 
 def _spec_fields() -> list[str]:
@@ -155,9 +155,7 @@ class SessionWorker:
     def _send_now(self, items: list) -> None:
         data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self._in.write(_HEAD.pack(len(data)))
-            self._in.write(data)
-            self._in.flush()
+            write_frame(self._in.fileno(), data)
         except OSError:
             self._fail()
 
@@ -240,7 +238,7 @@ class SessionWorker:
         process.wait()
         self._errors.seek(0)
         lines = self._errors.read().decode("utf-8", "replace").strip().splitlines()
-        last = lines[-1] if lines else f"exit status {process.returncode}"
+        last = lines[-1] if lines else exit_status(process.returncode)
         raise TwinError(f"the session worker of the run (users reading mail) "
                         f"failed: {last}")
 
@@ -326,10 +324,7 @@ def _user_of(item) -> str | None:
 
 
 def _write(out, items: list) -> None:
-    data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_HEAD.pack(len(data)))
-    out.write(data)
-    out.flush()
+    write_frame(out.fileno(), pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _serve(scenario, store_root: str, folder: str, known: list[int],

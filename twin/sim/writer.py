@@ -73,6 +73,7 @@ from twin.errors import TwinError
 from twin.sim.children import (  # noqa: F401  (CHILD_NICE: as before)
     CHILD_NICE,
     WRITER_CODE,
+    exit_status,
     spawn_child,
 )
 from twin.sim.recorder import BATCH_ROWS
@@ -123,6 +124,8 @@ read the reports they wait for anyway."""
 _NEVER = float("inf")
 _GONE = "the writer process ended unexpectedly; run again"
 """What a failure reads when the child is gone without a report."""
+
+
 def widen_pipe(pipe) -> None:
     """Ask Linux for a pipe of PIPE_BYTES (F_SETPIPE_SZ) where it can."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
@@ -383,7 +386,7 @@ class FileWriter:
         while self._done < batch and not self._failure:
             if self._broken:
                 self._hear(block=False)
-                self._failure = self._failure or _GONE
+                self._failure = self._failure or self._gone()
                 break
             self._hear(block=True)
         if self._failure:
@@ -400,7 +403,7 @@ class FileWriter:
                 return
             if not chunk:
                 if self._done < self._sent and not self._failure:
-                    self._failure = _GONE
+                    self._failure = self._gone()
                 return
             self._heard += chunk
             *lines, self._heard = self._heard.split(b"\n")
@@ -411,6 +414,15 @@ class FileWriter:
                     self._failure = status.removeprefix("error ")
             if block and lines:
                 return
+
+    def _gone(self) -> str:
+        """What a failure reads when the child is gone without a report: how
+        it ended, where that is known within a second."""
+        try:
+            code = self._process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return _GONE
+        return _GONE.replace("unexpectedly", f"unexpectedly ({exit_status(code)})")
 
     def flush(self) -> None:
         """Send the operations gathered so far, without waiting for them."""
@@ -509,7 +521,7 @@ class FileWriter:
                     _write_vector(self._fd, *frame)
                 except (OSError, ValueError):
                     self._broken = True
-                    raise TwinError(f"store: {_GONE}") from None
+                    raise TwinError(f"store: {self._gone()}") from None
                 return
             while (
                 frame is not None
@@ -518,7 +530,7 @@ class FileWriter:
             ):
                 posted.wait()
             if self._broken and frame is not None:
-                raise TwinError(f"store: {_GONE}")
+                raise TwinError(f"store: {self._gone()}")
             self._outbox.append(frame)
             posted.notify_all()
 
