@@ -130,7 +130,7 @@ def test_the_worker_reads_whole_frames_as_they_come():
 
     def frame(items):
         data = pickle.dumps(items)
-        return sessions._HEAD.pack(len(data)) + data
+        return sessions.FRAME_HEAD.pack(len(data)) + data
 
     assert frames.poll() == []  # nothing came: no wait
     first, second = frame([("p", 1), ("p", 2)]), frame([("u", 2)])

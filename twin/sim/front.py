@@ -102,8 +102,6 @@ BATCH_BYTES = 4 << 20
 READ_AHEAD = 4
 """Frames the parent's reader thread holds ahead of the simulation."""
 
-_HEAD = FRAME_HEAD
-
 _SENT_FIELDS = tuple(f.name for f in fields(MessageSpec) if f.name != "retry")
 _RETRY_AT = [f.name for f in fields(MessageSpec)].index("retry")
 _pack = attrgetter(*_SENT_FIELDS)
@@ -707,9 +705,9 @@ class FrontStream:
         while True:
             data = None
             try:
-                head = pipe.read(_HEAD.size)
-                if len(head) == _HEAD.size:
-                    (size,) = _HEAD.unpack(head)
+                head = pipe.read(FRAME_HEAD.size)
+                if len(head) == FRAME_HEAD.size:
+                    (size,) = FRAME_HEAD.unpack(head)
                     data = pipe.read(size)
                     if len(data) < size:
                         data = None

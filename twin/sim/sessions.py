@@ -71,8 +71,6 @@ alternated runs)."""
 ANSWERS_EVERY = 32
 """Sessions played between two frames of answers while items are queued
 (the parent asks, ``("u", number)``, for one it needs before)."""
-_HEAD = FRAME_HEAD
-
 
 def _spec_fields() -> list[str]:
     from dataclasses import fields
@@ -164,10 +162,10 @@ class SessionWorker:
     def _receive(self) -> None:
         """Read one frame of answers (waiting for it)."""
         try:
-            head = self._out.read(_HEAD.size)
+            head = self._out.read(FRAME_HEAD.size)
             data = None
-            if len(head) == _HEAD.size:
-                (size,) = _HEAD.unpack(head)
+            if len(head) == FRAME_HEAD.size:
+                (size,) = FRAME_HEAD.unpack(head)
                 data = self._out.read(size)
                 if len(data) < size:
                     data = None
@@ -275,11 +273,11 @@ class _Frames:
         data = self._data
         items: list = []
         at = 0
-        while len(data) - at >= _HEAD.size:
-            (size,) = _HEAD.unpack_from(data, at)
-            if len(data) - at - _HEAD.size < size:
+        while len(data) - at >= FRAME_HEAD.size:
+            (size,) = FRAME_HEAD.unpack_from(data, at)
+            if len(data) - at - FRAME_HEAD.size < size:
                 break
-            at += _HEAD.size
+            at += FRAME_HEAD.size
             items.extend(pickle.loads(memoryview(data)[at:at + size]))
             at += size
         if at:

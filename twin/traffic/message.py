@@ -546,23 +546,22 @@ def rendered(
             last = (rest - 2) // 4 * 4 if rest >= 6 else 0
             base64_corpus = corpora["base64"]
             pieces = []
-            attachment_len = attachment_crs = 0
+            attached = attachment_crs = 0  # the attachment's length, CRs
             attachment_clean = True
             if lines:
                 source, first, end, a_tail, attachment_clean, attachment_crs = (
                     base64_corpus.cut_data(lines * 78, 0.0))
                 pieces += [(source, first, end), a_tail]
-                attachment_len = lines * 78
+                attached = lines * 78
             if last:
                 tail = base64_corpus.text[:last] + _CRLF
                 pieces.append(tail)
-                attachment_len += len(tail)
+                attached += len(tail)
                 attachment_crs += tail.count("\r")
                 attachment_clean = attachment_clean and (
                     _NOT_AS_IS.search(_CRLF + tail) is None)
             text, t_first, t_last, text_tail, text_clean, text_crs = (
-                text_corpus.cut_data(text_len + (room - text_len) - attachment_len,
-                                     offset_u))
+                text_corpus.cut_data(room - attached, offset_u))
             pieces = [head + top, (text, t_first, t_last), text_tail, middle,
                       *pieces, bottom]
             return _joined(pieces), clean and attachment_clean and text_clean, (
