@@ -22,7 +22,7 @@ from twin.access.cyrusstore import (
 )
 from twin.errors import TwinError
 from twin.scenario import load_scenario
-from twin.sim import sessions
+from twin.sim import access, sessions
 from twin.sim.run import run_scenario
 
 ROOT = Path(__file__).parent.parent / "scenarios"
@@ -54,30 +54,41 @@ def files(folder: Path) -> dict[str, str]:
 def runs(tmp_path_factory):
     """The reading run with its sessions here and in the worker, the front
     in a child (hand-overs read as the run goes) and in process (all read
-    at once, so every session that may go goes a minute ahead)."""
+    at once, so every session that may go goes a minute ahead); and in the
+    worker with the blocked sessions looked at again at every session's
+    start ("rescan"), not only when one may have become free to go."""
     scenario = load_scenario(ROOT / "ece-2007-dell.yaml", READING)
-    done, counts = {}, {}
+    done, counts, blocked = {}, {}, {}
     finish = sessions.SessionWorker.finish
+    begin = access.AccessLoad._begin
 
     def counting(self):
         counts[mode] = (self.sent, self.waited)
         return finish(self)
 
+    def rescanning(self, now):
+        blocked[mode] = max(blocked.get(mode, 0), len(self._blocked))
+        if mode == "rescan":
+            self._recheck = True
+        return begin(self, now)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sessions.SessionWorker, "finish", counting)
+        patch.setattr(access.AccessLoad, "_begin", rescanning)
         for mode, front, where in (("here", "child", "inline"),
                                    ("worker", "child", "worker"),
-                                   ("worker-inline-front", "inline", "worker")):
+                                   ("worker-inline-front", "inline", "worker"),
+                                   ("rescan", "child", "worker")):
             patch.setenv("MAILTWIN_FRONT", front)
             patch.setenv("MAILTWIN_SESSIONS", where)
             folder = tmp_path_factory.mktemp(mode) / "run"
             done[mode] = run_scenario(scenario, folder, quiet=True)
-    return done, counts
+    return done, counts, blocked
 
 
-@pytest.mark.parametrize("mode", ["worker", "worker-inline-front"])
+@pytest.mark.parametrize("mode", ["worker", "worker-inline-front", "rescan"])
 def test_sessions_in_the_worker_give_the_same_results(runs, mode):
-    done, counts = runs
+    done, counts, _ = runs
     here, apart = done["here"], done[mode]
     assert apart.summary == here.summary
     assert here.summary["access.sessions"] > 1000
@@ -94,6 +105,15 @@ def test_sessions_in_the_worker_give_the_same_results(runs, mode):
     assert "here" not in counts
     assert sent == here.summary["access.sessions"]
     assert waited < 0.05 * sent
+
+
+def test_blocked_sessions_go_as_early_as_a_rescan_at_every_start_sends_them(runs):
+    # a blocked session is looked at again only when a message naming its
+    # user leaves or the user's session before it goes: no other change
+    # can free it, so it goes at the same start as when every start looks
+    _, counts, blocked = runs
+    assert blocked["worker"] > 0 and blocked["rescan"] > 0
+    assert counts["worker"] == counts["rescan"]
 
 
 def test_a_delivery_is_booked_with_the_work_of_the_real_index_update(tmp_path):

@@ -59,7 +59,10 @@ session to play, where nothing can change its user's mailbox before it
 starts (``twin.sim.sessions``): a simulated minute is ~8 ms of the access
 week's wall time, and a session the memo does not replay ~0.4 ms of play
 (``benchmarks/session_lookahead.py``: 98.8 % of the sessions could go a
-minute ahead)."""
+minute ahead, 96.0 % five minutes). Five minutes made the simulation wait
+~7 s of the access week for outcomes against ~11 s, but the wall time did
+not follow (alternated runs: 79.5 s against 77.5 s): the worker, further
+ahead, took the other core from the writer and the front."""
 DISPATCH_EVERY_S = 15.0
 """Simulated seconds between two sendings of sessions to the worker: each
 sends those starting up to ``AHEAD_S`` ahead, in one frame (a frame per
@@ -219,6 +222,17 @@ class AccessLoad:
         order (worker only)."""
         self._blocked: list = []
         """Those the worker could not be sent yet, in start order."""
+        self._blocked_users: dict[str, int] = {}
+        """User -> that user's sessions in ``_blocked``."""
+        self._recheck = False
+        """Whether something that may let a blocked session go happened since
+        ``_dispatch`` last looked at them: a message naming a blocked user
+        left the simulation, or an earlier session of a blocked user began
+        or went to the worker. Nothing else can (a hand-over read or made
+        only blocks more), so the blocked are not looked at again until
+        then. Looking at them at every session's start cost ~3 % of a
+        profiled two-day run with a reach of four simulated minutes
+        (``_dispatch`` 4.7 s, 3.2 s since, of ~43 s), 0.1 s with a minute's."""
         self._unwritten: list = []
         """Those that may go but wait for the writer to write their user's
         mail (``FileWriter.written``), in the order they were let go."""
@@ -273,12 +287,15 @@ class AccessLoad:
         if names is None:
             return
         busy = self._busy
+        blocked = self._blocked_users
         for name in names:
             left = busy[name] - 1
             if left:
                 busy[name] = left
             else:
                 del busy[name]
+                if name in blocked:
+                    self._recheck = True
 
     def start(self, epoch_s: float) -> None:
         self.epoch = epoch_s
@@ -357,7 +374,7 @@ class AccessLoad:
             self._next_dispatch = now + DISPATCH_EVERY_S
             self._covered = now + AHEAD_S
             self._dispatch(now)
-        elif self._blocked or self._unwritten or (
+        elif (self._recheck and self._blocked) or self._unwritten or (
                 self._undispatched and self._undispatched[0][1] <= self._covered):
             # (drawn since the last sending, within its reach)
             self._dispatch(now)
@@ -371,6 +388,7 @@ class AccessLoad:
         worker = self.worker
         held: set[str] = set()
         sent = False
+        blocked_users = self._blocked_users
         if self._unwritten:
             still = []
             written = self.files.written
@@ -379,30 +397,38 @@ class AccessLoad:
                 if user not in held and written(user):
                     self._play(*item)
                     sent = True
+                    if user in blocked_users:
+                        self._recheck = True  # the user's next may go now
                 else:
                     held.add(user)
                     still.append(item)
             self._unwritten = still
-        if self._blocked:
+        if self._blocked and self._recheck:
+            self._recheck = False
             still = []
             for item in self._blocked:
-                if item[0].user not in held and self._may_go(*item):
+                user = item[0].user
+                if user not in held and self._may_go(*item):
                     self._send(*item)
                     sent = True
+                    _forget(blocked_users, user)
                 else:
-                    held.add(item[0].user)
+                    held.add(user)
                     still.append(item)
             self._blocked = still
         undispatched = self._undispatched
         limit = self._covered
         while undispatched and undispatched[0][1] <= limit:
             item = undispatched.popleft()
-            if item[0].user not in held and self._may_go(*item):
+            user = item[0].user
+            if (user not in held and user not in blocked_users
+                    and self._may_go(*item)):
                 self._send(*item)
                 sent = True
             else:
-                held.add(item[0].user)
+                held.add(user)
                 self._blocked.append(item)
+                blocked_users[user] = blocked_users.get(user, 0) + 1
         if sent:
             worker.flush()
 
@@ -463,8 +489,12 @@ class AccessLoad:
                 del unwritten[held]
                 self.writer_waits += 1
                 waited = False
+                if spec.user in self._blocked_users:
+                    self._recheck = True  # the user's next may go now
             elif self._blocked and self._blocked[0][0] is spec:
                 self._blocked.pop(0)
+                _forget(self._blocked_users, spec.user)
+                self._recheck = True  # the user's next may go now
             else:
                 item = self._undispatched.popleft()
                 if item[0] is not spec:
@@ -603,6 +633,15 @@ _SENDER = _FIELDS.index("sender")
 _RECIPIENTS = _FIELDS.index("recipients")
 """Where ``pack_spec``'s values hold them (before the retry schedule)."""
 _WORDS = re.compile(r"[a-z0-9._+\-]+")
+
+
+def _forget(counts: dict[str, int], user: str) -> None:
+    """One fewer of *user*'s sessions blocked."""
+    left = counts[user] - 1
+    if left:
+        counts[user] = left
+    else:
+        del counts[user]
 
 
 def _names_of(sender: str, recipients) -> tuple[str, ...]:
