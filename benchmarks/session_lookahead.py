@@ -23,6 +23,7 @@ By default two simulated days of the access week of ``access_week.py``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -68,12 +69,20 @@ def observe(scenario: str, overrides: list[str], out: Path):
 
     mailrecord.MessageRecord.__init__ = noting_record
     access.AccessLoad._session = noting_session
+    # the sessions played here, where they can be timed one by one (in a
+    # worker, AccessLoad._session is never called)
+    inline = os.environ.get("MAILTWIN_SESSIONS")
+    os.environ["MAILTWIN_SESSIONS"] = "inline"
     try:
         code = twin_main(["run", scenario, "--out", str(out), "--quiet", "--force",
                           *[f"--set={item}" for item in overrides]])
     finally:
         mailrecord.MessageRecord.__init__ = make_record
         access.AccessLoad._session = play
+        if inline is None:
+            del os.environ["MAILTWIN_SESSIONS"]
+        else:
+            os.environ["MAILTWIN_SESSIONS"] = inline
     if code:
         raise SystemExit(code)
     if not sessions:
