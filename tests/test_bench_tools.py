@@ -1,6 +1,8 @@
 """The measuring tools under benchmarks/ that wrap the package's functions."""
 
 import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -68,3 +70,27 @@ def test_the_benchmarks_know_a_file_system_in_memory(tmp_path, monkeypatch):
     assert week.work_folder(str(tmp_path)) == tmp_path
     with pytest.raises(SystemExit, match="--dir .*no such folder"):
         week.work_folder(str(tmp_path / "missing"))
+
+
+def test_session_lookahead_times_the_sessions_of_a_run(monkeypatch, capsys):
+    # it plays the sessions in its own process, whatever MAILTWIN_SESSIONS says
+    # (in a worker it would find none to time); the front in a child, as in
+    # a long run, where the sessions go to a worker by default
+    monkeypatch.setenv("MAILTWIN_SESSIONS", "worker")
+    monkeypatch.setenv("MAILTWIN_FRONT", "child")
+    lookahead = load("session_lookahead")
+    monkeypatch.setattr(sys, "argv", [
+        "session_lookahead.py", "--duration", "4h",
+        "--set", "warmup=1h", "--set", "traffic.users.inboxes=100",
+        "--set", "access={mailbox_scale: 0.01}",
+    ])
+    assert lookahead.main() == 0
+    out = capsys.readouterr().out
+    sessions = int(re.search(r"4h: ([\d,]+) sessions", out)[1].replace(",", ""))
+    assert sessions > 50
+    shares = [float(line.split(":")[1].split("%")[0])
+              for line in out.splitlines() if line.lstrip().startswith("H =")]
+    assert len(shares) == len(lookahead.HORIZONS)
+    # the further ahead, the fewer sessions nothing can reach before they start
+    assert shares == sorted(shares, reverse=True) and shares[0] > shares[-1]
+    assert os.environ["MAILTWIN_SESSIONS"] == "worker"  # put back
