@@ -204,12 +204,34 @@ def report_cpu(result: dict) -> None:
         f"({result['children_kernel_s']:.1f} s of it in the kernel)"
     )
     print(floor_line(result))
+    line = waits_line(result["manifest"])
+    if line:
+        print(line)
     if result["children_s"] > 0.8 * result["wall"]:
         why = ("the kernel was slow to take the store's files (a full page "
                "cache?)") if result["children_kernel_s"] > 0.4 * result[
                    "children_s"] else "their own CPU (the other core is full)"
         print("  note          : the children, not the simulation, set the "
               f"pace: {why}")
+
+
+WAITED_FOR = {
+    "front": "the front's frames",
+    "writer": "the writer's reports",
+    "session_worker": "the session worker's outcomes",
+}
+
+
+def waits_line(manifest: dict) -> str:
+    """What the simulation waited for, from the run's manifest
+    (``waited_seconds``: host seconds it was blocked on each child); empty
+    for a run with no child."""
+    waits = manifest.get("waited_seconds")
+    if not waits:
+        return ""
+    parts = [f"{seconds:.1f} s for {WAITED_FOR.get(name, name)}"
+             for name, seconds in waits.items()]
+    return "  waits         : the simulation waited " + ", ".join(parts)
 
 
 def floor_line(result: dict, cores: int | None = None) -> str:

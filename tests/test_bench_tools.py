@@ -94,3 +94,13 @@ def test_session_lookahead_times_the_sessions_of_a_run(monkeypatch, capsys):
     # the further ahead, the fewer sessions nothing can reach before they start
     assert shares == sorted(shares, reverse=True) and shares[0] > shares[-1]
     assert os.environ["MAILTWIN_SESSIONS"] == "worker"  # put back
+
+
+def test_the_waits_line_names_each_child_the_simulation_waited_for():
+    week = load("mail_week")
+    line = week.waits_line({"waited_seconds": {"front": 0.04, "writer": 2.25,
+                                               "session_worker": 11.5}})
+    assert line == ("  waits         : the simulation waited 0.0 s for the front's "
+                    "frames, 2.2 s for the writer's reports, 11.5 s for the "
+                    "session worker's outcomes")
+    assert week.waits_line({"wall_seconds": 3.0}) == ""  # a run without children

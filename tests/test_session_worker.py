@@ -171,3 +171,16 @@ def test_each_item_names_its_user():
     assert sessions._user_of(("p", 7, spec_values, 0.0)) == "bob"
     assert sessions._user_of(("d", "cy", "name", 0.0, ())) == "cy"
     assert sessions._user_of(("e",)) is None
+
+
+def test_the_manifest_says_what_the_simulation_waited_for(runs):
+    # host seconds, for whoever asks where the wall time went; never a result
+    done, _, _ = runs
+    waits = done["worker"].manifest["waited_seconds"]
+    assert set(waits) == {"front", "writer", "session_worker"}
+    assert all(isinstance(s, float) and s >= 0 for s in waits.values())
+    assert waits["session_worker"] > 0  # some outcome was not there yet
+    assert done["worker"].manifest["wall_seconds"] >= max(waits.values())
+    assert set(done["here"].manifest["waited_seconds"]) == {"front", "writer"}
+    assert set(done["worker-inline-front"].manifest["waited_seconds"]) == {
+        "writer", "session_worker"}

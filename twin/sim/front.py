@@ -42,6 +42,7 @@ import pickle
 import sys
 import tempfile
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import fields, replace
@@ -661,9 +662,14 @@ class FrontStream:
         (the session worker's bookkeeping, ``AccessLoad.coming``)."""
         self.snapshots: dict[float, list] = {}
         self.ended: dict | None = None
+        self.waited_s = 0.0
+        """Host seconds the simulation spent waiting for the child's next
+        frame (a diagnostic for the run's manifest, never in a result)."""
         self._process = None
         self._batches: deque = deque()
         self._errors = None
+        self.apart = child
+        """Whether the front runs in a child process (read as it goes)."""
         if child:
             self._start(scenario, seed)
         else:
@@ -726,8 +732,11 @@ class FrontStream:
             return self._batches.popleft() if self._batches else None
         arrived = self._arrived
         with arrived:
-            while not self._frames:
-                arrived.wait()
+            if not self._frames:
+                started = time.perf_counter()
+                while not self._frames:
+                    arrived.wait()
+                self.waited_s += time.perf_counter() - started
             data = self._frames.popleft()
             arrived.notify_all()
         if data is None:

@@ -239,6 +239,22 @@ class MailModel:
         self._tables.append(made)
         return made
 
+    def waited_seconds(self) -> dict[str, float]:
+        """Host seconds the simulation waited for each of its child processes
+        (the front's next frame, the writer's reports, the session worker's
+        outcomes): where a run's wall time went, for its manifest. Never in
+        a result: the same run waits differently on another machine."""
+        waits = {}
+        front = self.front_stream
+        if front is not None and front.apart:
+            waits["front"] = front.waited_s
+        if isinstance(self.files, FileWriter):
+            waits["writer"] = self.files.waited_s
+        access = self.access
+        if access is not None and access.worker is not None:
+            waits["session_worker"] = access.worker.waited_s
+        return {name: round(seconds, 3) for name, seconds in waits.items()}
+
     def _close_tables(self) -> None:
         for made in self._tables:
             made.close()

@@ -181,8 +181,11 @@ def _build(env, scenario: Scenario, streams: Streams, folder: Path):
     return built, built.jobs
 
 
-def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict, int]:
-    """Run *scenario* writing its tables into *folder*; summary and event count."""
+def simulate(scenario: Scenario, folder: Path, progress: Progress,
+             host: dict | None = None) -> tuple[dict, int]:
+    """Run *scenario* writing its tables into *folder*; summary and event
+    count. *host*, if given, gets what the run's host did that is no result
+    (``waited_seconds``: the model's waits for its child processes)."""
     model_spec = scenario.model
     env = simpy.Environment()
     streams = Streams(scenario.seed)
@@ -216,6 +219,9 @@ def simulate(scenario: Scenario, folder: Path, progress: Progress) -> tuple[dict
             gc.unfreeze()
         sampler.sample()  # the last, partial interval up to the end
         summary = model.finish()
+        waited = getattr(model, "waited_seconds", None)
+        if host is not None and waited is not None:
+            host["waited_seconds"] = waited()
         for name, most in sampler.maxima.items():
             summary.setdefault(f"queue.{name}.max", float(most))
     finally:
@@ -281,8 +287,9 @@ def run_scenario(
     lines = stream is not None and not stream.isatty()
     progress = Progress(stream, scenario.model.duration, scenario.name, lines)
     started = time.perf_counter()
+    host: dict = {}
     try:
-        summary, events = simulate(scenario, staging, progress)
+        summary, events = simulate(scenario, staging, progress, host)
     except BaseException as exc:
         manifest.update(
             status="failed",
@@ -299,6 +306,7 @@ def run_scenario(
         status="complete",
         events=events,
         wall_seconds=round(time.perf_counter() - started, 3),
+        **host,
     )
     write_json(staging / "manifest.json", manifest)
     _replace(staging, folder)

@@ -53,6 +53,7 @@ import pickle
 import select
 import sys
 import tempfile
+import time
 from collections import deque
 from operator import attrgetter
 
@@ -124,6 +125,9 @@ class SessionWorker:
         self.waited = 0
         """Sessions sent at their start, not ahead: their user's mailbox
         might have changed before (``outcome(waited=True)``)."""
+        self.waited_s = 0.0
+        """Host seconds the simulation spent waiting for outcomes not here
+        yet (a diagnostic for the run's manifest, never in a result)."""
 
     def begin(self, scenario, store_root, folder, known: list[int]) -> None:
         """Take over the store at *store_root* of the run in *folder*, as
@@ -190,9 +194,11 @@ class SessionWorker:
             # ask for it: the worker plays it before other users' sessions
             self.waited += waited
             self._items.append(("u", number))
+            started = time.perf_counter()
             self.flush()
             while number not in outcomes:
                 self._receive()
+            self.waited_s += time.perf_counter() - started
             found = outcomes.pop(number)
         commands = found[2]
         if commands is None:

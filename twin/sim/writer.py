@@ -61,6 +61,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -164,6 +165,9 @@ class FileWriter:
         self._failure = ""
         self._heard = b""
         self._closed = False
+        self.waited_s = 0.0
+        """Host seconds the simulation spent waiting for the child's reports
+        (a diagnostic for the run's manifest, never in a result)."""
         self._touched: dict[str, int] = {}
         """Key -> the batch of its last operation (``touch``)."""
         self._eager = False
@@ -396,7 +400,9 @@ class FileWriter:
         """Read the child's reports: one line ``<batch> ok|error <what>`` each."""
         while True:
             if block:
+                started = time.perf_counter()
                 select.select([self._answers_fd], [], [])
+                self.waited_s += time.perf_counter() - started
             try:
                 chunk = os.read(self._answers_fd, 65536)
             except BlockingIOError:
