@@ -7,13 +7,17 @@ once the writer is done; a reader that calls ``ready(user)`` finds the files.
 
 import mailbox
 import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from twin.access.cyrusstore import HEADER, CyrusBackend, StoreError
 from twin.sim.writer import FileWriter, start_writer
-from twin.stages.fileops import DIRECT
+from twin.stages.fileops import DIRECT, Files
 from twin.stages.maildir import MaildirSettings, maildir_path
 from twin.traffic import mailboxes
 from twin.traffic.mailboxes import populate
@@ -23,6 +27,7 @@ from twin.traffic.users import ReadingSettings, draw_profiles
 SCALE = 0.05
 SETTINGS = ReadingSettings(mailbox_scale=SCALE, message_size_median_bytes=20_000)
 EPOCH_S = MaildirSettings().epoch_offset_s
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +108,75 @@ def test_maildir_through_the_writer_is_the_same_store(tmp_path, population, prof
         assert len(box) == count
         unread += sum("S" not in message.get_flags() for message in box)
     assert unread == stats.unread
+
+
+@pytest.mark.parametrize("through_writer", [False, True])
+def test_indexes_built_from_the_plan_are_the_same_store(tmp_path, population,
+                                                        profiles, writer,
+                                                        through_writer):
+    """populate(defer_index=True) builds no index: the plan it hands over
+    before writing a message builds them (in another process, as a session
+    worker does), into the very files and mtimes of an eager populate."""
+    eager = _populate(tmp_path / "a", "maildir", population, profiles,
+                      host_fsync=False)
+    handed = []
+    options = {"files": writer} if through_writer else {}
+    later = _populate(tmp_path / "b", "maildir", population, profiles,
+                      host_fsync=False, defer_index=True,
+                      on_plan=lambda plan, known: handed.append(
+                          (plan, known, os.listdir(tmp_path / "b"))),
+                      **options)
+    assert later == eager  # the same stats and draws
+    plan, known, listed = handed[0]
+    assert len(handed) == 1 and later[0].index_plan is plan
+    assert known == eager[0].known_messages
+    assert ".format" in listed  # handed over before any message was written
+    assert not any((tmp_path / "b").rglob("cyrus.index"))
+    # built in a child process, from the plan alone (pickled as to a worker)
+    code = ("import pickle, sys; from twin.traffic.mailboxes import build_indexes; "
+            "build_indexes(pickle.loads(sys.stdin.buffer.read()))")
+    subprocess.run([sys.executable, "-c", code], input=pickle.dumps(plan),
+                   check=True, cwd=ROOT)
+    if through_writer:
+        writer.sync()
+    assert _tree(tmp_path / "b") == _tree(tmp_path / "a")
+    for user in population.usernames:
+        inbox = maildir_path(tmp_path / "b", user)
+        assert (os.stat(inbox / "new").st_mtime_ns, os.stat(inbox / "cur").st_mtime_ns
+                ) == (EPOCH_S * 1_000_000_000,) * 2
+    with pytest.raises(StoreError, match="has an index already"):
+        mailboxes.build_indexes(plan)
+
+
+class _Counting(Files):
+    """Files done at once that count the creates asked of them and say the
+    writer is behind (or not)."""
+
+    def __init__(self, behind: bool) -> None:
+        self.created = 0
+        self._behind = behind
+
+    def create(self, *args, **options) -> None:
+        self.created += 1
+        super().create(*args, **options)
+
+    def behind(self) -> bool:
+        return self._behind
+
+
+def test_a_writer_behind_gets_no_more_mailboxes(tmp_path, population, profiles):
+    """While the writer is behind, populate writes each mailbox itself
+    instead of waiting; the store is the same."""
+    at_once = _populate(tmp_path / "a", "maildir", population, profiles)
+    sinks = {}
+    for name, behind in (("b", True), ("c", False)):
+        sinks[name] = _Counting(behind)
+        assert _populate(tmp_path / name, "maildir", population, profiles,
+                         files=sinks[name]) == at_once
+        assert _tree(tmp_path / name) == _tree(tmp_path / "a")
+    assert sinks["b"].created == 0
+    assert 0 < sinks["c"].created < at_once[0].messages
+    assert not DIRECT.behind()
 
 
 def test_an_outside_reader_finds_the_index_in_step(tmp_path, population, profiles,

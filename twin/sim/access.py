@@ -155,8 +155,6 @@ class AccessLoad:
         self.streams = streams
         self._populate(stages, fmt, population, host_fsync, folder)
         if self.worker is not None:
-            self.worker.begin(scenario, stages.store_root, folder,
-                              self.stats.known_messages)
             self.states = []  # (the worker's)
             self.backend = None
             # what populate left in this process's memory is the worker's now
@@ -187,8 +185,16 @@ class AccessLoad:
     def _populate(self, stages, fmt: str, population, host_fsync: bool,
                   folder) -> None:
         """Fill the store with the users' mailboxes (the message files
-        through the writer) and make the backend that serves them here."""
+        through the writer) and make the backend that serves them here. With
+        a session worker, the worker builds the indexes (from the plan,
+        ``build_indexes``) while this process writes the mailboxes: it
+        begins as soon as they are drawn."""
         files = self.files
+        worker = self.worker
+
+        def begin(plan, known) -> None:
+            worker.begin(self.scenario, stages.store_root, folder, known, plan)
+
         stats = populate(
             stages.store_root,
             fmt,
@@ -200,6 +206,8 @@ class AccessLoad:
             # the message files go through the model's writer: a session
             # waits for its user's (ready), as for deliveries
             files=files,
+            defer_index=worker is not None,
+            on_plan=begin if worker is not None else None,
         )
         self.stats = stats
         self.states = [ClientState(known) for known in stats.known_messages]

@@ -33,10 +33,12 @@ so.
 
 Frames both ways: a little-endian 8-byte size, then a pickled list of
 items. To the worker, first the run (scenario, store root, run folder, each
-user's messages known to the client), then ``("d", user, filename, now,
-parsed)`` (a delivery to index, *now* its internal date), ``("p", number,
-spec, now)`` (a session to play at epoch second *now*), ``("u", number)``
-(that session's outcome is needed now), ``("e",)`` (the end). From it:
+user's messages known to the client, the plan of the indexes it builds
+first: ``build_indexes``, as soon as the mailboxes are drawn), then
+``("d", user, filename, now, parsed)`` (a delivery to index, *now* its
+internal date), ``("p", number, spec, now)`` (a session to play at epoch
+second *now*), ``("u", number)`` (that session's outcome is needed now),
+``("e",)`` (the end). From it:
 ``("o", number, commands, failure, messages_read, bytes_fetched)`` per
 session (*commands* None: the same list as that user's last), in frames of
 up to ``ANSWERS_EVERY`` while items are queued, at once when asked, and
@@ -129,12 +131,15 @@ class SessionWorker:
         """Host seconds the simulation spent waiting for outcomes not here
         yet (a diagnostic for the run's manifest, never in a result)."""
 
-    def begin(self, scenario, store_root, folder, known: list[int]) -> None:
+    def begin(self, scenario, store_root, folder, known: list[int],
+              plan=None) -> None:
         """Take over the store at *store_root* of the run in *folder*, as
-        ``populate`` left it (its index files written; the message files
-        through the run's writer), *known* each user's messages their client
-        has seen."""
-        self._send_now([(scenario, str(store_root), str(folder), list(known))])
+        ``populate`` leaves it (the message files through the run's writer),
+        *known* each user's messages their client has seen; the worker
+        builds the indexes first from *plan* (``populate(defer_index=True)``,
+        ``build_indexes``), else they are in their files."""
+        self._send_now([(scenario, str(store_root), str(folder), list(known),
+                         plan)])
 
     # sending
 
@@ -331,7 +336,7 @@ def _write(out, items: list) -> None:
     write_frame(out.fileno(), pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _serve(scenario, store_root: str, folder: str, known: list[int],
+def _serve(scenario, store_root: str, folder: str, known: list[int], plan,
            source: _Frames, out, items: list) -> None:
     from pathlib import Path
 
@@ -341,13 +346,18 @@ def _serve(scenario, store_root: str, folder: str, known: list[int],
     from twin.access.pop3 import Pop3Session
     from twin.sim.children import RUN_GC_THRESHOLDS
     from twin.traffic.client import ClientState, PollMemo
+    from twin.traffic.mailboxes import build_indexes
     from twin.traffic.users import SessionSpec
 
     states = [ClientState(seen) for seen in known]
-    # the mailboxes' indexes are read from their files as each is first
-    # opened (the same Work as the populating process's copy in memory)
+    # the mailboxes' indexes: built here from the plan (the same as the
+    # populating process builds without a worker), else read from their
+    # files as each is first opened (the same Work either way)
     backend = CyrusBackend(store_root, host_fsync=scenario.pipeline.deliver.host_fsync,
                            sole_writer=True)
+    if plan is not None:
+        # built here, kept in memory (the same as read from their files)
+        build_indexes(plan, backend)
     directory = CredentialsFile(Path(folder) / "credentials.csv")
     memo = PollMemo()
     last: dict[str, list] = {}

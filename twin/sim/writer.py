@@ -510,6 +510,11 @@ class FileWriter:
         if not self._sent % HEAR_EVERY:
             self._hear(block=False)  # keep the child's report pipe from filling
 
+    def behind(self) -> bool:
+        """Whether the sender thread holds ``SEND_AHEAD`` batches: the next
+        one sent would wait for the child (``Files.behind``)."""
+        return len(self._outbox) >= SEND_AHEAD
+
     def _post(self, frame: tuple[list, list[int]] | None) -> None:
         """Give *frame* to the sender thread, once it holds fewer than
         ``SEND_AHEAD`` (None: the last, and no wait)."""

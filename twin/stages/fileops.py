@@ -140,6 +140,11 @@ class Files:
     def tick(self, now: float) -> None:
         """Simulated time is *now* (nothing waits for it here)."""
 
+    def behind(self) -> bool:
+        """Whether a writer that works apart has more to do than it holds
+        ahead, so that asking for more would wait (never here)."""
+        return False
+
     def ready(self, key: str) -> None:
         """The operations that touched *key* are done (always true here)."""
 

@@ -16,7 +16,11 @@ and the access servers use:
   written instead of reading them back; the same files, noting the epoch as
   the mtime of ``new/`` and ``cur/``, which they are given), so no session of
   the simulated week pays for it; with ``index=False`` the backend rebuilds
-  it lazily at the first open.
+  it lazily at the first open; with ``defer_index=True`` (and ``files``)
+  nothing builds it here: ``MailboxStats.index_plan`` says how, and
+  ``build_indexes`` builds the same indexes from it in another process (a
+  session worker, ``twin.sim.sessions``: the one that serves them, while this
+  one goes on).
 - ``"mbox"``: the spool file ``<user>`` (``twin.stages.mbox``), messages in
   time order after ``From `` lines, each carrying the headers UW IMAP leaves
   (``Status: RO`` read / ``O`` unread, ``X-UID``, and ``X-IMAPbase`` in the
@@ -48,10 +52,12 @@ an unknown format or profiles that do not match the population.
 from __future__ import annotations
 
 import base64
+import copy
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,7 +77,11 @@ HERE_SHARE = 0.2
 (whole mailboxes, the first while the running share is below it): the
 writer's creates cost more than the drawing here, so both processes stay busy
 (ece-2007-dell on the 2-core VM: about even CPU at 0.2-0.25,
-reports/s8 measurements in the report). Files are the same either way."""
+reports/s8 measurements in the report). Whenever the writer is behind
+(``Files.behind``: the next batch would wait for it) the next mailbox is
+written here too, rather than wait: with a session worker building the
+indexes (``defer_index``) the writer, niced, got ~40 % of a core and the
+populating process waited ~40 % of the time. Files are the same either way."""
 _TEXT_CORPUS_BYTES = 1 << 16
 _BOUNDARY = b"=_twin_part_0"
 _WORDS = (
@@ -117,6 +127,28 @@ class MailboxStats:
     per_user_bytes: tuple[int, ...]
     known_messages: tuple[int, ...]
     indexed: bool
+    index_plan: IndexPlan | None = field(default=None, compare=False, repr=False)
+    """What builds the indexes elsewhere (``build_indexes``), when
+    ``populate(defer_index=True)`` left them to be built."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPlan:
+    """A maildir store ``populate`` wrote without its INBOX indexes, and what
+    ``build_indexes`` needs to build them: the same bytes drawn again from
+    the same generator (an undrawn copy of the attachment corpus), so the
+    indexes are those ``populate`` would have built itself. Small: a
+    user's drawn sizes and stamps, not the messages."""
+
+    root: str
+    domain: bytes
+    host: str
+    epoch: float
+    dirs_s: int
+    host_fsync: bool
+    corpus: _Base64Corpus
+    users: tuple[tuple[str, list[int], list[int], int], ...]
+    """(user, sizes, stamps, seen_upto) of each user with an INBOX."""
 
 
 @lru_cache(maxsize=1)
@@ -226,7 +258,10 @@ def populate(store_root: str | Path, fmt: str, population: Population,
              settings: ReadingSettings, rng: np.random.Generator,
              profiles: UserProfiles | None = None, index: bool = True,
              maildir_settings: MaildirSettings | None = None,
-             host_fsync: bool = True, files: Files | None = None) -> MailboxStats:
+             host_fsync: bool = True, files: Files | None = None,
+             defer_index: bool = False,
+             on_plan: Callable[[IndexPlan, tuple[int, ...]], None] | None = None,
+             ) -> MailboxStats:
     """Write every user's mailbox under *store_root* (created if missing).
 
     *host_fsync* is the ``CyrusBackend`` setting the indexes are built with
@@ -244,6 +279,14 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     spool files are synced before the return (the mbox delivery stage
     appends to them at once, not through the writer). The files are the
     same bytes either way. None: written at once, here.
+
+    *defer_index* (maildir, with *index*): build no index here; the stats'
+    ``index_plan`` builds them (``build_indexes``), each noting the same
+    mtime of ``new/`` and ``cur/``, which is set on them here as without.
+    *on_plan* gets that plan and the stats' ``known_messages`` as soon as
+    they are drawn, before any message is written, the users' maildir
+    folders made (a builder in another process can start at once: it reads
+    none of the message files).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
@@ -265,19 +308,24 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     scaled = profiles.mailbox_messages * settings.mailbox_scale
     counts = np.floor(scaled + rng.random(n_users)).astype(np.int64)
     history_s = settings.history_days * DAY_S
-    corpus = _Base64Corpus(_corpus_rng(rng))
+    corpus_rng = _corpus_rng(rng)
+    later = fmt == "maildir" and index and defer_index
+    # undrawn: the plan's builder draws the same bytes again
+    plan_corpus = _Base64Corpus(copy.deepcopy(corpus_rng)) if later else None
+    corpus = _Base64Corpus(corpus_rng)
     per_messages, per_bytes, known = [], [], []
     # Cyrus indexes are built as each maildir is written, from the bytes
     # written (no read back); the same files as a reconstruct afterwards
     # (a simulator's store, without host fsyncs, has this writer alone)
     backend = (CyrusBackend(root, host_fsync=host_fsync,
                             sole_writer=not host_fsync)
-               if fmt == "maildir" and index else None)
+               if fmt == "maildir" and index and not later else None)
     # what the writer gives new/ and cur/ after a user's files, and what the
     # index notes of them: a whole second (exact as a float), the epoch
     dirs_s = int(epoch)
-    unread_total = message_total = file_total = 0
+    unread_total = file_total = 0
     bytes_here = bytes_all = 0
+    drawn = []
     for user_index, user in enumerate(population.usernames):
         count = int(counts[user_index])
         sizes = _sizes(settings, float(profiles.size_median_bytes[user_index]), count,
@@ -288,56 +336,90 @@ def populate(store_root: str | Path, fmt: str, population: Population,
             user_index]
         unread_count = count if waiting else min(
             count, int(math.floor(count * settings.unread_share + rng.random())))
-        seen_upto = count - unread_count
-        args = (root, user, domain, sizes.tolist(), stamps, seen_upto, corpus)
+        drawn.append((user, sizes.tolist(), stamps, count - unread_count))
+        per_messages.append(count)
+        per_bytes.append(int(sizes.sum()))
+        known.append(0 if waiting else count)
+        unread_total += unread_count
+    message_total = sum(per_bytes)
+    plan = None
+    if later:
+        for user, *_ in drawn:  # the index builder may start at once
+            inbox = maildir_path(root, user)
+            for sub in ("tmp", "new", "cur"):
+                os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
+        plan = IndexPlan(str(root), domain, host, float(epoch), dirs_s, host_fsync,
+                         plan_corpus, tuple(drawn))
+        if on_plan is not None:
+            on_plan(plan, tuple(known))
+    for user, sizes, stamps, seen_upto in drawn:
+        args = (root, user, domain, sizes, stamps, seen_upto, corpus)
         if files is None:
             if fmt == "maildir":
-                texts: dict[str, bytes] = {}
-                written = _write_maildir(*args, host, texts)
+                texts = None if later else {}
+                written = _write_maildir(*args, host, texts, made=later)
                 if backend is not None:
                     _index_inbox(backend, root, user, texts, epoch, dirs_s, DIRECT)
+                elif later:
+                    _index_inbox(None, root, user, None, epoch, dirs_s, DIRECT)
             else:
                 written = _write_mbox(*args)
         else:
             # a share of the mailboxes is written here at once, so that both
-            # processes are busy (the writer's kernel work is the larger)
-            user_bytes = int(sizes.sum())
+            # processes are busy (the writer's kernel work is the larger),
+            # and any while the writer is behind, rather than wait for it
+            user_bytes = sum(sizes)
             here = HERE_SHARE > 0 and (
-                bytes_here <= HERE_SHARE * (bytes_all + user_bytes))
+                bytes_here <= HERE_SHARE * (bytes_all + user_bytes)
+                or files.behind())
             sink = DIRECT if here else files
             bytes_all += user_bytes
             if here:
                 bytes_here += user_bytes
             if fmt == "maildir":
-                texts = {}
-                written = _write_maildir(*args, host, texts, sink)
-                if backend is not None:
+                texts = None if later else {}
+                written = _write_maildir(*args, host, texts, sink, made=later)
+                if backend is not None or later:
                     _index_inbox(backend, root, user, texts, epoch, dirs_s, sink)
             else:
                 written = _write_mbox(*args, sink)
             if not here:
                 files.touch(user)
-        per_messages.append(count)
-        per_bytes.append(int(sizes.sum()))
-        known.append(0 if waiting else count)
-        unread_total += unread_count
-        message_total += per_bytes[-1]
         file_total += written
     if files is not None and fmt == "mbox":
         files.sync()  # mbox delivery appends at once, without waiting
-    indexed = backend is not None
+    indexed = backend is not None or later
     return MailboxStats(fmt, n_users, int(counts.sum()), unread_total, message_total,
                         file_total, max(per_bytes, default=0), tuple(per_messages),
-                        tuple(per_bytes), tuple(known), indexed)
+                        tuple(per_bytes), tuple(known), indexed, plan)
 
 
-def _index_inbox(backend: CyrusBackend, root: Path, user: str,
-                 texts: dict[str, bytes], epoch: float, dirs_s: int,
+def build_indexes(plan: IndexPlan, backend: CyrusBackend | None = None) -> None:
+    """Build the INBOX indexes ``populate(defer_index=True)`` left to build,
+    with *backend* (one over ``plan.root``, which keeps them in memory; a new
+    one when None): the same index and cache files as ``populate`` builds,
+    from the same bytes drawn again, none of the message files read (the
+    writer process may not have written them yet)."""
+    if backend is None:
+        backend = CyrusBackend(plan.root, host_fsync=plan.host_fsync,
+                               sole_writer=not plan.host_fsync)
+    corpus = copy.deepcopy(plan.corpus)  # the plan stays undrawn
+    pending_ns = plan.dirs_s * 1_000_000_000
+    for user, sizes, stamps, seen_upto in plan.users:
+        texts = {name: b"".join(pieces) for name, pieces in _maildir_pieces(
+            user, plan.domain, sizes, stamps, seen_upto, corpus, plan.host)}
+        backend.index_written(user, texts, plan.epoch, pending_ns)
+
+
+def _index_inbox(backend: CyrusBackend | None, root: Path, user: str,
+                 texts: dict[str, bytes] | None, epoch: float, dirs_s: int,
                  sink: Files) -> None:
     """Build *user*'s INBOX index from the bytes alone (*texts*, as written),
     noting *dirs_s* as the mtime of ``new/`` and ``cur/``, which *sink* gives
-    them once it has written their files: the same store whoever writes it."""
-    backend.index_written(user, texts, float(epoch), dirs_s * 1_000_000_000)
+    them once it has written their files: the same store whoever writes it.
+    No *backend*: only the mtimes (``build_indexes`` builds the index)."""
+    if backend is not None:
+        backend.index_written(user, texts, float(epoch), dirs_s * 1_000_000_000)
     inbox = str(maildir_path(root, user))
     sink.set_mtime(inbox + "/new", dirs_s)
     sink.set_mtime(inbox + "/cur", dirs_s)
@@ -346,21 +428,21 @@ def _index_inbox(backend: CyrusBackend, root: Path, user: str,
 def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
                    stamps: list[int], seen_upto: int, corpus: _Base64Corpus,
                    host: str, texts: dict[str, bytes] | None = None,
-                   files: Files | None = None) -> int:
+                   files: Files | None = None, made: bool = False) -> int:
     """Write one user's maildir (the files through *files* when given; the
-    directories here); *texts* gets each file's name in ``cur/`` and bytes."""
+    directories here, unless *made*); *texts* gets each file's name in
+    ``cur/`` and bytes."""
     inbox = maildir_path(root, user)
-    for sub in ("tmp", "new", "cur"):
-        os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
+    if not made:
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
     cur = str(inbox / "cur")
-    name = user.encode()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     total = 0
-    for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
-        info = ":2,S" if k <= seen_upto else ":2,"
-        filename = f"{stamp}.I{k:07d}.{host}{info}"
+    for size, (filename, pieces) in zip(sizes, _maildir_pieces(
+            user, domain, sizes, stamps, seen_upto, corpus, host), strict=True):
         path = f"{cur}/{filename}"
-        text = b"".join(_message(name, domain, k, stamp, size, b"", corpus))
+        text = b"".join(pieces)
         if files is not None:
             if len(text) != size:
                 raise AssertionError(f"made {len(text)} of {size} bytes for {path}")
@@ -380,6 +462,18 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
             raise AssertionError(f"wrote {wrote} of {size} bytes to {path}")
         total += size
     return total
+
+
+def _maildir_pieces(user: str, domain: bytes, sizes: list[int], stamps: list[int],
+                    seen_upto: int, corpus: _Base64Corpus, host: str):
+    """Each of one user's maildir messages: its file name in ``cur/`` and the
+    pieces of its bytes, in order (what ``_write_maildir`` writes and
+    ``build_indexes`` indexes)."""
+    name = user.encode()
+    for k, (size, stamp) in enumerate(zip(sizes, stamps, strict=True), start=1):
+        info = ":2,S" if k <= seen_upto else ":2,"
+        yield (f"{stamp}.I{k:07d}.{host}{info}",
+               _message(name, domain, k, stamp, size, b"", corpus))
 
 
 def _write_mbox(root: Path, user: str, domain: bytes, sizes: list[int],
