@@ -63,7 +63,7 @@ def runs(tmp_path_factory):
     begin = access.AccessLoad._begin
 
     def counting(self):
-        counts[mode] = (self.sent, self.waited)
+        counts[mode] = (self.sent, self.waited, self.unasked)
         return finish(self)
 
     def rescanning(self, now):
@@ -101,10 +101,13 @@ def test_sessions_in_the_worker_give_the_same_results(runs, mode):
     assert any(name.endswith("cyrus.index") for name in left)
     assert left == right
     # every session went through the worker, nearly all of them ahead
-    sent, waited = counts[mode]
+    sent, waited, _ = counts[mode]
     assert "here" not in counts
     assert sent == here.summary["access.sessions"]
     assert waited < 0.05 * sent
+    # outcomes not read when needed that had come were taken without asking
+    # (how many depends on the host's timing; over three runs, some)
+    assert sum(count[2] for count in counts.values()) > 0
 
 
 def test_blocked_sessions_go_as_early_as_a_rescan_at_every_start_sends_them(runs):
@@ -113,7 +116,7 @@ def test_blocked_sessions_go_as_early_as_a_rescan_at_every_start_sends_them(runs
     # can free it, so it goes at the same start as when every start looks
     _, counts, blocked = runs
     assert blocked["worker"] > 0 and blocked["rescan"] > 0
-    assert counts["worker"] == counts["rescan"]
+    assert counts["worker"][:2] == counts["rescan"][:2]
 
 
 def test_a_delivery_is_booked_with_the_work_of_the_real_index_update(tmp_path):

@@ -25,7 +25,8 @@ worker does each user's items in the order they came, so each user's
 deliveries and sessions reach its mailbox in simulated-time order, as in
 process; the result files are the same (``tests/test_session_worker.py``).
 Other users' items may go first: when the simulation needs an outcome it
-has not got, it asks for it (``("u", number)``) and the worker, which looks
+has not got, it takes the answers that came, and if it is not among them
+asks for it (``("u", number)``) and the worker, which looks
 at its pipe between items, plays that session (after its user's items
 queued before it) ahead of the rest of its queue: a session sent at its
 start waited ~6.7 ms behind the sessions sent ahead of the clock, ~2.2 ms
@@ -117,6 +118,8 @@ class SessionWorker:
         self._out = self._process.stdout
         widen_pipe(self._in)
         widen_pipe(self._out)
+        self._answers = _Frames(self._out.fileno())
+        """The worker's frames of answers, read as they come (``_receive``)."""
         self._items: list = []
         self._outcomes: dict[int, tuple] = {}
         self._last: dict[str, list] = {}
@@ -127,6 +130,9 @@ class SessionWorker:
         self.waited = 0
         """Sessions sent at their start, not ahead: their user's mailbox
         might have changed before (``outcome(waited=True)``)."""
+        self.unasked = 0
+        """Outcomes not read yet when needed but come, found without asking
+        (``outcome``)."""
         self.waited_s = 0.0
         """Host seconds the simulation spent waiting for outcomes not here
         yet (a diagnostic for the run's manifest, never in a result)."""
@@ -168,22 +174,16 @@ class SessionWorker:
 
     # receiving
 
-    def _receive(self) -> None:
-        """Read one frame of answers (waiting for it)."""
+    def _receive(self, wait: bool = True) -> None:
+        """Take the frames of answers that came (*wait*: at least one)."""
         try:
-            head = self._out.read(FRAME_HEAD.size)
-            data = None
-            if len(head) == FRAME_HEAD.size:
-                (size,) = FRAME_HEAD.unpack(head)
-                data = self._out.read(size)
-                if len(data) < size:
-                    data = None
+            items = self._answers.wait() if wait else self._answers.poll()
         except OSError:
-            data = None
-        if data is None:
+            items = None
+        if items is None:
             self._fail()
         outcomes = self._outcomes
-        for item in pickle.loads(data):
+        for item in items:
             kind = item[0]
             if kind == "o":
                 outcomes[item[1]] = item
@@ -195,6 +195,12 @@ class SessionWorker:
         *number* of *user* (waiting for it)."""
         outcomes = self._outcomes
         found = outcomes.pop(number, None)
+        if found is None:
+            # sent since, unasked? (the worker sends frames of answers as
+            # it goes: asking costs a round trip)
+            self._receive(wait=False)
+            found = outcomes.pop(number, None)
+            self.unasked += found is not None
         if found is None:
             # ask for it: the worker plays it before other users' sessions
             self.waited += waited
