@@ -16,8 +16,8 @@ and the access servers use:
   written instead of reading them back; the same files, noting the epoch as
   the mtime of ``new/`` and ``cur/``, which they are given), so no session of
   the simulated week pays for it; with ``index=False`` the backend rebuilds
-  it lazily at the first open; with ``defer_index=True`` (and ``files``)
-  nothing builds it here: ``MailboxStats.index_plan`` says how, and
+  it lazily at the first open; with ``defer_index=True`` nothing builds it
+  here: ``MailboxStats.index_plan`` says how, and
   ``build_indexes`` builds the same indexes from it in another process (a
   session worker, ``twin.sim.sessions``: the one that serves them, while this
   one goes on).
