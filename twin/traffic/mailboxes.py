@@ -345,9 +345,7 @@ def populate(store_root: str | Path, fmt: str, population: Population,
     plan = None
     if later:
         for user, *_ in drawn:  # the index builder may start at once
-            inbox = maildir_path(root, user)
-            for sub in ("tmp", "new", "cur"):
-                os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
+            _make_maildir(root, user)
         plan = IndexPlan(str(root), domain, host, float(epoch), dirs_s, host_fsync,
                          plan_corpus, tuple(drawn))
         if on_plan is not None:
@@ -358,10 +356,8 @@ def populate(store_root: str | Path, fmt: str, population: Population,
             if fmt == "maildir":
                 texts = None if later else {}
                 written = _write_maildir(*args, host, texts, made=later)
-                if backend is not None:
+                if backend is not None or later:
                     _index_inbox(backend, root, user, texts, epoch, dirs_s, DIRECT)
-                elif later:
-                    _index_inbox(None, root, user, None, epoch, dirs_s, DIRECT)
             else:
                 written = _write_mbox(*args)
         else:
@@ -432,10 +428,7 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
     """Write one user's maildir (the files through *files* when given; the
     directories here, unless *made*); *texts* gets each file's name in
     ``cur/`` and bytes."""
-    inbox = maildir_path(root, user)
-    if not made:
-        for sub in ("tmp", "new", "cur"):
-            os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
+    inbox = maildir_path(root, user) if made else _make_maildir(root, user)
     cur = str(inbox / "cur")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     total = 0
@@ -462,6 +455,14 @@ def _write_maildir(root: Path, user: str, domain: bytes, sizes: list[int],
             raise AssertionError(f"wrote {wrote} of {size} bytes to {path}")
         total += size
     return total
+
+
+def _make_maildir(root: Path, user: str) -> Path:
+    """Make *user*'s ``tmp/``, ``new/`` and ``cur/`` (if missing); the maildir."""
+    inbox = maildir_path(root, user)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(inbox / sub, mode=0o700, exist_ok=True)
+    return inbox
 
 
 def _maildir_pieces(user: str, domain: bytes, sizes: list[int], stamps: list[int],
